@@ -1,0 +1,269 @@
+"""The REST API: an app factory, its lifespan, auth, metrics and thin routes.
+
+Routes are plain ``def``: FastAPI runs them in its thread pool, so model, index and database
+work never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from . import __version__
+from .config import Settings
+from .embed import Embedder
+from .errors import ApiError, envelope, install_error_handlers
+from .itemindex import IndexUnavailable
+from .profiles import UnknownUser
+from .schemas import (
+    DriftOut,
+    ErrorOut,
+    EventsIn,
+    HistoryOut,
+    IngestOut,
+    ItemsIn,
+    ProfileOut,
+    RebuildOut,
+    RecommendationsOut,
+    UpsertedOut,
+    drift_out,
+    iso,
+    profile_out,
+    recommendations_out,
+)
+from .services import Services, build_services
+from .summarize import Summarizer
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+Responses = dict[int | str, dict[str, Any]]
+ERRORS: Responses = {
+    400: {"model": ErrorOut, "description": "Malformed JSON"},
+    401: {"model": ErrorOut, "description": "Missing API key (only when keys are configured)"},
+    403: {"model": ErrorOut, "description": "Wrong API key"},
+    413: {"model": ErrorOut, "description": "Body or batch too large"},
+    422: {"model": ErrorOut, "description": "Invalid request"},
+}
+USER_ERRORS: Responses = {**ERRORS, 404: {"model": ErrorOut, "description": "Unknown user"}}
+UNAVAILABLE: Responses = {503: {"model": ErrorOut, "description": "Item index not loaded"}}
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_key(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    keys = services.settings.api_keys
+    if not keys:
+        return
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <key>'")
+    offered = credentials.credentials.encode()
+    # Compare against every key, always, so timing tells nothing about which one nearly matched.
+    matches = [hmac.compare_digest(offered, key.encode()) for key in keys]
+    if not any(matches):
+        raise ApiError(403, "forbidden", "the API key is not valid")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    summarizer: Summarizer | None = None,
+    embedder: Embedder | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings, summarizer=summarizer, embedder=embedder)
+        app.state.services = services
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="interest-profiler",
+        version=__version__,
+        description="Readable interest profiles, drift and recommendations from user events.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    _install_metrics(app)
+    _install_body_limit(app)
+    app.include_router(_probes())
+    app.include_router(_v1(), prefix="/v1", dependencies=[Depends(require_key)])
+    return app
+
+
+def _probes() -> APIRouter:
+    router = APIRouter(tags=["probes"])
+
+    @router.get("/health", operation_id="health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/ready", operation_id="ready", responses={503: {"description": "Not ready"}})
+    def ready(services: ServicesDep, response: Response) -> dict[str, object]:
+        checks = {
+            "store": "ok",
+            "embedder": services.embedder.model_id,
+            "summarizer": services.summarizer.describe(),
+            "index": "ok" if services.index.loaded else services.index.problem,
+        }
+        if not services.index.loaded:
+            response.status_code = 503
+        return {"ready": services.index.loaded, "checks": checks}
+
+    return router
+
+
+def _v1() -> APIRouter:
+    router = APIRouter()
+
+    @router.put("/items", tags=["catalog"], operation_id="upsert_items", responses=ERRORS)
+    def upsert_items(body: ItemsIn, services: ServicesDep) -> UpsertedOut:
+        _check_batch(len(body.items), services)
+        return UpsertedOut(upserted=services.store.upsert_items(i.to_item() for i in body.items))
+
+    @router.post("/events", tags=["events"], operation_id="add_events", responses=ERRORS)
+    def add_events(body: EventsIn, services: ServicesDep) -> IngestOut:
+        _check_batch(len(body.events), services)
+        result = services.store.add_events([e.to_event() for e in body.events])
+        return IngestOut(**result.__dict__)
+
+    @router.get(
+        "/users/{user_id}/profile",
+        tags=["profiles"],
+        operation_id="get_profile",
+        responses=USER_ERRORS,
+    )
+    def get_profile(user_id: str, services: ServicesDep, refresh: bool = False) -> ProfileOut:
+        return profile_out(_known(services.profiler.current, user_id, refresh=refresh))
+
+    @router.get(
+        "/users/{user_id}/profiles",
+        tags=["profiles"],
+        operation_id="get_profile_history",
+        responses=USER_ERRORS,
+    )
+    def get_history(
+        user_id: str,
+        services: ServicesDep,
+        limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    ) -> HistoryOut:
+        profiles = _known(services.profiler.history, user_id, limit=limit)
+        return HistoryOut(user_id=user_id, profiles=[profile_out(p) for p in profiles])
+
+    @router.get(
+        "/users/{user_id}/drift", tags=["profiles"], operation_id="get_drift", responses=USER_ERRORS
+    )
+    def get_drift(user_id: str, services: ServicesDep) -> DriftOut:
+        return drift_out(_known(services.profiler.drift, user_id))
+
+    @router.get(
+        "/users/{user_id}/recommendations",
+        tags=["recommendations"],
+        operation_id="get_recommendations",
+        responses={**USER_ERRORS, **UNAVAILABLE},
+    )
+    def get_recommendations(
+        user_id: str, services: ServicesDep, k: Annotated[int, Query(ge=1, le=1000)] = 10
+    ) -> RecommendationsOut:
+        profile = _known(services.profiler.current, user_id)
+        try:
+            items = services.recommender.recommend(profile, k)
+        except IndexUnavailable as error:
+            raise ApiError(503, "index_unavailable", str(error)) from error
+        return recommendations_out(user_id, items)
+
+    @router.delete(
+        "/users/{user_id}",
+        tags=["profiles"],
+        operation_id="delete_user",
+        status_code=204,
+        responses=USER_ERRORS,
+    )
+    def delete_user(user_id: str, services: ServicesDep) -> Response:
+        if not services.store.delete_user(user_id):
+            raise ApiError(404, "unknown_user", f"no events for user {user_id!r}")
+        return Response(status_code=204)
+
+    @router.post(
+        "/index/rebuild",
+        tags=["index"],
+        operation_id="rebuild_index",
+        responses={**ERRORS, 409: {"model": ErrorOut, "description": "Empty catalog"}},
+    )
+    def rebuild_index(services: ServicesDep) -> RebuildOut:
+        try:
+            manifest = services.index.rebuild(services.store)
+        except IndexUnavailable as error:
+            raise ApiError(409, "empty_catalog", str(error)) from error
+        return RebuildOut(**{**manifest.__dict__, "built_at": iso(manifest.built_at)})
+
+    return router
+
+
+def _known(fetch, user_id: str, **options):  # type: ignore[no-untyped-def]
+    try:
+        return fetch(user_id, **options)
+    except UnknownUser:
+        raise ApiError(404, "unknown_user", f"no events for user {user_id!r}") from None
+
+
+def _check_batch(size: int, services: Services) -> None:
+    limit = services.settings.max_batch
+    if size > limit:
+        raise ApiError(413, "batch_too_large", f"{size} records in one batch; the limit is {limit}")
+
+
+def _install_metrics(app: FastAPI) -> None:
+    registry = CollectorRegistry()  # per app, so several apps (tests) never collide
+    requests = Counter(
+        "iprof_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "iprof_request_seconds", "HTTP request latency", ["method", "route"], registry=registry
+    )
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        latency.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", tags=["probes"], operation_id="metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _install_body_limit(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return envelope(
+                413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+            )
+        return await call_next(request)

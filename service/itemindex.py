@@ -1,0 +1,264 @@
+"""The FAISS item index: build, load, search, with a manifest that says what it is.
+
+Layout under the index directory::
+
+    CURRENT                      name of the build being served (replaced atomically)
+    builds/<build id>/index.faiss
+    builds/<build id>/item_ids.json
+    builds/<build id>/vectors.npy  the item embeddings (ranking reuses them)
+    builds/<build id>/manifest.json
+
+A build is written completely into its own folder before ``CURRENT`` points at it, so a reader
+never sees half an index and a crash mid-build leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embed import Embedder
+from .models import Item
+
+FORMAT_VERSION = 1
+# Below this many items exact search is fast enough (a few ms) and has perfect recall.
+EXACT_SEARCH_LIMIT = 50_000
+KEEP_BUILDS = 2
+
+
+class IndexUnavailable(RuntimeError):
+    """The index is missing, unreadable or does not fit the service."""
+
+
+class IndexMismatch(IndexUnavailable):
+    pass
+
+
+class IndexMissing(IndexUnavailable):
+    pass
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    factory: str
+    metric: str
+    embedder: str
+    dimension: int
+    count: int
+    source_hash: str
+    built_at: float
+    build_id: str
+    nprobe: int
+    faiss_version: str
+
+
+def choose_factory(count: int) -> tuple[str, int]:
+    """(FAISS factory string, default nprobe) for a catalog of ``count`` items."""
+    if count < EXACT_SEARCH_LIMIT:
+        return "Flat", 0
+    lists = 2 ** round(math.log2(4 * math.sqrt(count)))
+    return f"IVF{lists},Flat", max(8, lists // 32)
+
+
+class ItemIndex:
+    def __init__(
+        self, index: Any, item_ids: list[str], vectors: np.ndarray, manifest: Manifest
+    ) -> None:
+        self._index = index
+        self.item_ids = item_ids
+        self.vectors = vectors
+        self.manifest = manifest
+        self._rows = {item_id: row for row, item_id in enumerate(item_ids)}
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def search(
+        self, queries: np.ndarray, k: int, nprobe: int | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top ``k`` (item id, cosine similarity) per query row."""
+        import faiss
+
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = min(k, len(self.item_ids))
+        params = None
+        if self.manifest.nprobe:
+            # Per call, never set on the shared index: concurrent searches stay independent.
+            params = faiss.SearchParametersIVF(nprobe=nprobe or self.manifest.nprobe)  # type: ignore[call-arg]
+        scores, rows = self._index.search(queries, k, params=params)  # type: ignore[attr-defined]
+        return [
+            [(self.item_ids[r], float(s)) for r, s in zip(row_ids, row_scores) if r >= 0]
+            for row_ids, row_scores in zip(rows, scores)
+        ]
+
+    def vectors_of(self, item_ids: Iterable[str]) -> np.ndarray:
+        rows = [self._rows[i] for i in item_ids if i in self._rows]
+        return np.asarray(self.vectors[rows], dtype=np.float32).reshape(len(rows), -1)
+
+
+class SourceHash:
+    """Identifies what an index was built from: item ids and the exact texts embedded."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def add(self, items: Sequence[Item]) -> list[str]:
+        texts = [item.embedding_text() for item in items]
+        for item, text in zip(items, texts):
+            self._digest.update(f"{item.item_id}\x00{text}\x00".encode())
+        return texts
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:16]
+
+
+def catalog_hash(chunks: Iterable[Sequence[Item]]) -> str:
+    source = SourceHash()
+    for chunk in chunks:
+        source.add(chunk)
+    return source.hexdigest()
+
+
+def build_index(
+    chunks: Iterable[Sequence[Item]], embedder: Embedder, root: Path, progress: bool = True
+) -> Manifest:
+    """Embed every item, build the index into a new folder, then make it current."""
+    import faiss
+    from tqdm import tqdm
+
+    item_ids: list[str] = []
+    parts: list[np.ndarray] = []
+    source = SourceHash()
+    with tqdm(desc="embedding items", unit="item", disable=not progress) as bar:
+        for chunk in chunks:
+            texts = source.add(chunk)
+            parts.append(embedder.encode(texts))
+            item_ids.extend(item.item_id for item in chunk)
+            bar.update(len(chunk))
+    if not item_ids:
+        raise IndexMissing("the catalog is empty: add items before building the index")
+    vectors = np.concatenate(parts)
+    factory, nprobe = choose_factory(len(item_ids))
+    index = faiss.index_factory(embedder.dimension, factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        index.train(vectors)
+    index.add(vectors)
+    build_id = time.strftime("%Y%m%dT%H%M%S") + f"-{source.hexdigest()[:8]}"
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        factory=factory,
+        metric="inner_product",
+        embedder=embedder.model_id,
+        dimension=embedder.dimension,
+        count=len(item_ids),
+        source_hash=source.hexdigest(),
+        built_at=time.time(),
+        build_id=build_id,
+        nprobe=nprobe,
+        faiss_version=faiss.__version__,
+    )
+    _write_build(root, index, item_ids, vectors, manifest)
+    return manifest
+
+
+def _write_build(
+    root: Path, index: Any, item_ids: list[str], vectors: np.ndarray, manifest: Manifest
+) -> None:
+    import faiss
+
+    builds = root / "builds"
+    staging = builds / f".{manifest.build_id}.partial"
+    final = builds / manifest.build_id
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    faiss.write_index(index, str(staging / "index.faiss"))
+    (staging / "item_ids.json").write_text(json.dumps(item_ids))
+    np.save(staging / "vectors.npy", vectors)
+    (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+    for path in staging.iterdir():
+        _fsync(path)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+    _point_current(root, manifest.build_id)
+    _prune(builds, keep=manifest.build_id)
+
+
+def _point_current(root: Path, build_id: str) -> None:
+    pointer = root / "CURRENT.tmp"
+    pointer.write_text(build_id + "\n")
+    _fsync(pointer)
+    os.replace(pointer, root / "CURRENT")
+
+
+def _prune(builds: Path, keep: str) -> None:
+    finished = sorted(p for p in builds.iterdir() if not p.name.startswith("."))
+    for old in [p for p in finished if p.name != keep][: -(KEEP_BUILDS - 1) or None]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def current_build(root: Path) -> Path:
+    pointer = root / "CURRENT"
+    if not pointer.is_file():
+        raise IndexMissing(f"no item index in {root}: run `iprof build-index` (or `iprof demo`)")
+    folder = root / "builds" / pointer.read_text().strip()
+    if not (folder / "manifest.json").is_file():
+        raise IndexMissing(f"{pointer} names {folder.name}, which is missing: rebuild the index")
+    return folder
+
+
+def read_manifest(folder: Path) -> Manifest:
+    try:
+        return Manifest(**json.loads((folder / "manifest.json").read_text()))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise IndexMismatch(
+            f"unreadable manifest in {folder}: {error}; rebuild the index"
+        ) from error
+
+
+def load_index(root: Path, embedder: Embedder) -> ItemIndex:
+    """Load the current build; refuse one made for another embedder or format."""
+    import faiss
+
+    folder = current_build(root)
+    manifest = read_manifest(folder)
+    problem = _mismatch(manifest, embedder)
+    if problem:
+        raise IndexMismatch(f"index {manifest.build_id} {problem}: run `iprof build-index`")
+    try:
+        index = faiss.read_index(str(folder / "index.faiss"))
+        item_ids = json.loads((folder / "item_ids.json").read_text())
+        vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+    except (RuntimeError, OSError, ValueError) as error:
+        raise IndexMismatch(
+            f"index {manifest.build_id} cannot be read ({error}): rebuild it"
+        ) from error
+    if index.ntotal != manifest.count or len(item_ids) != manifest.count:
+        raise IndexMismatch(f"index {manifest.build_id} holds other counts than its manifest says")
+    return ItemIndex(index, item_ids, vectors, manifest)
+
+
+def _mismatch(manifest: Manifest, embedder: Embedder) -> str | None:
+    if manifest.format_version != FORMAT_VERSION:
+        return f"has format {manifest.format_version}, this service reads {FORMAT_VERSION}"
+    if manifest.embedder != embedder.model_id or manifest.dimension != embedder.dimension:
+        return (
+            f"was built with {manifest.embedder} (dimension {manifest.dimension}) but the "
+            f"service embeds with {embedder.model_id} (dimension {embedder.dimension})"
+        )
+    return None

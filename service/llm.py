@@ -1,0 +1,240 @@
+"""The LLM summarizer: a causal LM (optionally 4- or 8-bit through bitsandbytes) writes the
+profile as JSON; every answer is validated and an unusable one falls back to the extractive
+summary, with the reason recorded in the profile's provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Settings
+from .extractive import ExtractiveSummarizer
+from .models import Summary, Window
+from .prompts import PromptTemplate, RenderedPrompt, load_template
+from .summarize import MAX_INTERESTS, InvalidAnswer, parse_answer
+
+PROMPT_NAME = "profile"
+# The newest events say most about current interests; older ones only cost prompt tokens.
+MAX_PROMPT_EVENTS = 40
+MAX_TEXT_CHARS = 160
+OUTPUT_EXCERPT_CHARS = 300
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+
+
+def quantization_config(quantization: str, on_gpu: bool) -> Any:
+    """The ``BitsAndBytesConfig`` for a mode, or None for full precision."""
+    if quantization == "none":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+        import torch
+        from transformers import BitsAndBytesConfig
+    except ImportError as error:
+        raise ModelLoadError(
+            f"IPROF_LLM_QUANT={quantization} needs bitsandbytes: pip install "
+            "'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+        ) from error
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)  # LLM.int8 computes in float16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        # bf16 matmuls on GPU; CPU kernels want float32.
+        bnb_4bit_compute_dtype=torch.bfloat16 if on_gpu else torch.float32,
+    )
+
+
+def describe_event_line(window_event: Any) -> str:
+    """One prompt line per event. Item text is untrusted: angle brackets are neutralised so it
+    cannot close the <items> block, and newlines are folded so it cannot start a new section."""
+    event, item = window_event.event, window_event.item
+    action = event.type if event.value is None else f"{event.type} {event.value:g}"
+    if item is None:
+        return f"{_clean(event.item_id)} | {_clean(action)} | (unknown item) | | "
+    fields = [
+        item.item_id,
+        action,
+        item.title,
+        ", ".join(item.categories),
+        item.text[:MAX_TEXT_CHARS],
+    ]
+    return " | ".join(_clean(field) for field in fields)
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("<", "\u2039").replace(">", "\u203a").split())
+
+
+class LLMSummarizer:
+    name = "llm"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        quantization: str,
+        fallback: ExtractiveSummarizer,
+        template: PromptTemplate | None = None,
+        max_new_tokens: int = 384,
+        batch_size: int = 8,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.quantization = quantization
+        self.fallback = fallback
+        self.template = template or load_template(PROMPT_NAME)
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+
+    @classmethod
+    def load(cls, settings: Settings, fallback: ExtractiveSummarizer) -> LLMSummarizer:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_id, quantization = str(settings.llm_model), settings.llm_quant
+        on_gpu = torch.cuda.is_available()
+        options: dict[str, Any] = {"dtype": torch.bfloat16 if on_gpu else torch.float32}
+        if quantization == "int8":
+            options["dtype"] = torch.float16  # else bitsandbytes casts (and warns) on every call
+        config = quantization_config(quantization, on_gpu)
+        if config is not None:
+            options["quantization_config"] = config
+            options["device_map"] = "auto" if on_gpu else "cpu"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+            model = AutoModelForCausalLM.from_pretrained(model_id, **options)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"cannot load IPROF_LLM_MODEL={model_id!r}: {error}") from error
+        if config is None and on_gpu:
+            model = model.to("cuda")  # type: ignore[arg-type]
+        model.eval()
+        return cls(
+            model,
+            tokenizer,
+            model_id=model_id,
+            quantization=quantization,
+            fallback=fallback,
+            max_new_tokens=settings.llm_max_new_tokens,
+            batch_size=settings.llm_batch_size,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"summarizer": self.name, "model": self.model_id, "quantization": self.quantization}
+
+    def render(self, window: Window) -> RenderedPrompt:
+        """The prompt for a window, cut to the context budget by dropping the oldest events."""
+        newest_first = list(reversed(window.events))[:MAX_PROMPT_EVENTS]
+        while True:
+            prompt = self.template.render(
+                events="\n".join(describe_event_line(e) for e in newest_first),
+                max_interests=MAX_INTERESTS,
+            )
+            if len(newest_first) <= 1 or self._prompt_tokens(prompt) <= self._prompt_budget():
+                return prompt
+            newest_first = newest_first[: max(1, len(newest_first) * 3 // 4)]
+
+    def _prompt_budget(self) -> int:
+        context = getattr(self.model.config, "max_position_embeddings", None) or 4096
+        return min(context, self.tokenizer.model_max_length) - self.max_new_tokens
+
+    def _prompt_tokens(self, prompt: RenderedPrompt) -> int:
+        return len(self.tokenizer(self._chat_text(prompt), add_special_tokens=False)["input_ids"])
+
+    def summarize(self, windows: Sequence[Window]) -> list[Summary]:
+        summaries: list[Summary] = []
+        for start in range(0, len(windows), self.batch_size):
+            batch = windows[start : start + self.batch_size]
+            prompts = [self.render(window) for window in batch]
+            started = time.perf_counter()
+            generations = self.generate(prompts)
+            per_window_ms = (time.perf_counter() - started) * 1000 / len(batch)
+            summaries.extend(
+                self._summary(window, prompt, generation, per_window_ms)
+                for window, prompt, generation in zip(batch, prompts, generations)
+            )
+        return summaries
+
+    def generate(self, prompts: Sequence[RenderedPrompt]) -> list[Generation]:
+        """Greedy generation for a batch of prompts, left-padded to one length."""
+        import torch
+
+        texts = [self._chat_text(prompt) for prompt in prompts]
+        encoded = self.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.model.device)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        prompt_length = encoded["input_ids"].shape[1]
+        new_tokens = output[:, prompt_length:]
+        decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        pad = self.tokenizer.pad_token_id
+        return [
+            Generation(
+                text=text,
+                prompt_tokens=int(mask.sum()),
+                new_tokens=int((row != pad).sum()),
+            )
+            for text, mask, row in zip(decoded, encoded["attention_mask"], new_tokens)
+        ]
+
+    def _chat_text(self, prompt: RenderedPrompt) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+            ]
+            return str(
+                self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=False
+                )
+            )
+        return f"{prompt.system}\n\n{prompt.user}\n"
+
+    def _summary(
+        self, window: Window, prompt: RenderedPrompt, generation: Generation, duration_ms: float
+    ) -> Summary:
+        provenance = {
+            **self.describe(),
+            "prompt_hash": prompt.hash,
+            "prompt_template": f"{self.template.name}@{self.template.hash}",
+            "generation": {"do_sample": False, "max_new_tokens": self.max_new_tokens},
+            "tokens": {"prompt": generation.prompt_tokens, "generated": generation.new_tokens},
+            "fallback_reason": None,
+            "duration_ms": round(duration_ms, 2),
+        }
+        try:
+            text, interests = parse_answer(generation.text, window)
+        except InvalidAnswer as reason:
+            fallback = self.fallback.summarize_one(window, fallback_reason=str(reason))
+            provenance.update(
+                summarizer=self.fallback.name,
+                fallback_reason=str(reason),
+                llm_output_excerpt=generation.text[:OUTPUT_EXCERPT_CHARS],
+            )
+            return Summary(fallback.summary, fallback.interests, provenance)
+        return Summary(text, interests, provenance)

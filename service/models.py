@@ -1,0 +1,113 @@
+"""Domain records shared by the store, the profiler and the recommender (not wire types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    title: str
+    text: str = ""
+    categories: tuple[str, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def embedding_text(self) -> str:
+        """What the item index embeds: title, categories, then the description."""
+        parts = [self.title]
+        if self.categories:
+            parts.append(", ".join(self.categories))
+        if self.text:
+            parts.append(self.text)
+        return ". ".join(parts)
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    ts: float
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class WindowEvent:
+    """An event joined with its item (None when the item is not in the catalog yet)."""
+
+    event: Event
+    item: Item | None
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int
+    start: float
+    end: float
+    closed: bool
+    events: tuple[WindowEvent, ...]
+
+    @property
+    def item_ids(self) -> list[str]:
+        return list(dict.fromkeys(we.event.item_id for we in self.events))
+
+    @property
+    def info(self) -> WindowInfo:
+        return WindowInfo(self.index, self.start, self.end, len(self.events), self.closed)
+
+
+@dataclass(frozen=True)
+class Interest:
+    label: str
+    weight: float
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a summarizer produces for one window, with how it was made."""
+
+    summary: str
+    interests: tuple[Interest, ...]
+    provenance: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """Where a stored profile's window lies, without its events."""
+
+    index: int
+    start: float
+    end: float
+    events: int
+    closed: bool
+
+
+@dataclass(frozen=True)
+class Profile:
+    user_id: str
+    window: WindowInfo
+    summary: str
+    interests: tuple[Interest, ...]
+    embedding: np.ndarray
+    provenance: dict[str, Any]
+    events_hash: str
+    created_at: float
+    drift_score: float | None = None
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    user_id: str
+    drift_detected: bool
+    score: float | None
+    threshold: float
+    current_window: WindowInfo | None
+    reference_window: list[WindowInfo]
+    gained: list[str]
+    lost: list[str]

@@ -1,0 +1,162 @@
+"""From a user's events to stored profiles: windows, summaries, embeddings, drift scores.
+
+A window's profile is regenerated only when its events (or their items) changed, so reading a
+profile is cheap once it exists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from .config import Settings
+from .drift import drift_history, drift_report
+from .embed import Embedder, normalize_rows
+from .models import DriftReport, Profile, Summary, Window
+from .store import Store
+from .summarize import Summarizer
+from .windows import cut_windows, events_hash
+
+# The profile embedding leans on the interests (what drift and retrieval care about) and keeps
+# some of the summary sentence for nuance the labels miss.
+INTEREST_SHARE = 0.7
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+class Profiler:
+    def __init__(
+        self,
+        store: Store,
+        summarizer: Summarizer,
+        embedder: Embedder,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.summarizer = summarizer
+        self.embedder = embedder
+        self.settings = settings
+        self.clock = clock
+        self._user_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def current(self, user_id: str, refresh: bool = False) -> Profile:
+        return self.update(user_id, refresh=refresh)[-1]
+
+    def history(self, user_id: str, limit: int | None = None) -> list[Profile]:
+        profiles = self.update(user_id)
+        return profiles if limit is None else profiles[-limit:]
+
+    def drift(self, user_id: str) -> DriftReport:
+        profiles = self.update(user_id)
+        report = drift_report(user_id, profiles, self.settings)
+        self.store.save_drift_report(report)
+        return report
+
+    def update(self, user_id: str, refresh: bool = False) -> list[Profile]:
+        """Bring the user's stored profiles up to date; return them, oldest first.
+
+        ``refresh`` regenerates the newest window's profile even if its events did not change.
+        """
+        with self._lock_for(user_id):
+            windows = self._profiled_windows(user_id)
+            stored = {p.window.index: p for p in self.store.profiles(user_id)}
+            stale = [
+                w
+                for w in windows
+                if w.index not in stored
+                or stored[w.index].events_hash != events_hash(w)
+                or (refresh and w is windows[-1])
+            ]
+            fresh = {p.window.index: p for p in self._make_profiles(user_id, stale)}
+            profiles = [fresh.get(w.index) or stored[w.index] for w in windows]
+            profiles = self._with_drift_scores(profiles)
+            for profile in profiles:
+                before = stored.get(profile.window.index)
+                if (
+                    profile.window.index in fresh
+                    or before is None
+                    or (before.drift_score != profile.drift_score)
+                ):
+                    self.store.save_profile(profile)
+            self.store.delete_profiles_after(user_id, windows[-1].index)
+            return profiles
+
+    def _profiled_windows(self, user_id: str) -> list[Window]:
+        """Closed windows, plus the open one once it holds enough events to say something
+        (or when it is all there is)."""
+        events = self.store.user_events(user_id)
+        if not events:
+            raise UnknownUser(user_id)
+        items = self.store.get_items(e.item_id for e in events)
+        windows = cut_windows(events, items, self.settings.window_spec, self.clock())
+        usable = [
+            w for w in windows if w.closed or len(w.events) >= self.settings.min_window_events
+        ]
+        return usable or windows[-1:]
+
+    def _make_profiles(self, user_id: str, windows: Sequence[Window]) -> list[Profile]:
+        if not windows:
+            return []
+        started = time.perf_counter()
+        summaries = self.summarizer.summarize(windows)
+        embeddings = self.embed_summaries(summaries)
+        per_window_ms = (time.perf_counter() - started) * 1000 / len(windows)
+        now = self.clock()
+        return [
+            Profile(
+                user_id=user_id,
+                window=window.info,
+                summary=summary.summary,
+                interests=summary.interests,
+                embedding=embedding,
+                provenance=self._provenance(summary, window, per_window_ms),
+                events_hash=events_hash(window),
+                created_at=now,
+            )
+            for window, summary, embedding in zip(windows, summaries, embeddings)
+        ]
+
+    def embed_summaries(self, summaries: Sequence[Summary]) -> np.ndarray:
+        """One embedding per summary: its interests (by weight) mixed with its sentence."""
+        texts: list[str] = []
+        for summary in summaries:
+            texts.append(summary.summary)
+            texts.extend(interest.label for interest in summary.interests)
+        vectors = self.embedder.encode(texts)
+        rows, position = [], 0
+        for summary in summaries:
+            sentence = vectors[position]
+            labels = vectors[position + 1 : position + 1 + len(summary.interests)]
+            position += 1 + len(summary.interests)
+            if len(labels) == 0:
+                rows.append(sentence)
+                continue
+            weights = np.array([i.weight for i in summary.interests], dtype=np.float32)
+            interests = normalize_rows(weights @ labels)
+            rows.append(INTEREST_SHARE * interests + (1 - INTEREST_SHARE) * sentence)
+        return normalize_rows(np.stack(rows))
+
+    def _provenance(self, summary: Summary, window: Window, per_window_ms: float) -> dict:
+        return {
+            **summary.provenance,
+            "embedder": self.embedder.model_id,
+            "window": str(self.settings.window_spec),
+            "events_hash": events_hash(window),
+            "duration_ms": round(per_window_ms, 2),
+        }
+
+    def _with_drift_scores(self, profiles: list[Profile]) -> list[Profile]:
+        points = drift_history(profiles, self.settings)
+        return [replace(p, drift_score=point.score) for p, point in zip(profiles, points)]
+
+    def _lock_for(self, user_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._user_locks.setdefault(user_id, threading.Lock())

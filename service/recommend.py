@@ -1,0 +1,167 @@
+"""Recommendations: candidates from several sources, fused into one ranking, each with a reason.
+
+Sources: one FAISS search per interest (so a minor interest is served too, not drowned by the
+main one), one for the whole profile, items co-consumed with the user's recent items, and
+popularity. Reciprocal-rank fusion combines them without calibrating their score scales
+against each other; the source that contributed most to an item gives its reason.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .embed import Embedder, normalize_rows
+from .itemindex import ItemIndex
+from .models import Profile
+from .store import Store
+
+RRF_K = 60
+RECENT_ANCHORS = 10
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    interests: float = 1.0  # shared among the interests by their weights
+    profile: float = 0.3
+    co_consumed: float = 0.5
+    popularity: float = 0.15
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    reason: str
+
+
+@dataclass
+class _Candidates:
+    """A ranked list from one source, its weight in the fusion and how to explain a hit."""
+
+    ranked: list[str]
+    weight: float
+    reason: Callable[[str], str]
+
+
+class Recommender:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        index: Callable[[], ItemIndex],
+        weights: FusionWeights | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index = index
+        self.weights = weights or FusionWeights()
+        self._popularity: tuple[int, list[tuple[str, int]]] = (-1, [])
+        self._popularity_lock = threading.Lock()
+
+    def recommend(self, profile: Profile, k: int) -> list[Recommendation]:
+        index = self.index()
+        seen = self.store.user_item_ids(profile.user_id)
+        depth = min(len(index), k + len(seen) + 50)
+        sources = [
+            *self._interest_candidates(profile, index, depth),
+            self._profile_candidates(profile, index, depth),
+            self._co_consumed_candidates(profile.user_id, depth),
+            self._popular_candidates(depth + len(seen)),
+        ]
+        return fuse(sources, seen, k)
+
+    def _interest_candidates(
+        self, profile: Profile, index: ItemIndex, depth: int
+    ) -> list[_Candidates]:
+        if not profile.interests:
+            return []
+        labels = self.embedder.encode([i.label for i in profile.interests])
+        queries = []
+        for interest, label_vector in zip(profile.interests, labels):
+            # The label says what, the evidence items say which kind: average both.
+            evidence = index.vectors_of(interest.evidence)
+            taste = evidence.mean(axis=0) if len(evidence) else label_vector
+            queries.append(normalize_rows(label_vector + taste))
+        hits = index.search(np.stack(queries), depth)
+        return [
+            _Candidates(
+                ranked=[item_id for item_id, _ in ranked],
+                weight=self.weights.interests * interest.weight,
+                reason=_matches(interest.label),
+            )
+            for interest, ranked in zip(profile.interests, hits)
+        ]
+
+    def _profile_candidates(self, profile: Profile, index: ItemIndex, depth: int) -> _Candidates:
+        ranked = index.search(profile.embedding, depth)[0]
+        return _Candidates(
+            ranked=[item_id for item_id, _ in ranked],
+            weight=self.weights.profile,
+            reason=lambda _: "close to your recent profile as a whole",
+        )
+
+    def _co_consumed_candidates(self, user_id: str, depth: int) -> _Candidates:
+        recent = list(dict.fromkeys(e.item_id for e in reversed(self.store.user_events(user_id))))
+        anchors = recent[:RECENT_ANCHORS]
+        popularity = dict(self._popular(10_000))
+        score: dict[str, float] = defaultdict(float)
+        best_anchor: dict[str, tuple[int, str]] = {}
+        for anchor, other, together in self.store.co_consumed(user_id, anchors, depth * 20):
+            # Dividing by sqrt(popularity) keeps blockbusters from being everyone's neighbour.
+            score[other] += together / math.sqrt(popularity.get(other, together))
+            best_anchor[other] = max(best_anchor.get(other, (0, "")), (together, anchor))
+        titles = self.store.get_items(anchor for _, anchor in best_anchor.values())
+
+        def reason(item_id: str) -> str:
+            anchor = best_anchor[item_id][1]
+            title = titles[anchor].title if anchor in titles else anchor
+            return f"people who chose '{title}' also chose this"
+
+        return _Candidates(
+            sorted(score, key=score.__getitem__, reverse=True), self.weights.co_consumed, reason
+        )
+
+    def _popular_candidates(self, depth: int) -> _Candidates:
+        ranked = [item_id for item_id, _ in self._popular(depth)]
+        return _Candidates(ranked, self.weights.popularity, lambda _: "popular with other users")
+
+    def _popular(self, limit: int) -> list[tuple[str, int]]:
+        """Popularity, recomputed only when new events arrived since the last time."""
+        events = self.store.count_events()
+        with self._popularity_lock:
+            cached_events, ranked = self._popularity
+            if cached_events != events or len(ranked) < limit:
+                ranked = self.store.popularity(max(limit, 10_000))
+                self._popularity = (events, ranked)
+        return ranked[:limit]
+
+
+def _matches(label: str) -> Callable[[str], str]:
+    return lambda _: f"matches your interest '{label}'"
+
+
+def fuse(sources: Sequence[_Candidates], seen: set[str], k: int) -> list[Recommendation]:
+    """Weighted reciprocal-rank fusion; never an item in ``seen``."""
+    score: dict[str, float] = defaultdict(float)
+    best: dict[str, tuple[float, int]] = {}
+    for position, source in enumerate(sources):
+        rank = 0
+        for item_id in source.ranked:
+            if item_id in seen:
+                continue
+            rank += 1
+            contribution = source.weight / (RRF_K + rank)
+            score[item_id] += contribution
+            if contribution > best.get(item_id, (0.0, -1))[0]:
+                best[item_id] = (contribution, position)
+    top = sorted(score, key=lambda i: (-score[i], i))[:k]
+    # Scores are scaled by 1000 only to make them readable; they are comparable within a list.
+    return [
+        Recommendation(i, round(score[i] * 1000, 4), sources[best[i][1]].reason(i)) for i in top
+    ]

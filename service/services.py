@@ -1,0 +1,93 @@
+"""The service's parts, built once (by the app's lifespan or by a CLI command) and shared."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .embed import Embedder, load_embedder
+from .itemindex import IndexUnavailable, ItemIndex, Manifest, build_index, load_index
+from .profiles import Profiler
+from .recommend import Recommender
+from .store import Store
+from .summarize import Summarizer, build_summarizer
+
+log = logging.getLogger(__name__)
+
+
+class IndexHolder:
+    """The index being served. A rebuild swaps in the new one with a single assignment, so a
+    search in flight finishes on the old index and none ever fails for the swap."""
+
+    def __init__(self, root: Path, embedder: Embedder) -> None:
+        self.root = root
+        self.embedder = embedder
+        self._index: ItemIndex | None = None
+        self.problem: str | None = "not loaded yet"
+        self._rebuild_lock = threading.Lock()
+
+    def get(self) -> ItemIndex:
+        index = self._index
+        if index is None:
+            raise IndexUnavailable(self.problem or "no item index loaded")
+        return index
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    def load(self) -> None:
+        try:
+            self._index = load_index(self.root, self.embedder)
+            self.problem = None
+        except IndexUnavailable as error:
+            self.problem = str(error)
+            log.warning("item index not loaded: %s", error)
+
+    def rebuild(self, store: Store, progress: bool = False) -> Manifest:
+        with self._rebuild_lock:
+            manifest = build_index(store.iter_items(), self.embedder, self.root, progress)
+            self._index = load_index(self.root, self.embedder)
+            self.problem = None
+            return manifest
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    embedder: Embedder
+    summarizer: Summarizer
+    profiler: Profiler
+    recommender: Recommender
+    index: IndexHolder
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    summarizer: Summarizer | None = None,
+    embedder: Embedder | None = None,
+    load_item_index: bool = True,
+) -> Services:
+    store = Store(settings.database_path)
+    embedder = embedder or load_embedder(settings.embed_model, settings.embed_batch_size)
+    summarizer = summarizer or build_summarizer(settings)
+    holder = IndexHolder(settings.index_dir, embedder)
+    if load_item_index:
+        holder.load()
+    return Services(
+        settings=settings,
+        store=store,
+        embedder=embedder,
+        summarizer=summarizer,
+        profiler=Profiler(store, summarizer, embedder, settings),
+        recommender=Recommender(store, embedder, holder.get),
+        index=holder,
+    )

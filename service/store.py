@@ -1,0 +1,423 @@
+"""SQLite store: items, events, profiles and drift reports, with named migrations.
+
+WAL mode with ``synchronous=FULL``: a write is acknowledged only after its transaction is on
+disk, so an acknowledged batch survives a crash of the process or of the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .models import DriftReport, Event, Interest, Item, Profile, WindowInfo
+
+# Append-only: a released migration is never edited, a schema change is a new entry.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_items",
+        """
+        CREATE TABLE items (
+            item_id    TEXT PRIMARY KEY,
+            title      TEXT NOT NULL,
+            text       TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '[]',
+            attributes TEXT NOT NULL DEFAULT '{}',
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        "0002_events",
+        """
+        CREATE TABLE events (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id    TEXT NOT NULL UNIQUE,
+            user_id     TEXT NOT NULL,
+            item_id     TEXT NOT NULL,
+            type        TEXT NOT NULL,
+            ts          REAL NOT NULL,
+            value       REAL,
+            received_at REAL NOT NULL
+        );
+        CREATE INDEX events_by_user ON events (user_id, ts, seq);
+        CREATE INDEX events_by_item ON events (item_id, user_id);
+        """,
+    ),
+    (
+        "0003_profiles",
+        """
+        CREATE TABLE profiles (
+            user_id      TEXT NOT NULL,
+            window_index INTEGER NOT NULL,
+            window_start REAL NOT NULL,
+            window_end   REAL NOT NULL,
+            n_events     INTEGER NOT NULL,
+            closed       INTEGER NOT NULL,
+            summary      TEXT NOT NULL,
+            interests    TEXT NOT NULL,
+            embedding    BLOB NOT NULL,
+            provenance   TEXT NOT NULL,
+            events_hash  TEXT NOT NULL,
+            drift_score  REAL,
+            created_at   REAL NOT NULL,
+            PRIMARY KEY (user_id, window_index)
+        );
+        """,
+    ),
+    (
+        "0004_drift_reports",
+        """
+        CREATE TABLE drift_reports (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id       TEXT NOT NULL,
+            window_index  INTEGER NOT NULL,
+            score         REAL,
+            threshold     REAL NOT NULL,
+            detected      INTEGER NOT NULL,
+            report        TEXT NOT NULL,
+            created_at    REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX drift_by_user_window ON drift_reports (user_id, window_index);
+        """,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    unknown_items: int
+
+
+class Store:
+    """One connection guarded by a lock: SQLite serialises writers anyway, and this keeps
+    "database is locked" away from callers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self.migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # --- migrations -------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded; return the names applied now."""
+        with self.transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+            )
+            done = {row["name"] for row in conn.execute("SELECT name FROM _migrations")}
+            applied = []
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                applied.append(name)
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        return [row["name"] for row in self._query("SELECT name FROM _migrations ORDER BY name")]
+
+    # --- items ------------------------------------------------------------------------------
+
+    def upsert_items(self, items: Iterable[Item]) -> int:
+        rows = [
+            (
+                item.item_id,
+                item.title,
+                item.text,
+                json.dumps(list(item.categories)),
+                json.dumps(item.attributes),
+                time.time(),
+            )
+            for item in items
+        ]
+        with self.transaction() as conn:
+            conn.executemany(
+                """INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (item_id) DO UPDATE SET title=excluded.title, text=excluded.text,
+                   categories=excluded.categories, attributes=excluded.attributes,
+                   updated_at=excluded.updated_at""",
+                rows,
+            )
+        return len(rows)
+
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        ids = list(dict.fromkeys(item_ids))
+        found: dict[str, Item] = {}
+        for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT * FROM items WHERE item_id IN ({marks})", chunk):
+                found[row["item_id"]] = _item_from_row(row)
+        return found
+
+    def iter_items(self, chunk_size: int = 2_000) -> Iterator[list[Item]]:
+        """All items in id order, in chunks, so a large catalog never sits in memory twice."""
+        last = ""
+        while True:
+            rows = self._query(
+                "SELECT * FROM items WHERE item_id > ? ORDER BY item_id LIMIT ?",
+                (last, chunk_size),
+            )
+            if not rows:
+                return
+            yield [_item_from_row(row) for row in rows]
+            last = rows[-1]["item_id"]
+
+    def count_items(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM items")[0][0])
+
+    # --- events -----------------------------------------------------------------------------
+
+    def add_events(self, events: Sequence[Event]) -> IngestResult:
+        """Store new events; an event_id seen before (or twice in the batch) is a duplicate."""
+        now = time.time()
+        with self.transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO events (event_id, user_id, item_id, type, ts, value,"
+                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value, now) for e in events],
+            )
+            accepted = conn.total_changes - before
+        known = self.get_items(e.item_id for e in events)
+        unknown = sum(1 for e in events if e.item_id not in known)
+        return IngestResult(accepted, len(events) - accepted, unknown)
+
+    def user_events(self, user_id: str) -> list[Event]:
+        rows = self._query("SELECT * FROM events WHERE user_id = ? ORDER BY ts, seq", (user_id,))
+        return [_event_from_row(row) for row in rows]
+
+    def user_exists(self, user_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", (user_id,)))
+
+    def user_item_ids(self, user_id: str) -> set[str]:
+        rows = self._query("SELECT DISTINCT item_id FROM events WHERE user_id = ?", (user_id,))
+        return {row[0] for row in rows}
+
+    def count_events(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM events")[0][0])
+
+    def user_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT DISTINCT user_id FROM events ORDER BY 1")]
+
+    def popularity(self, limit: int) -> list[tuple[str, int]]:
+        """Items by number of distinct users, most popular first."""
+        rows = self._query(
+            "SELECT item_id, COUNT(DISTINCT user_id) AS n FROM events"
+            " GROUP BY item_id ORDER BY n DESC, item_id LIMIT ?",
+            (limit,),
+        )
+        return [(row[0], int(row[1])) for row in rows]
+
+    def co_consumed(
+        self, user_id: str, anchors: Sequence[str], limit: int
+    ) -> list[tuple[str, str, int]]:
+        """(anchor, other item, users who had both), from other users' events."""
+        if not anchors:
+            return []
+        marks = ",".join("?" * len(anchors))
+        rows = self._query(
+            f"""SELECT a.item_id, b.item_id, COUNT(DISTINCT a.user_id) AS n
+                FROM events a JOIN events b ON a.user_id = b.user_id AND a.item_id != b.item_id
+                WHERE a.item_id IN ({marks}) AND a.user_id != ?
+                GROUP BY a.item_id, b.item_id ORDER BY n DESC LIMIT ?""",
+            (*anchors, user_id, limit),
+        )
+        return [(row[0], row[1], int(row[2])) for row in rows]
+
+    # --- profiles ---------------------------------------------------------------------------
+
+    def save_profile(self, profile: Profile) -> None:
+        window = profile.window
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT OR REPLACE INTO profiles VALUES
+                   (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    profile.user_id,
+                    window.index,
+                    window.start,
+                    window.end,
+                    window.events,
+                    int(window.closed),
+                    profile.summary,
+                    json.dumps([_interest_to_json(i) for i in profile.interests]),
+                    np.asarray(profile.embedding, dtype=np.float32).tobytes(),
+                    json.dumps(profile.provenance),
+                    profile.events_hash,
+                    profile.drift_score,
+                    profile.created_at,
+                ),
+            )
+
+    def delete_profiles_after(self, user_id: str, window_index: int) -> None:
+        """Drop profiles of windows that no longer exist (a user's timeline was re-cut)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM profiles WHERE user_id = ? AND window_index > ?",
+                (user_id, window_index),
+            )
+
+    def profiles(self, user_id: str, limit: int | None = None) -> list[Profile]:
+        """The user's profiles, oldest first; with ``limit``, only the newest ``limit``."""
+        rows = self._query(
+            "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT ?",
+            (user_id, -1 if limit is None else limit),
+        )
+        return [_profile_from_row(row) for row in reversed(rows)]
+
+    def recent_profiles(self, limit: int) -> list[Profile]:
+        rows = self._query("SELECT * FROM profiles ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_profile_from_row(row) for row in rows]
+
+    # --- drift ------------------------------------------------------------------------------
+
+    def save_drift_report(self, report: DriftReport) -> None:
+        window_index = report.current_window.index if report.current_window else -1
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO drift_reports"
+                " (user_id, window_index, score, threshold, detected,"
+                " report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.user_id,
+                    window_index,
+                    report.score,
+                    report.threshold,
+                    int(report.drift_detected),
+                    json.dumps(_drift_to_json(report)),
+                    time.time(),
+                ),
+            )
+
+    def drift_reports(self, user_id: str) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT report FROM drift_reports WHERE user_id = ? ORDER BY window_index", (user_id,)
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    # --- deletion ---------------------------------------------------------------------------
+
+    def delete_user(self, user_id: str) -> bool:
+        """Remove everything kept about a user; False when there was nothing."""
+        with self.transaction() as conn:
+            removed = 0
+            for table in ("events", "profiles", "drift_reports"):
+                removed += conn.execute(
+                    f"DELETE FROM {table} WHERE user_id = ?", (user_id,)
+                ).rowcount
+        return removed > 0
+
+
+def _item_from_row(row: sqlite3.Row) -> Item:
+    return Item(
+        item_id=row["item_id"],
+        title=row["title"],
+        text=row["text"],
+        categories=tuple(json.loads(row["categories"])),
+        attributes=json.loads(row["attributes"]),
+    )
+
+
+def _event_from_row(row: sqlite3.Row) -> Event:
+    return Event(
+        event_id=row["event_id"],
+        user_id=row["user_id"],
+        item_id=row["item_id"],
+        type=row["type"],
+        ts=row["ts"],
+        value=row["value"],
+    )
+
+
+def _interest_to_json(interest: Interest) -> dict[str, Any]:
+    return {"label": interest.label, "weight": interest.weight, "evidence": list(interest.evidence)}
+
+
+def _profile_from_row(row: sqlite3.Row) -> Profile:
+    return Profile(
+        user_id=row["user_id"],
+        window=WindowInfo(
+            index=row["window_index"],
+            start=row["window_start"],
+            end=row["window_end"],
+            events=row["n_events"],
+            closed=bool(row["closed"]),
+        ),
+        summary=row["summary"],
+        interests=tuple(
+            Interest(i["label"], i["weight"], tuple(i["evidence"]))
+            for i in json.loads(row["interests"])
+        ),
+        embedding=np.frombuffer(row["embedding"], dtype=np.float32),
+        provenance=json.loads(row["provenance"]),
+        events_hash=row["events_hash"],
+        created_at=row["created_at"],
+        drift_score=row["drift_score"],
+    )
+
+
+def _window_to_json(window: WindowInfo | None) -> dict[str, Any] | None:
+    if window is None:
+        return None
+    return {
+        "index": window.index,
+        "start": window.start,
+        "end": window.end,
+        "events": window.events,
+        "closed": window.closed,
+    }
+
+
+def _drift_to_json(report: DriftReport) -> dict[str, Any]:
+    return {
+        "user_id": report.user_id,
+        "drift_detected": report.drift_detected,
+        "score": report.score,
+        "threshold": report.threshold,
+        "current_window": _window_to_json(report.current_window),
+        "reference_window": [_window_to_json(w) for w in report.reference_window],
+        "gained": report.gained,
+        "lost": report.lost,
+    }

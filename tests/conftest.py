@@ -1,0 +1,119 @@
+"""Shared fixtures: every path in a temp dir, the fake embedder by default, real models once."""
+
+from __future__ import annotations
+
+import os
+
+# No model hub here (nor in CI): anything that tries to download must fail fast.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from service.api import create_app  # noqa: E402
+from service.config import Settings  # noqa: E402
+from service.embed import HashingEmbedder, SentenceTransformerEmbedder, load_embedder  # noqa: E402
+from service.models import Item  # noqa: E402
+from service.store import Store  # noqa: E402
+
+MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No IPROF_* setting from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("IPROF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("IPROF_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IPROF_INDEX_DIR", str(tmp_path / "index"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # Small windows so that a dozen events already make a history.
+    return Settings(
+        data_dir=tmp_path / "data", index_dir=tmp_path / "index", embed_model="hashing", window="6e"
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    opened = Store(settings.database_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def minilm() -> SentenceTransformerEmbedder:
+    """The real bundled embedder, loaded once for the whole session."""
+    loaded = load_embedder(None)
+    assert isinstance(loaded, SentenceTransformerEmbedder)
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_llm import build_tiny_llm
+
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The whole HTTP stack in-process, lifespan running, fake embedder."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+TOPICS = {
+    "astronomy": [
+        "Mars rover geology",
+        "black hole imaging",
+        "exoplanet atmospheres",
+        "the Andromeda galaxy",
+        "solar flares",
+        "Jupiter's moons",
+        "neutron star collisions",
+        "comet tails",
+        "the cosmic microwave background",
+        "lunar craters",
+    ],
+    "baking": [
+        "sourdough starters",
+        "croissant lamination",
+        "lemon tarts",
+        "rye bread crust",
+        "chocolate souffle",
+        "cinnamon rolls",
+        "pie pastry",
+        "brioche dough",
+        "macaron shells",
+        "banana bread",
+    ],
+}
+
+
+def topic_items(per_topic: int = 10) -> list[Item]:
+    """Small two-topic catalog whose words separate the topics for the hashing embedder too."""
+    items = []
+    for topic, subjects in TOPICS.items():
+        for number, subject in enumerate(subjects[:per_topic]):
+            items.append(
+                Item(
+                    item_id=f"{topic}-{number:02d}",
+                    title=f"{subject.capitalize()} explained",
+                    text=f"A {topic} piece about {subject}, for {topic} fans.",
+                    categories=(topic.capitalize(),),
+                )
+            )
+    return items

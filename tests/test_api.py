@@ -1,0 +1,257 @@
+"""The REST contract in-process: lifespan running, fake embedder, real SQLite and FAISS."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from tests.conftest import topic_items
+
+DAY = 86_400
+
+
+def _items_body(items):
+    return {
+        "items": [
+            {
+                "item_id": i.item_id,
+                "title": i.title,
+                "text": i.text,
+                "categories": list(i.categories),
+            }
+            for i in items
+        ]
+    }
+
+
+def _events(user, item_ids, start=1_700_000_000):
+    return [
+        {
+            "event_id": f"{user}-{n}",
+            "user_id": user,
+            "item_id": item,
+            "type": "view",
+            "ts": start + n * DAY,
+        }
+        for n, item in enumerate(item_ids)
+    ]
+
+
+@pytest.fixture
+def loaded(client):
+    assert client.put("/v1/items", json=_items_body(topic_items())).json() == {"upserted": 20}
+    assert client.post("/v1/index/rebuild").status_code == 200
+    astronomy = [f"astronomy-{n:02d}" for n in range(6)]
+    baking = [f"baking-{n:02d}" for n in range(6)]
+    client.post("/v1/events", json={"events": _events("shifter", astronomy + baking)})
+    return client
+
+
+def _error(response, status, code):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    return body["error"]
+
+
+def test_health_and_readiness(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    not_ready = client.get("/ready")
+    assert (
+        not_ready.status_code == 503 and "iprof build-index" in not_ready.json()["checks"]["index"]
+    )
+    client.put("/v1/items", json=_items_body(topic_items()))
+    rebuilt = client.post("/v1/index/rebuild").json()
+    assert rebuilt["count"] == 20 and rebuilt["factory"] == "Flat"
+    assert client.get("/ready").json()["ready"] is True
+
+
+def test_events_report_duplicates_and_unknown_items(client):
+    client.put("/v1/items", json=_items_body(topic_items()))
+    batch = {
+        "events": _events("u", ["astronomy-00", "nope"])
+        + [{"user_id": "u", "item_id": "baking-01", "type": "click", "ts": "2024-01-02T03:04:05Z"}]
+    }
+    assert client.post("/v1/events", json=batch).json() == {
+        "accepted": 3,
+        "duplicates": 0,
+        "unknown_items": 1,
+    }
+    # Retried whole: with or without event ids, nothing is counted twice.
+    assert client.post("/v1/events", json=batch).json() == {
+        "accepted": 0,
+        "duplicates": 3,
+        "unknown_items": 1,
+    }
+
+
+def test_profile_history_drift_recommendations_delete(loaded):
+    client = loaded
+    profile = client.get("/v1/users/shifter/profile").json()
+    assert set(profile) >= {
+        "user_id",
+        "window",
+        "summary",
+        "interests",
+        "provenance",
+        "drift_score",
+        "created_at",
+    }
+    assert profile["interests"][0]["label"] == "Baking"
+    assert set(profile["provenance"]) >= {
+        "summarizer",
+        "model",
+        "quantization",
+        "prompt_hash",
+        "embedder",
+        "fallback_reason",
+        "duration_ms",
+    }
+    assert (
+        profile["provenance"]["summarizer"] == "extractive"
+        and profile["provenance"]["embedder"] == "hashing-256"
+    )
+    history = client.get("/v1/users/shifter/profiles").json()["profiles"]
+    assert len(history) >= 2 and history[0]["drift_score"] is None
+    assert [p["window"]["index"] for p in history] == sorted(p["window"]["index"] for p in history)
+    assert len(client.get("/v1/users/shifter/profiles?limit=1").json()["profiles"]) == 1
+    drift = client.get("/v1/users/shifter/drift").json()
+    assert set(drift) == {
+        "user_id",
+        "drift_detected",
+        "score",
+        "threshold",
+        "current_window",
+        "reference_window",
+        "gained",
+        "lost",
+    }
+    recs = client.get("/v1/users/shifter/recommendations?k=5").json()["items"]
+    assert len(recs) == 5 and all(r["reason"] for r in recs)
+    seen = {f"astronomy-{n:02d}" for n in range(6)} | {f"baking-{n:02d}" for n in range(6)}
+    assert not {r["item_id"] for r in recs} & seen
+    refreshed = client.get("/v1/users/shifter/profile?refresh=true").json()
+    assert refreshed["created_at"] >= profile["created_at"]
+    assert client.delete("/v1/users/shifter").status_code == 204
+    for path in ("profile", "profiles", "drift", "recommendations"):
+        _error(client.get(f"/v1/users/shifter/{path}"), 404, "unknown_user")
+    _error(client.delete("/v1/users/shifter"), 404, "unknown_user")
+
+
+def test_recommendations_without_an_index_are_503_not_500(client):
+    client.put("/v1/items", json=_items_body(topic_items()))
+    client.post("/v1/events", json={"events": _events("u", ["astronomy-00"])})
+    _error(client.get("/v1/users/u/recommendations"), 503, "index_unavailable")
+
+
+def test_rebuild_of_an_empty_catalog_is_a_conflict(client):
+    _error(client.post("/v1/index/rebuild"), 409, "empty_catalog")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        (
+            "post",
+            "/v1/events",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            "malformed_json",
+        ),
+        (
+            "post",
+            "/v1/events",
+            {"json": {"events": [{"user_id": "u", "item_id": "i", "type": "view"}]}},
+            422,
+            "invalid_request",
+        ),
+        (
+            "post",
+            "/v1/events",
+            {"json": {"events": [{"user_id": 5, "item_id": "i", "type": "view", "ts": 1}]}},
+            422,
+            "invalid_request",
+        ),
+        (
+            "post",
+            "/v1/events",
+            {
+                "json": {
+                    "events": [{"user_id": "u", "item_id": "i", "type": "view", "ts": "yesterday"}]
+                }
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            "post",
+            "/v1/events",
+            {"json": {"events": [{"user_id": "u", "item_id": "i", "type": "view", "ts": 1e15}]}},
+            422,
+            "invalid_request",
+        ),
+        ("post", "/v1/events", {"json": {"events": "all of them"}}, 422, "invalid_request"),
+        (
+            "put",
+            "/v1/items",
+            {"json": {"items": [{"item_id": "", "title": "t"}]}},
+            422,
+            "invalid_request",
+        ),
+        (
+            "put",
+            "/v1/items",
+            {"json": {"items": [{"item_id": "a", "title": "t", "colour": "red"}]}},
+            422,
+            "invalid_request",
+        ),
+        ("put", "/v1/items", {"json": [1, 2]}, 422, "invalid_request"),
+        ("get", "/v1/users/ghost/profile", {}, 404, "unknown_user"),
+        ("get", "/v1/users/shifter/recommendations?k=0", {}, 422, "invalid_request"),
+        ("get", "/v1/users/shifter/recommendations?k=1001", {}, 422, "invalid_request"),
+        ("get", "/v1/users/shifter/recommendations?k=ten", {}, 422, "invalid_request"),
+        ("get", "/v1/users/shifter/profiles?limit=-1", {}, 422, "invalid_request"),
+        ("get", "/v1/nowhere", {}, 404, "not_found"),
+        ("delete", "/v1/items", {}, 405, "method_not_allowed"),
+    ],
+)
+def test_bad_input_gets_a_4xx_envelope(loaded, method, path, kwargs, status, code):
+    error = _error(getattr(loaded, method)(path, **kwargs), status, code)
+    assert "Traceback" not in str(error)
+
+
+def test_oversized_batches_are_refused_and_nothing_is_lost(settings):
+    settings.max_batch = 3
+    with TestClient(create_app(settings)) as client:
+        client.put("/v1/items", json=_items_body(topic_items(2)))
+        assert (
+            client.post("/v1/events", json={"events": _events("u", ["astronomy-00"])}).status_code
+            == 200
+        )
+        _error(
+            client.post("/v1/events", json={"events": _events("v", ["astronomy-00"] * 4)}),
+            413,
+            "batch_too_large",
+        )
+        _error(client.put("/v1/items", json=_items_body(topic_items(4))), 413, "batch_too_large")
+        assert client.get("/v1/users/u/profile").status_code == 200
+
+
+def test_api_keys_guard_v1_but_not_probes(settings):
+    settings.api_keys = ["s3cret", "other"]
+    with TestClient(create_app(settings)) as client:
+        _error(client.get("/v1/users/u/profile"), 401, "unauthorized")
+        _error(
+            client.get("/v1/users/u/profile", headers={"Authorization": "Bearer nope"}),
+            403,
+            "forbidden",
+        )
+        authed = client.get("/v1/users/u/profile", headers={"Authorization": "Bearer other"})
+        _error(authed, 404, "unknown_user")
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code in (200, 503)
+
+
+def test_metrics_count_requests(client):
+    client.get("/health")
+    text = client.get("/metrics").text
+    assert 'iprof_requests_total{method="GET",route="/health",status="200"}' in text

@@ -1,0 +1,92 @@
+"""The `iprof` commands and scripts/build_index.py, on the demo data, with the fake embedder."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from scripts import build_index as build_index_script
+from service.cli import app
+from service.demo_data import demo_users
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def hashing(monkeypatch):
+    monkeypatch.setenv("IPROF_EMBED_MODEL", "hashing")
+
+
+def _run(*args):
+    result = runner.invoke(app, list(args))
+    return result
+
+
+def test_demo_loads_builds_and_is_idempotent(hashing, tmp_path):
+    first = _run("demo")
+    assert first.exit_code == 0, first.output
+    assert "items: 336" in first.output and "index: 336 items, Flat" in first.output
+    again = _run("demo")
+    assert again.exit_code == 0
+    assert "0 new" in again.output and "index: up to date" in again.output
+    assert (tmp_path / "index" / "CURRENT").is_file()
+
+
+def test_profile_history_drift_recommend_on_demo_users(hashing):
+    _run("demo")
+    shifting = next(u for u in demo_users() if u.shift_at == [30] and len(u.segments) == 2)
+    profile = json.loads(_run("profile", shifting.user_id).output)
+    assert profile["interests"][0]["label"] == shifting.segments[-1][0]
+    history = json.loads(_run("history", shifting.user_id).output)["profiles"]
+    assert len(history) == 3
+    drift = json.loads(_run("drift", shifting.user_id).output)
+    assert set(drift) >= {"drift_detected", "score", "threshold", "gained", "lost"}
+    recs = json.loads(_run("recommend", shifting.user_id, "-k", "7").output)["items"]
+    assert len(recs) == 7 and all(r["reason"] for r in recs)
+
+
+def test_unknown_user_is_a_clear_error(hashing):
+    result = _run("profile", "nobody")
+    assert result.exit_code == 2 and "no events for user 'nobody'" in result.output
+
+
+def test_ingest_files_and_report_bad_lines(hashing, tmp_path):
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title,text,categories\na,Alpha,first,X|Y\nb,Beta,,Z\n")
+    assert json.loads(_run("ingest-items", str(items)).output) == {"upserted": 2}
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        json.dumps({"user_id": "u", "item_id": "a", "type": "view", "ts": "2024-01-01T00:00:00Z"})
+        + "\n"
+        + json.dumps({"event_id": "x", "user_id": "u", "item_id": "c", "type": "view", "ts": 5})
+        + "\n"
+    )
+    assert json.loads(_run("ingest-events", str(events)).output) == {
+        "accepted": 2,
+        "duplicates": 0,
+        "unknown_items": 1,
+    }
+    assert json.loads(_run("ingest-events", str(events)).output)["duplicates"] == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"user_id": "u", "item_id": "a", "type": "view"}\n')
+    result = _run("ingest-events", str(bad))
+    assert result.exit_code == 1 and "bad.jsonl:1: ts: Field required" in result.output
+    assert _run("ingest-items", str(tmp_path / "missing.csv")).exit_code == 1
+
+
+def test_build_index_script_uses_the_same_code(hashing, tmp_path, capsys):
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(
+        "\n".join(json.dumps({"item_id": f"i{n}", "title": f"Item {n}"}) for n in range(12))
+    )
+    assert build_index_script.main(["--catalog", str(catalog)]) == 0
+    assert "index: 12 items, Flat" in capsys.readouterr().out
+    manifest_dir = (
+        tmp_path / "index" / "builds" / (tmp_path / "index" / "CURRENT").read_text().strip()
+    )
+    assert json.loads((manifest_dir / "manifest.json").read_text())["count"] == 12
+
+
+def test_build_index_script_fails_cleanly_on_an_empty_catalog(hashing, capsys):
+    assert build_index_script.main([]) == 1
+    assert "catalog is empty" in capsys.readouterr().err

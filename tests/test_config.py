@@ -1,0 +1,46 @@
+import pytest
+from pydantic import ValidationError
+
+from service.config import Settings, WindowSpec
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "size", "seconds"),
+    [("20e", "count", 20, 0.0), ("7d", "time", 0, 604_800.0), (" 12h ", "time", 0, 43_200.0)],
+)
+def test_window_spec_parses_counts_and_durations(text, kind, size, seconds):
+    spec = WindowSpec.parse(text)
+    assert (spec.kind, spec.size, spec.seconds) == (kind, size, seconds)
+
+
+@pytest.mark.parametrize("text", ["", "20", "0e", "7w", "-3d", "e20"])
+def test_window_spec_refuses_nonsense(text):
+    with pytest.raises(ValueError, match="window must look like"):
+        WindowSpec.parse(text)
+
+
+def test_settings_read_prefixed_environment(monkeypatch):
+    monkeypatch.setenv("IPROF_API_KEYS", " alpha, beta ,,")
+    monkeypatch.setenv("IPROF_WINDOW", "7d")
+    monkeypatch.setenv("IPROF_LLM_QUANT", "int8")
+    settings = Settings()
+    assert settings.api_keys == ["alpha", "beta"]
+    assert settings.auth_enabled
+    assert settings.window_spec == WindowSpec(kind="time", seconds=604_800.0)
+    assert settings.llm_quant == "int8"
+
+
+def test_settings_defaults_need_no_model_and_no_keys():
+    settings = Settings()
+    assert settings.llm_model is None and settings.embed_model is None
+    assert settings.api_keys == [] and not settings.auth_enabled
+    assert settings.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("IPROF_WINDOW", "weekly"), ("IPROF_LLM_QUANT", "fp3")]
+)
+def test_settings_refuse_bad_values(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+
+from service import itemindex
+from service.embed import HashingEmbedder
+from service.itemindex import IndexMismatch, IndexMissing, build_index, choose_factory, load_index
+from service.models import Item
+from tests.conftest import topic_items
+
+
+def test_build_then_load_and_search(tmp_path, embedder):
+    items = topic_items()
+    manifest = build_index([items[:7], items[7:]], embedder, tmp_path, progress=False)
+    assert (manifest.count, manifest.factory, manifest.dimension) == (
+        20,
+        "Flat",
+        embedder.dimension,
+    )
+    assert manifest.embedder == embedder.model_id
+    on_disk = json.loads((tmp_path / "builds" / manifest.build_id / "manifest.json").read_text())
+    assert on_disk["source_hash"] == manifest.source_hash
+    index = load_index(tmp_path, embedder)
+    query = embedder.encode(["baking piece about sourdough starters"])
+    hits = index.search(query, 3)[0]
+    assert hits[0][0] == "baking-00"
+    assert all(item_id.startswith("baking") for item_id, _ in hits)
+    np.testing.assert_allclose(
+        index.vectors_of(["baking-00"])[0],
+        embedder.encode([items[10].embedding_text()])[0],
+        atol=1e-6,
+    )
+
+
+def test_rebuild_swaps_current_and_keeps_the_old_build_readable(tmp_path, embedder):
+    first = build_index([topic_items(5)], embedder, tmp_path, progress=False)
+    old = load_index(tmp_path, embedder)
+    second = build_index([topic_items(10)], embedder, tmp_path, progress=False)
+    assert (tmp_path / "CURRENT").read_text().strip() == second.build_id
+    assert first.source_hash != second.source_hash
+    assert len(load_index(tmp_path, embedder)) == 20
+    assert len(old.search(embedder.encode(["jazz"]), 3)[0]) == 3  # in-flight readers unaffected
+
+
+def test_an_index_for_another_embedder_is_refused(tmp_path, embedder):
+    build_index([topic_items()], embedder, tmp_path, progress=False)
+    with pytest.raises(
+        IndexMismatch,
+        match=r"built with hashing-256 \(dimension 256\).*hashing-64 \(dimension 64\)",
+    ):
+        load_index(tmp_path, HashingEmbedder(dimension=64))
+
+
+def test_missing_or_corrupt_index_is_refused_with_a_clear_message(tmp_path, embedder):
+    with pytest.raises(IndexMissing, match="iprof build-index"):
+        load_index(tmp_path, embedder)
+    manifest = build_index([topic_items()], embedder, tmp_path, progress=False)
+    (tmp_path / "builds" / manifest.build_id / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexMismatch, match="cannot be read"):
+        load_index(tmp_path, embedder)
+
+
+def test_empty_catalog_builds_nothing(tmp_path, embedder):
+    with pytest.raises(IndexMissing, match="empty"):
+        build_index([], embedder, tmp_path, progress=False)
+    assert not (tmp_path / "CURRENT").exists()
+
+
+def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path, monkeypatch):
+    assert choose_factory(1_000) == ("Flat", 0)
+    assert choose_factory(1_000_000)[0] == "IVF4096,Flat"
+    monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
+    embedder = HashingEmbedder(dimension=32)
+    items = [Item(f"i{n}", f"word{n % 97} other{n % 13} thing{n}") for n in range(3_000)]
+    manifest = build_index([items], embedder, tmp_path, progress=False)
+    assert manifest.factory.startswith("IVF") and manifest.nprobe > 0
+    index = load_index(tmp_path, embedder)
+    exact = {i for i, _ in index.search(embedder.encode([items[5].title]), 5, nprobe=10_000)[0]}
+    assert "i5" in exact

@@ -1,0 +1,50 @@
+from service.config import Settings
+from service.embed import HashingEmbedder
+from service.extractive import ExtractiveSummarizer
+from service.itemindex import build_index, load_index
+from service.models import Event
+from service.profiles import Profiler
+from service.recommend import Recommender, _Candidates, fuse
+from tests.conftest import topic_items
+
+
+def test_fusion_rewards_agreement_excludes_seen_and_explains():
+    sources = [
+        _Candidates(["a", "b", "c"], 1.0, lambda i: f"interest:{i}"),
+        _Candidates(["c", "d"], 0.5, lambda i: f"co:{i}"),
+    ]
+    ranked = fuse(sources, seen={"a"}, k=3)
+    assert [r.item_id for r in ranked] == ["c", "b", "d"]
+    assert ranked[0].reason == "interest:c"  # rank 2 of weight 1 beats rank 1 of weight 0.5
+    assert ranked[2].reason == "co:d"
+    assert ranked[0].score > ranked[1].score > ranked[2].score
+
+
+def _seed(store, tmp_path, embedder):
+    store.upsert_items(topic_items())
+    events = [Event(f"me-{n}", "me", f"astronomy-{n:02d}", "view", 1_000 + n) for n in range(3)]
+    events += [Event(f"me-b{n}", "me", f"baking-{n:02d}", "like", 2_000 + n) for n in range(6)]
+    # Another user links baking-00 with baking-09: the co-consumption source should find it.
+    events += [
+        Event("o1", "other", "baking-00", "view", 10),
+        Event("o2", "other", "baking-09", "view", 11),
+    ]
+    store.add_events(events)
+    build_index(store.iter_items(), embedder, tmp_path / "index", progress=False)
+
+
+def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp_path):
+    embedder = HashingEmbedder()
+    _seed(store, tmp_path, embedder)
+    settings = Settings(window="9e", embed_model="hashing")
+    profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings)
+    profile = profiler.current("me")
+    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    picks = recommender.recommend(profile, k=5)
+    seen = store.user_item_ids("me")
+    assert len(picks) == 5
+    assert not {p.item_id for p in picks} & seen
+    assert sum(p.item_id.startswith("baking") for p in picks) >= 4
+    assert all(p.reason for p in picks)
+    by_id = {p.item_id: p.reason for p in picks}
+    assert "baking-09" in by_id

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+
+from service.models import Event, Item, Window, WindowEvent
+from service.summarize import InvalidAnswer, extract_json_object, parse_answer
+
+WINDOW = Window(
+    0,
+    0.0,
+    1.0,
+    True,
+    tuple(
+        WindowEvent(Event(f"e{i}", "u", i, "view", 0.0), Item(i, i.upper()))
+        for i in ("a", "b", "c")
+    ),
+)
+
+
+def _answer(*interests, summary="Likes things."):
+    return json.dumps(
+        {
+            "summary": summary,
+            "interests": [dict(zip(("label", "weight", "evidence"), i)) for i in interests],
+        }
+    )
+
+
+def test_a_grounded_answer_is_kept_with_normalised_weights():
+    text = "Sure! " + _answer(("Space", 3, ["a", "b"]), ("Jazz", 1, ["c"])) + " Hope this helps."
+    summary, interests = parse_answer(text, WINDOW)
+    assert summary == "Likes things."
+    assert [(i.label, i.weight, i.evidence) for i in interests] == [
+        ("Space", 0.75, ("a", "b")),
+        ("Jazz", 0.25, ("c",)),
+    ]
+
+
+def test_an_interest_citing_items_outside_the_window_is_dropped():
+    text = _answer(("Space", 1, ["a"]), ("Invented", 5, ["not-in-window"]))
+    _, interests = parse_answer(text, WINDOW)
+    assert [i.label for i in interests] == ["Space"] and interests[0].weight == 1.0
+
+
+def test_evidence_is_filtered_to_the_window_and_duplicates_merge():
+    text = _answer(
+        ("Space", 1, ["a", "zzz", "a"]),
+        ("space", 1, ["b"]),
+        ("Far too many words in this one label", 1, ["c"]),
+    )
+    _, interests = parse_answer(text, WINDOW)
+    assert [(i.label, i.evidence) for i in interests] == [("Space", ("a",))]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("<unk> lorem ipsum", "no JSON object"),
+        ('{"summary": "x", "interests": [', "not closed"),
+        ('{"summary": "x", interests: []}', "not valid JSON"),
+        ('{"summary": "", "interests": []}', "schema"),
+        (_answer(("Space", 1, ["zzz"])), "no interest"),
+    ],
+)
+def test_unusable_answers_are_rejected_with_a_reason(text, reason):
+    with pytest.raises(InvalidAnswer, match=reason):
+        parse_answer(text, WINDOW)
+
+
+def test_json_extraction_respects_braces_inside_strings():
+    assert extract_json_object('x {"a": "}{", "b": {"c": 1}} y') == '{"a": "}{", "b": {"c": 1}}'
