@@ -5,7 +5,7 @@ Usage:
     python scripts/build_index.py --catalog FILE   # upsert a CSV/JSONL catalog first, then build
 
 The index is written to IPROF_INDEX_DIR (default ./index) and made current atomically; a
-running service picks it up on POST /v1/index/rebuild or at its next start.
+running service on the same directory switches to it within seconds (it watches CURRENT).
 """
 
 from __future__ import annotations

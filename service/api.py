@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +22,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .config import Settings
@@ -106,10 +110,10 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    _install_metrics(app)
-    _install_body_limit(app)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    _install_metrics(app)  # added last: outermost, so it sees 413s and 500s too
     app.include_router(_probes())
-    app.include_router(_v1(), prefix="/v1", dependencies=[Depends(require_key)])
+    app.include_router(_v1())
     return app
 
 
@@ -136,7 +140,7 @@ def _probes() -> APIRouter:
 
 
 def _v1() -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
 
     @router.put("/items", tags=["catalog"], operation_id="upsert_items", responses=ERRORS)
     def upsert_items(body: ItemsIn, services: ServicesDep) -> UpsertedOut:
@@ -202,7 +206,7 @@ def _v1() -> APIRouter:
         responses=USER_ERRORS,
     )
     def delete_user(user_id: str, services: ServicesDep) -> Response:
-        if not services.store.delete_user(user_id):
+        if not services.profiler.delete(user_id):
             raise ApiError(404, "unknown_user", f"no events for user {user_id!r}")
         return Response(status_code=204)
 
@@ -247,23 +251,52 @@ def _install_metrics(app: FastAPI) -> None:
     @app.middleware("http")
     async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        requests.labels(request.method, route, str(response.status_code)).inc()
-        latency.labels(request.method, route).observe(time.perf_counter() - started)
-        return response
+        status = 500  # stays so when the handler raises
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            # The route template, not the raw path: one series per route, whatever the user id.
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            requests.labels(request.method, route, str(status)).inc()
+            latency.labels(request.method, route).observe(time.perf_counter() - started)
 
     @app.get("/metrics", tags=["probes"], operation_id="metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _install_body_limit(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return envelope(
-                413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-            )
-        return await call_next(request)
+class BodyLimit:
+    """Refuses bodies over ``limit`` bytes with 413, whether or not they declare a length:
+    a chunked upload is counted as it arrives."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse()(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # FastAPI re-raises HTTPException from body reading; the error handler answers.
+                raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"request bodies are limited to {self.limit} bytes"
+
+    def _refuse(self) -> JSONResponse:
+        return envelope(413, "payload_too_large", self._message())

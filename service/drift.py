@@ -97,6 +97,8 @@ def interest_changes(
     current: Sequence[Interest], reference: Sequence[Profile], decay: float
 ) -> tuple[list[str], list[str]]:
     """Interest labels gained and lost against the reference, biggest change first."""
+    if not reference:  # nothing to compare with: nothing was gained or lost
+        return [], []
     before = label_weights(reference, decay)
     now = {i.label.lower(): (i.label, i.weight) for i in current}
     changes = {key: (now.get(key) or before[key])[0] for key in before.keys() | now.keys()}

@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,6 +84,9 @@ class ItemIndex:
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._rows
 
     def search(
         self, queries: np.ndarray, k: int, nprobe: int | None = None
@@ -154,7 +158,8 @@ def build_index(
     if not index.is_trained:
         index.train(vectors)
     index.add(vectors)
-    build_id = time.strftime("%Y%m%dT%H%M%S") + f"-{source.hexdigest()[:8]}"
+    # UTC time sorts builds; the random part keeps two builds in one second apart.
+    build_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         factory=factory,

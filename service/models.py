@@ -96,7 +96,7 @@ class Profile:
     interests: tuple[Interest, ...]
     embedding: np.ndarray
     provenance: dict[str, Any]
-    events_hash: str
+    source_key: str
     created_at: float
     drift_score: float | None = None
 

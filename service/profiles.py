@@ -6,6 +6,7 @@ profile is cheap once it exists.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from .config import Settings
 from .drift import drift_history, drift_report
 from .embed import Embedder, normalize_rows
 from .models import DriftReport, Profile, Summary, Window
+from .prompts import content_hash
 from .store import Store
 from .summarize import Summarizer
 from .windows import cut_windows, events_hash
@@ -55,10 +57,17 @@ class Profiler:
         return profiles if limit is None else profiles[-limit:]
 
     def drift(self, user_id: str) -> DriftReport:
-        profiles = self.update(user_id)
-        report = drift_report(user_id, profiles, self.settings)
-        self.store.save_drift_report(report)
-        return report
+        with self._lock_for(user_id):
+            profiles = self._update_locked(user_id)
+            report = drift_report(user_id, profiles, self.settings)
+            self.store.save_drift_report(report)
+            return report
+
+    def delete(self, user_id: str) -> bool:
+        """Forget the user. Under the user's lock, so a profile being generated right now
+        cannot be written back after the deletion."""
+        with self._lock_for(user_id):
+            return self.store.delete_user(user_id)
 
     def update(self, user_id: str, refresh: bool = False) -> list[Profile]:
         """Bring the user's stored profiles up to date; return them, oldest first.
@@ -66,28 +75,38 @@ class Profiler:
         ``refresh`` regenerates the newest window's profile even if its events did not change.
         """
         with self._lock_for(user_id):
-            windows = self._profiled_windows(user_id)
-            stored = {p.window.index: p for p in self.store.profiles(user_id)}
-            stale = [
-                w
-                for w in windows
-                if w.index not in stored
-                or stored[w.index].events_hash != events_hash(w)
-                or (refresh and w is windows[-1])
-            ]
-            fresh = {p.window.index: p for p in self._make_profiles(user_id, stale)}
-            profiles = [fresh.get(w.index) or stored[w.index] for w in windows]
-            profiles = self._with_drift_scores(profiles)
-            for profile in profiles:
-                before = stored.get(profile.window.index)
-                if (
-                    profile.window.index in fresh
-                    or before is None
-                    or (before.drift_score != profile.drift_score)
-                ):
-                    self.store.save_profile(profile)
-            self.store.delete_profiles_after(user_id, windows[-1].index)
-            return profiles
+            return self._update_locked(user_id, refresh)
+
+    def _update_locked(self, user_id: str, refresh: bool = False) -> list[Profile]:
+        windows = self._profiled_windows(user_id)
+        stored = {p.window.index: p for p in self.store.profiles(user_id)}
+        stale = [
+            w
+            for w in windows
+            if w.index not in stored
+            or stored[w.index].source_key != self.source_key(w)
+            or (refresh and w is windows[-1])
+        ]
+        fresh = {p.window.index: p for p in self._make_profiles(user_id, stale)}
+        profiles = [fresh.get(w.index) or stored[w.index] for w in windows]
+        profiles = self._with_drift_scores(profiles)
+        for profile in profiles:
+            before = stored.get(profile.window.index)
+            if before is None or profile.window.index in fresh:
+                self.store.save_profile(profile)
+            elif before.drift_score != profile.drift_score:  # history re-scored around it
+                self.store.save_profile(profile)
+        self.store.keep_only_windows(user_id, [w.index for w in windows])
+        return profiles
+
+    def source_key(self, window: Window) -> str:
+        """What a profile was made from and by: its events, the summarizer (model, prompt) and
+        the embedder. A stored profile whose key differs is regenerated."""
+        makers = json.dumps(
+            [self.summarizer.describe(), self.embedder.model_id, self.embedder.dimension],
+            sort_keys=True,
+        )
+        return content_hash(events_hash(window) + makers)
 
     def _profiled_windows(self, user_id: str) -> list[Window]:
         """Closed windows, plus the open one once it holds enough events to say something
@@ -118,7 +137,7 @@ class Profiler:
                 interests=summary.interests,
                 embedding=embedding,
                 provenance=self._provenance(summary, window, per_window_ms),
-                events_hash=events_hash(window),
+                source_key=self.source_key(window),
                 created_at=now,
             )
             for window, summary, embedding in zip(windows, summaries, embeddings)

@@ -21,8 +21,9 @@ class PromptError(ValueError):
 
 
 def default_prompts_dir() -> Path:
-    # The checkout's prompts/ sits next to the package.
-    return Path(__file__).resolve().parent.parent / "prompts"
+    package = Path(__file__).resolve().parent
+    shipped = package / "_prompts"  # inside an installed wheel
+    return shipped if shipped.is_dir() else package.parent / "prompts"
 
 
 def content_hash(text: str) -> str:

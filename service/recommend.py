@@ -74,6 +74,9 @@ class Recommender:
             self._co_consumed_candidates(profile.user_id, depth),
             self._popular_candidates(depth + len(seen)),
         ]
+        for source in sources:
+            # Events may name items not in the catalog (yet); only indexed items are offered.
+            source.ranked = [item_id for item_id in source.ranked if item_id in index]
         return fuse(sources, seen, k)
 
     def _interest_candidates(
@@ -158,7 +161,7 @@ def fuse(sources: Sequence[_Candidates], seen: set[str], k: int) -> list[Recomme
             rank += 1
             contribution = source.weight / (RRF_K + rank)
             score[item_id] += contribution
-            if contribution > best.get(item_id, (0.0, -1))[0]:
+            if item_id not in best or contribution > best[item_id][0]:
                 best[item_id] = (contribution, position)
     top = sorted(score, key=lambda i: (-score[i], i))[:k]
     # Scores are scaled by 1000 only to make them readable; they are comparable within a list.

@@ -15,6 +15,8 @@ from .recommend import Recommendation
 # 1970 to 2200: anything outside is a unit mistake (milliseconds) or garbage, not an event.
 MIN_TS, MAX_TS = 0.0, 7_258_118_400.0
 Identifier = Field(min_length=1, max_length=256)
+# User ids travel in URL paths: a "/" would make a user that can never be read or deleted.
+UserId = Field(min_length=1, max_length=256, pattern=r"^[^/]+$")
 
 
 class _Strict(BaseModel):
@@ -38,11 +40,18 @@ class ItemsIn(_Strict):
 
 class EventIn(_Strict):
     event_id: str | None = Field(default=None, min_length=1, max_length=256)
-    user_id: str = Identifier
+    user_id: str = UserId
     item_id: str = Identifier
     type: str = Field(min_length=1, max_length=64)
     ts: float | str = Field(description="ISO-8601 date-time or epoch seconds")
     value: float | None = None
+
+    @field_validator("ts", "value", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: object) -> object:
+        if isinstance(value, bool):  # JSON true is not a time or a rating
+            raise ValueError("must be a number, not a boolean")
+        return value
 
     @field_validator("ts")
     @classmethod

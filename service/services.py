@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from .summarize import Summarizer, build_summarizer
 log = logging.getLogger(__name__)
 
 
+# How often a reader looks at CURRENT for a build made elsewhere (the CLI, another worker).
+RELOAD_CHECK_SECONDS = 2.0
+
+
 class IndexHolder:
     """The index being served. A rebuild swaps in the new one with a single assignment, so a
     search in flight finishes on the old index and none ever fails for the swap."""
@@ -28,18 +33,43 @@ class IndexHolder:
         self._index: ItemIndex | None = None
         self.problem: str | None = "not loaded yet"
         self._rebuild_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._checked_at = 0.0
+        self._tried_build: str | None = None
 
     def get(self) -> ItemIndex:
+        self._follow_current()
         index = self._index
         if index is None:
             raise IndexUnavailable(self.problem or "no item index loaded")
         return index
+
+    def _follow_current(self) -> None:
+        """Pick up a build that `iprof build-index` or another worker made current."""
+        if time.monotonic() - self._checked_at < RELOAD_CHECK_SECONDS:
+            return
+        if not self._reload_lock.acquire(blocking=False):
+            return  # another thread is looking already; serve what we have
+        try:
+            self._checked_at = time.monotonic()
+            try:
+                build_id = (self.root / "CURRENT").read_text().strip()
+            except OSError:
+                return
+            if build_id != self._tried_build:
+                self.load()
+        finally:
+            self._reload_lock.release()
 
     @property
     def loaded(self) -> bool:
         return self._index is not None
 
     def load(self) -> None:
+        try:
+            self._tried_build = (self.root / "CURRENT").read_text().strip()
+        except OSError:
+            self._tried_build = None
         try:
             self._index = load_index(self.root, self.embedder)
             self.problem = None
@@ -50,8 +80,7 @@ class IndexHolder:
     def rebuild(self, store: Store, progress: bool = False) -> Manifest:
         with self._rebuild_lock:
             manifest = build_index(store.iter_items(), self.embedder, self.root, progress)
-            self._index = load_index(self.root, self.embedder)
-            self.problem = None
+            self.load()
             return manifest
 
 

@@ -40,7 +40,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """
         CREATE TABLE events (
             seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_id    TEXT NOT NULL UNIQUE,
+            event_id    TEXT NOT NULL,
             user_id     TEXT NOT NULL,
             item_id     TEXT NOT NULL,
             type        TEXT NOT NULL,
@@ -48,6 +48,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             value       REAL,
             received_at REAL NOT NULL
         );
+        CREATE UNIQUE INDEX events_by_user_event ON events (user_id, event_id);
         CREATE INDEX events_by_user ON events (user_id, ts, seq);
         CREATE INDEX events_by_item ON events (item_id, user_id);
         """,
@@ -66,7 +67,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             interests    TEXT NOT NULL,
             embedding    BLOB NOT NULL,
             provenance   TEXT NOT NULL,
-            events_hash  TEXT NOT NULL,
+            source_key   TEXT NOT NULL,
             drift_score  REAL,
             created_at   REAL NOT NULL,
             PRIMARY KEY (user_id, window_index)
@@ -210,7 +211,9 @@ class Store:
     # --- events -----------------------------------------------------------------------------
 
     def add_events(self, events: Sequence[Event]) -> IngestResult:
-        """Store new events; an event_id seen before (or twice in the batch) is a duplicate."""
+        """Store new events; an event_id seen before for the same user (or twice in the batch)
+        is a duplicate. Ids are per user, so two clients numbering events 1, 2, 3 for their own
+        users never swallow each other's events."""
         now = time.time()
         with self.transaction() as conn:
             before = conn.total_changes
@@ -285,19 +288,23 @@ class Store:
                     json.dumps([_interest_to_json(i) for i in profile.interests]),
                     np.asarray(profile.embedding, dtype=np.float32).tobytes(),
                     json.dumps(profile.provenance),
-                    profile.events_hash,
+                    profile.source_key,
                     profile.drift_score,
                     profile.created_at,
                 ),
             )
 
-    def delete_profiles_after(self, user_id: str, window_index: int) -> None:
-        """Drop profiles of windows that no longer exist (a user's timeline was re-cut)."""
+    def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
+        """Drop profiles and drift reports of windows that no longer exist (events arrived
+        that re-cut the user's timeline)."""
+        keep = json.dumps(list(window_indexes))
         with self.transaction() as conn:
-            conn.execute(
-                "DELETE FROM profiles WHERE user_id = ? AND window_index > ?",
-                (user_id, window_index),
-            )
+            for table in ("profiles", "drift_reports"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE user_id = ?"
+                    " AND window_index NOT IN (SELECT value FROM json_each(?))",
+                    (user_id, keep),
+                )
 
     def profiles(self, user_id: str, limit: int | None = None) -> list[Profile]:
         """The user's profiles, oldest first; with ``limit``, only the newest ``limit``."""
@@ -392,7 +399,7 @@ def _profile_from_row(row: sqlite3.Row) -> Profile:
         ),
         embedding=np.frombuffer(row["embedding"], dtype=np.float32),
         provenance=json.loads(row["provenance"]),
-        events_hash=row["events_hash"],
+        source_key=row["source_key"],
         created_at=row["created_at"],
         drift_score=row["drift_score"],
     )

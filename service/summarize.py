@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .config import Settings
 from .models import Interest, Summary, Window
 
 MAX_INTERESTS = 5
 MAX_LABEL_WORDS = 6
+MAX_LABEL_CHARS = 80
 
 
 class Summarizer(Protocol):
@@ -32,50 +35,50 @@ class InvalidAnswer(ValueError):
 
 
 class _AnswerInterest(BaseModel):
-    label: str = Field(min_length=1, max_length=80)
-    weight: float = Field(ge=0)
-    evidence: list[str] = Field(default_factory=list)
+    # Lenient on purpose: one bad interest is dropped below, it does not sink the answer.
+    label: str
+    weight: float = Field(ge=0, le=1e6, allow_inf_nan=False)
+    evidence: list[str | int] = Field(default_factory=list)  # MovieLens-like ids come as numbers
 
 
 class _Answer(BaseModel):
-    summary: str = Field(min_length=1, max_length=600)
+    summary: str = Field(max_length=600)
     interests: list[_AnswerInterest]
 
+    @field_validator("summary")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("the summary is empty")
+        return value
 
-def extract_json_object(text: str) -> str:
-    """The first balanced ``{...}`` in ``text`` (models like to add words around it)."""
-    start = text.find("{")
-    if start < 0:
-        raise InvalidAnswer("no JSON object in the model output")
-    depth, in_string, escaped = 0, False, False
-    for position in range(start, len(text)):
-        char = text[position]
-        if in_string:
-            escaped = char == "\\" and not escaped
-            if char == '"' and not escaped:
-                in_string = False
+
+def extract_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in ``text`` (models like to add words around it)."""
+    decoder = json.JSONDecoder()
+    first_error = None
+    for start in (m.start() for m in re.finditer(r"\{", text)):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as error:
+            first_error = first_error or error
             continue
-        if char == '"':
-            in_string = True
-        elif char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start : position + 1]
-    raise InvalidAnswer("the JSON object in the model output is not closed")
+        if isinstance(value, dict):
+            return value
+    if first_error is None:
+        raise InvalidAnswer("no JSON object in the model output")
+    raise InvalidAnswer(f"model output is not valid JSON ({first_error.msg})")
 
 
 def parse_answer(text: str, window: Window) -> tuple[str, tuple[Interest, ...]]:
     """Validate a model answer against the window: schema, grounding, weights.
 
-    An interest whose evidence names no item of the window is dropped; if none is left the
-    whole answer is rejected.
+    An interest with a blank or overlong label, or whose evidence names no item of the window,
+    is dropped; if none is left the whole answer is rejected.
     """
     try:
-        answer = _Answer.model_validate(json.loads(extract_json_object(text)))
-    except json.JSONDecodeError as error:
-        raise InvalidAnswer(f"model output is not valid JSON ({error.msg})") from error
+        answer = _Answer.model_validate(extract_json_object(text))
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -83,26 +86,27 @@ def parse_answer(text: str, window: Window) -> tuple[str, tuple[Interest, ...]]:
             f"model output does not fit the schema ({where}: {first['msg']})"
         ) from None
     window_items = set(window.item_ids)
-    kept: dict[str, _AnswerInterest] = {}
+    kept: dict[str, tuple[str, float, tuple[str, ...]]] = {}
     for interest in answer.interests:
         label = " ".join(interest.label.split())
-        evidence = [item for item in dict.fromkeys(interest.evidence) if item in window_items]
-        if not evidence or len(label.split()) > MAX_LABEL_WORDS or label.lower() in kept:
+        cited = (str(item) for item in interest.evidence)
+        evidence = tuple(item for item in dict.fromkeys(cited) if item in window_items)
+        if not _usable_label(label) or not evidence or label.lower() in kept:
             continue
-        kept[label.lower()] = _AnswerInterest(
-            label=label, weight=interest.weight, evidence=evidence
-        )
+        kept[label.lower()] = (label, interest.weight, evidence)
     if not kept:
         raise InvalidAnswer("no interest in the model output is backed by an item of the window")
-    chosen = sorted(kept.values(), key=lambda i: i.weight, reverse=True)[:MAX_INTERESTS]
-    return answer.summary.strip(), normalize_weights(
-        [(i.label, i.weight, tuple(i.evidence)) for i in chosen]
-    )
+    chosen = sorted(kept.values(), key=lambda interest: interest[1], reverse=True)
+    return answer.summary, normalize_weights(chosen[:MAX_INTERESTS])
+
+
+def _usable_label(label: str) -> bool:
+    return 0 < len(label) <= MAX_LABEL_CHARS and len(label.split()) <= MAX_LABEL_WORDS
 
 
 def normalize_weights(raw: Sequence[tuple[str, float, tuple[str, ...]]]) -> tuple[Interest, ...]:
     total = sum(weight for _, weight, _ in raw)
-    if total <= 0:  # all zero: the order is all the model told us
+    if not 0 < total < math.inf:  # all zero: the order is all the model told us
         return tuple(Interest(label, round(1 / len(raw), 4), ev) for label, _, ev in raw)
     return tuple(Interest(label, round(weight / total, 4), ev) for label, weight, ev in raw)
 

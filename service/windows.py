@@ -14,9 +14,10 @@ def cut_windows(
 ) -> list[Window]:
     """Windows over ``events`` (sorted by time), oldest first; the last may be open.
 
-    Count windows close at every ``spec.size`` events. Time windows are aligned on the user's
-    first event and close when their end has passed ``now``; empty ones are skipped, and indexes
-    count the time slots so that a window keeps its index as the user's history grows.
+    Count windows close at every ``spec.size`` events. Time windows are aligned on the Unix
+    epoch (so ``1d`` windows are UTC days) and close when their end has passed ``now``; empty
+    ones are skipped. A time window's index is its slot number since the epoch, so it never
+    changes, even when an event older than all others arrives later.
     """
     joined = [WindowEvent(event, items.get(event.item_id)) for event in events]
     if spec.kind == "count":
@@ -41,18 +42,15 @@ def _count_windows(events: list[WindowEvent], size: int) -> list[Window]:
 
 
 def _time_windows(events: list[WindowEvent], seconds: float, now: float) -> list[Window]:
-    if not events:
-        return []
-    origin = events[0].event.ts
     slots: dict[int, list[WindowEvent]] = {}
     for event in events:
-        slots.setdefault(int((event.event.ts - origin) // seconds), []).append(event)
+        slots.setdefault(int(event.event.ts // seconds), []).append(event)
     return [
         Window(
             index=slot,
-            start=origin + slot * seconds,
-            end=origin + (slot + 1) * seconds,
-            closed=origin + (slot + 1) * seconds <= now,
+            start=slot * seconds,
+            end=(slot + 1) * seconds,
+            closed=(slot + 1) * seconds <= now,
             events=tuple(chunk),
         )
         for slot, chunk in sorted(slots.items())

@@ -255,3 +255,64 @@ def test_metrics_count_requests(client):
     client.get("/health")
     text = client.get("/metrics").text
     assert 'iprof_requests_total{method="GET",route="/health",status="200"}' in text
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"user_id": "a/b", "item_id": "i", "type": "view", "ts": 1},
+        {"user_id": "u", "item_id": "i", "type": "view", "ts": True},
+        {"user_id": "u", "item_id": "i", "type": "rate", "ts": 1, "value": True},
+        {"user_id": "u", "item_id": "i", "type": "rate", "ts": 1, "value": "NaN"},
+    ],
+)
+def test_events_that_could_never_be_read_back_sensibly_are_refused(client, event):
+    _error(client.post("/v1/events", json={"events": [event]}), 422, "invalid_request")
+
+
+def test_chunked_bodies_over_the_limit_are_refused(client, monkeypatch):
+    from service import api
+
+    def chunks():
+        for _ in range(20):
+            yield b" " * (1024 * 1024)
+
+    response = client.put(
+        "/v1/items", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert api.MAX_BODY_BYTES < 20 * 1024 * 1024
+    _error(response, 413, "payload_too_large")
+
+
+def test_delete_waits_for_a_profile_being_generated(settings):
+    import threading
+    import time
+
+    from service.extractive import ExtractiveSummarizer
+
+    class Slow(ExtractiveSummarizer):
+        def summarize(self, windows):
+            time.sleep(0.5)
+            return super().summarize(windows)
+
+    with TestClient(create_app(settings, summarizer=Slow())) as client:
+        client.put("/v1/items", json=_items_body(topic_items(6)))
+        client.post(
+            "/v1/events", json={"events": _events("u", [f"baking-{n:02d}" for n in range(6)])}
+        )
+        reader = threading.Thread(target=client.get, args=("/v1/users/u/drift",))
+        reader.start()
+        time.sleep(0.1)
+        assert client.delete("/v1/users/u").status_code == 204
+        reader.join()
+        store = client.app.state.services.store
+        assert store.profiles("u") == [] and store.drift_reports("u") == []
+        _error(client.delete("/v1/users/u"), 404, "unknown_user")
+
+
+def test_metrics_count_errors_and_refusals(client):
+    client.get("/v1/users/ghost/profile")
+    client.post("/v1/events", content=b"x" * 10, headers={"content-length": "999999999999"})
+    text = client.get("/metrics").text
+    assert 'route="/v1/users/{user_id}/profile",status="404"' in text
+    assert 'status="413"' in text

@@ -18,7 +18,7 @@ def _profile(index, direction, label):
         interests=(Interest(label, 1.0, ("x",)),),
         embedding=noisy / np.linalg.norm(noisy),
         provenance={},
-        events_hash=str(index),
+        source_key=str(index),
         created_at=0.0,
     )
 

@@ -78,3 +78,21 @@ def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path,
     index = load_index(tmp_path, embedder)
     exact = {i for i, _ in index.search(embedder.encode([items[5].title]), 5, nprobe=10_000)[0]}
     assert "i5" in exact
+
+
+def test_a_running_service_follows_builds_made_elsewhere(tmp_path, embedder, monkeypatch):
+    from service import services
+
+    monkeypatch.setattr(services, "RELOAD_CHECK_SECONDS", 0.0)
+    holder = services.IndexHolder(tmp_path, embedder)
+    holder.load()
+    assert not holder.loaded and "iprof build-index" in holder.problem
+    first = build_index([topic_items(5)], embedder, tmp_path, progress=False)
+    assert holder.get().manifest.build_id == first.build_id
+    second = build_index([topic_items(10)], embedder, tmp_path, progress=False)
+    assert holder.get().manifest.build_id == second.build_id
+    # A broken build made current is refused and the last good index keeps serving.
+    (tmp_path / "builds" / second.build_id / "manifest.json").write_text("{}")
+    (tmp_path / "CURRENT").write_text(second.build_id + "\n")
+    monkeypatch.setattr(holder, "_tried_build", None)
+    assert len(holder.get()) == 20 and "unreadable manifest" in holder.problem

@@ -70,7 +70,7 @@ def test_profile_round_trip_and_user_deletion(store):
         interests=(Interest("A things", 1.0, ("a",)),),
         embedding=np.array([0.6, 0.8], dtype=np.float32),
         provenance={"summarizer": "extractive"},
-        events_hash="h",
+        source_key="h",
         created_at=5.0,
     )
     store.add_events([_event("e1")])

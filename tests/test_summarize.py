@@ -56,7 +56,7 @@ def test_evidence_is_filtered_to_the_window_and_duplicates_merge():
     ("text", "reason"),
     [
         ("<unk> lorem ipsum", "no JSON object"),
-        ('{"summary": "x", "interests": [', "not closed"),
+        ('{"summary": "x", "interests": [', "not valid JSON"),
         ('{"summary": "x", interests: []}', "not valid JSON"),
         ('{"summary": "", "interests": []}', "schema"),
         (_answer(("Space", 1, ["zzz"])), "no interest"),
@@ -67,5 +67,38 @@ def test_unusable_answers_are_rejected_with_a_reason(text, reason):
         parse_answer(text, WINDOW)
 
 
-def test_json_extraction_respects_braces_inside_strings():
-    assert extract_json_object('x {"a": "}{", "b": {"c": 1}} y') == '{"a": "}{", "b": {"c": 1}}'
+def test_json_extraction_respects_braces_and_escaped_quotes_inside_strings():
+    text = 'x {"a": "}{ \\"{q\\"", "b": {"c": 1}} y'
+    assert extract_json_object(text) == {"a": '}{ "{q"', "b": {"c": 1}}
+
+
+@pytest.mark.parametrize(
+    "interest",
+    [
+        ("   ", 1, ["a"]),  # blank label
+        ("x" * 81, 1, ["a"]),  # overlong label
+        ("Huge", float("inf"), ["a"]),
+    ],
+)
+def test_one_bad_interest_is_dropped_or_the_answer_rejected_never_a_crash(interest):
+    text = json.dumps(
+        {"summary": "ok", "interests": [dict(zip(("label", "weight", "evidence"), interest))]}
+    )
+    with pytest.raises(InvalidAnswer):
+        parse_answer(text, WINDOW)
+    both = json.loads(text)
+    both["interests"].append({"label": "Space", "weight": 1, "evidence": ["a"]})
+    if interest[1] != float("inf"):  # an infinite weight fails the schema as a whole
+        assert [i.label for i in parse_answer(json.dumps(both), WINDOW)[1]] == ["Space"]
+
+
+def test_numeric_evidence_ids_are_matched_as_strings():
+    numeric = Window(
+        0,
+        0.0,
+        1.0,
+        True,
+        (WindowEvent(Event("e", "u", "42", "rate", 0.0, 5.0), Item("42", "Film")),),
+    )
+    _, interests = parse_answer(_answer(("Films", 1, [42])), numeric)
+    assert interests[0].evidence == ("42",)

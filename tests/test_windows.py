@@ -22,6 +22,16 @@ def test_time_windows_follow_the_clock_and_skip_empty_slots():
     assert [w.index for w in windows] == [0, 2]
     assert [len(w.events) for w in windows] == [3, 1]
     assert windows[0].closed and not windows[1].closed  # slot 2 ends on day 21, after now
+    assert (windows[1].start, windows[1].end) == (14 * DAY, 21 * DAY)
+
+
+def test_time_window_indexes_do_not_move_when_older_events_arrive():
+    spec = WindowSpec.parse("1d")
+    recent = [Event(f"e{n}", "u", "i0", "view", 100 * DAY + n * DAY) for n in range(3)]
+    before = [w.index for w in cut_windows(recent, {}, spec, now=1e12)]
+    older = Event("old", "u", "i0", "view", 90 * DAY)
+    after = [w.index for w in cut_windows([older, *recent], {}, spec, now=1e12)]
+    assert before == [100, 101, 102] and after == [90, 100, 101, 102]
 
 
 def test_windows_join_items_and_hash_changes_with_item_text():
