@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from tqdm import tqdm
 
 from .catalog import (
     FileFormatError,
@@ -125,9 +126,11 @@ def demo(
         raise _fail(str(error)) from None
     upserted = services.store.upsert_items(items)
     accepted = duplicates = 0
-    for chunk in _chunks(events):
-        result = services.store.add_events(chunk)
-        accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
+    with tqdm(desc="loading events", unit="event", disable=not sys.stderr.isatty()) as bar:
+        for chunk in _chunks(events):
+            result = services.store.add_events(chunk)
+            accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
+            bar.update(len(chunk))
     typer.echo(f"items: {upserted}; events: {accepted} new, {duplicates} already there")
     _build(services, skip_if_current=True)
 

@@ -92,9 +92,11 @@ class Profiler:
         profiles = self._with_drift_scores(profiles)
         for profile in profiles:
             before = stored.get(profile.window.index)
-            if before is None or profile.window.index in fresh:
-                self.store.save_profile(profile)
-            elif before.drift_score != profile.drift_score:  # history re-scored around it
+            if (
+                before is None
+                or profile.window.index in fresh
+                or before.drift_score != profile.drift_score
+            ):
                 self.store.save_profile(profile)
         self.store.keep_only_windows(user_id, [w.index for w in windows])
         return profiles

@@ -14,6 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from scripts.smoke_client import TOPICS as SCENARIO_TOPICS  # noqa: E402
 from service.api import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.embed import HashingEmbedder, SentenceTransformerEmbedder, load_embedder  # noqa: E402
@@ -75,39 +76,11 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-TOPICS = {
-    "astronomy": [
-        "Mars rover geology",
-        "black hole imaging",
-        "exoplanet atmospheres",
-        "the Andromeda galaxy",
-        "solar flares",
-        "Jupiter's moons",
-        "neutron star collisions",
-        "comet tails",
-        "the cosmic microwave background",
-        "lunar craters",
-    ],
-    "baking": [
-        "sourdough starters",
-        "croissant lamination",
-        "lemon tarts",
-        "rye bread crust",
-        "chocolate souffle",
-        "cinnamon rolls",
-        "pie pastry",
-        "brioche dough",
-        "macaron shells",
-        "banana bread",
-    ],
-}
-
-
 def topic_items(per_topic: int = 10) -> list[Item]:
     """Small two-topic catalog whose words separate the topics for the hashing embedder too."""
     items = []
-    for topic, subjects in TOPICS.items():
-        for number, subject in enumerate(subjects[:per_topic]):
+    for topic, spec in SCENARIO_TOPICS.items():
+        for number, subject in enumerate(spec["subjects"][:per_topic]):
             items.append(
                 Item(
                     item_id=f"{topic}-{number:02d}",

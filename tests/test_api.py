@@ -3,6 +3,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
+from scripts.smoke_client import events as scenario_events
 from service.api import create_app
 from tests.conftest import topic_items
 
@@ -24,16 +25,7 @@ def _items_body(items):
 
 
 def _events(user, item_ids, start=1_700_000_000):
-    return [
-        {
-            "event_id": f"{user}-{n}",
-            "user_id": user,
-            "item_id": item,
-            "type": "view",
-            "ts": start + n * DAY,
-        }
-        for n, item in enumerate(item_ids)
-    ]
+    return scenario_events(user, item_ids, start)
 
 
 @pytest.fixture
