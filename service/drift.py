@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import Settings
 from .embed import normalize_rows
-from .models import DriftReport, Interest, Profile
+from .models import DriftReport, Interest, Profile, WindowDrift
 
 # An interest counts as gained or lost when its weight moved by at least this much.
 INTEREST_CHANGE = 0.15
@@ -110,6 +110,18 @@ def interest_changes(
         changes[k] for k in sorted(delta, key=lambda k: delta[k]) if -delta[k] >= INTEREST_CHANGE
     ]
     return gained, lost
+
+
+def drift_timeline(profiles: Sequence[Profile], settings: Settings) -> list[WindowDrift]:
+    """Every window's verdict (oldest first), with the interests gained and lost."""
+    timeline = []
+    for profile, point in zip(profiles, drift_history(profiles, settings)):
+        reference = [profiles[i] for i in point.reference]
+        gained, lost = interest_changes(profile.interests, reference, settings.drift_decay)
+        timeline.append(
+            WindowDrift(point.score, point.threshold, point.detected, tuple(gained), tuple(lost))
+        )
+    return timeline
 
 
 def drift_report(user_id: str, profiles: Sequence[Profile], settings: Settings) -> DriftReport:

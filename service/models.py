@@ -89,6 +89,17 @@ class WindowInfo:
 
 
 @dataclass(frozen=True)
+class WindowDrift:
+    """A window's drift verdict against the windows before it, and what changed."""
+
+    score: float | None
+    threshold: float
+    detected: bool
+    gained: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
     user_id: str
     window: WindowInfo
@@ -98,7 +109,11 @@ class Profile:
     provenance: dict[str, Any]
     source_key: str
     created_at: float
-    drift_score: float | None = None
+    drift: WindowDrift | None = None
+
+    @property
+    def drift_score(self) -> float | None:
+        return self.drift.score if self.drift else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from .config import Settings
-from .drift import drift_history, drift_report
+from .drift import drift_report, drift_timeline
 from .embed import Embedder, normalize_rows
 from .models import DriftReport, Profile, Summary, Window
 from .prompts import content_hash
@@ -89,14 +89,11 @@ class Profiler:
         ]
         fresh = {p.window.index: p for p in self._make_profiles(user_id, stale)}
         profiles = [fresh.get(w.index) or stored[w.index] for w in windows]
-        profiles = self._with_drift_scores(profiles)
+        profiles = self._with_drift(profiles)
         for profile in profiles:
             before = stored.get(profile.window.index)
-            if (
-                before is None
-                or profile.window.index in fresh
-                or before.drift_score != profile.drift_score
-            ):
+            # Unchanged windows are rewritten only when the history around them re-scored them.
+            if before is None or profile.window.index in fresh or before.drift != profile.drift:
                 self.store.save_profile(profile)
         self.store.keep_only_windows(user_id, [w.index for w in windows])
         return profiles
@@ -174,9 +171,9 @@ class Profiler:
             "duration_ms": round(per_window_ms, 2),
         }
 
-    def _with_drift_scores(self, profiles: list[Profile]) -> list[Profile]:
-        points = drift_history(profiles, self.settings)
-        return [replace(p, drift_score=point.score) for p, point in zip(profiles, points)]
+    def _with_drift(self, profiles: list[Profile]) -> list[Profile]:
+        timeline = drift_timeline(profiles, self.settings)
+        return [replace(p, drift=drift) for p, drift in zip(profiles, timeline)]
 
     def _lock_for(self, user_id: str) -> threading.Lock:
         with self._locks_guard:

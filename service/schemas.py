@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .models import DriftReport, Event, Item, Profile, WindowInfo
+from .models import DriftReport, Event, Item, Profile, WindowDrift, WindowInfo
 from .recommend import Recommendation
 
 # 1970 to 2200: anything outside is a unit mistake (milliseconds) or garbage, not an event.
@@ -131,6 +131,16 @@ class InterestOut(BaseModel):
     evidence: list[str]
 
 
+class WindowDriftOut(BaseModel):
+    """This window against the windows before it (null score for a user's first window)."""
+
+    score: float | None
+    threshold: float
+    detected: bool
+    gained: list[str]
+    lost: list[str]
+
+
 class ProfileOut(BaseModel):
     user_id: str
     window: WindowOut
@@ -138,6 +148,7 @@ class ProfileOut(BaseModel):
     interests: list[InterestOut]
     provenance: dict[str, Any]
     drift_score: float | None
+    drift: WindowDriftOut | None
     created_at: str
 
 
@@ -213,7 +224,18 @@ def profile_out(profile: Profile) -> ProfileOut:
         ],
         provenance=profile.provenance,
         drift_score=profile.drift_score,
+        drift=window_drift_out(profile.drift) if profile.drift else None,
         created_at=iso(profile.created_at),
+    )
+
+
+def window_drift_out(drift: WindowDrift) -> WindowDriftOut:
+    return WindowDriftOut(
+        score=drift.score,
+        threshold=drift.threshold,
+        detected=drift.detected,
+        gained=list(drift.gained),
+        lost=list(drift.lost),
     )
 
 

@@ -12,13 +12,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .models import DriftReport, Event, Interest, Item, Profile, WindowInfo
+from .models import DriftReport, Event, Interest, Item, Profile, WindowDrift, WindowInfo
 
 # Append-only: a released migration is never edited, a schema change is a new entry.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -88,6 +88,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             created_at    REAL NOT NULL
         );
         CREATE UNIQUE INDEX drift_by_user_window ON drift_reports (user_id, window_index);
+        """,
+    ),
+    (
+        # Each window's full verdict (threshold, detection, gained, lost), for the inspector.
+        "0005_profile_drift",
+        """
+        ALTER TABLE profiles ADD COLUMN drift TEXT;
+        CREATE INDEX profiles_by_window_end ON profiles (window_end);
         """,
     ),
 ]
@@ -276,7 +284,7 @@ class Store:
         with self.transaction() as conn:
             conn.execute(
                 """INSERT OR REPLACE INTO profiles VALUES
-                   (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     profile.user_id,
                     window.index,
@@ -291,6 +299,7 @@ class Store:
                     profile.source_key,
                     profile.drift_score,
                     profile.created_at,
+                    json.dumps(asdict(profile.drift)) if profile.drift else None,
                 ),
             )
 
@@ -314,9 +323,28 @@ class Store:
         )
         return [_profile_from_row(row) for row in reversed(rows)]
 
-    def recent_profiles(self, limit: int) -> list[Profile]:
-        rows = self._query("SELECT * FROM profiles ORDER BY created_at DESC LIMIT ?", (limit,))
+    def recent_drifts(self, limit: int) -> list[Profile]:
+        """Each user's latest window with detected drift, the most recent first."""
+        rows = self._query(
+            """SELECT *, MAX(window_end) FROM profiles
+               WHERE json_extract(drift, '$.detected') = 1
+               GROUP BY user_id ORDER BY window_end DESC LIMIT ?""",
+            (limit,),
+        )
         return [_profile_from_row(row) for row in rows]
+
+    def recent_fallbacks(self, limit: int) -> list[Profile]:
+        """Profiles whose LLM answer was rejected, the newest first."""
+        rows = self._query(
+            """SELECT * FROM profiles
+               WHERE json_extract(provenance, '$.fallback_reason') IS NOT NULL
+               ORDER BY created_at DESC LIMIT ?""",
+            (limit,),
+        )
+        return [_profile_from_row(row) for row in rows]
+
+    def count_users(self) -> int:
+        return int(self._query("SELECT COUNT(DISTINCT user_id) FROM events")[0][0])
 
     # --- drift ------------------------------------------------------------------------------
 
@@ -401,7 +429,20 @@ def _profile_from_row(row: sqlite3.Row) -> Profile:
         provenance=json.loads(row["provenance"]),
         source_key=row["source_key"],
         created_at=row["created_at"],
-        drift_score=row["drift_score"],
+        drift=_drift_from_json(row["drift"]),
+    )
+
+
+def _drift_from_json(text: str | None) -> WindowDrift | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    return WindowDrift(
+        data["score"],
+        data["threshold"],
+        data["detected"],
+        tuple(data["gained"]),
+        tuple(data["lost"]),
     )
 
 
