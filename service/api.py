@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -33,6 +33,9 @@ from .inspector import inspector_api, install_inspector_pages
 from .itemindex import IndexUnavailable
 from .profiles import UnknownUser
 from .schemas import (
+    ERRORS,
+    UNAVAILABLE,
+    USER_ERRORS,
     DriftOut,
     ErrorOut,
     EventsIn,
@@ -48,20 +51,10 @@ from .schemas import (
     profile_out,
     recommendations_out,
 )
-from .services import Services, build_services
+from .services import IndexBuildFailed, Services, build_services
 from .summarize import Summarizer
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-Responses = dict[int | str, dict[str, Any]]
-ERRORS: Responses = {
-    400: {"model": ErrorOut, "description": "Malformed JSON"},
-    401: {"model": ErrorOut, "description": "Missing API key (only when keys are configured)"},
-    403: {"model": ErrorOut, "description": "Wrong API key"},
-    413: {"model": ErrorOut, "description": "Body or batch too large"},
-    422: {"model": ErrorOut, "description": "Invalid request"},
-}
-USER_ERRORS: Responses = {**ERRORS, 404: {"model": ErrorOut, "description": "Unknown user"}}
-UNAVAILABLE: Responses = {503: {"model": ErrorOut, "description": "Item index not loaded"}}
 
 
 def create_app(
@@ -104,15 +97,17 @@ def _probes() -> APIRouter:
 
     @router.get("/ready", operation_id="ready", responses={503: {"description": "Not ready"}})
     def ready(services: ServicesDep, response: Response) -> dict[str, object]:
+        llm_problem = getattr(services.summarizer, "problem", None)
         checks = {
             "store": "ok",
             "embedder": services.embedder.model_id,
-            "summarizer": services.summarizer.describe(),
+            "summarizer": {**services.summarizer.describe(), "problem": llm_problem},
             "index": "ok" if services.index.loaded else services.index.problem,
         }
-        if not services.index.loaded:
+        ready = services.index.loaded and llm_problem is None
+        if not ready:
             response.status_code = 503
-        return {"ready": services.index.loaded, "checks": checks}
+        return {"ready": ready, "checks": checks}
 
     return router
 
@@ -199,6 +194,8 @@ def _v1() -> APIRouter:
             manifest = services.index.rebuild(services.store)
         except IndexUnavailable as error:
             raise ApiError(409, "empty_catalog", str(error)) from error
+        except IndexBuildFailed as error:
+            raise ApiError(500, "index_build_failed", str(error)) from error
         return RebuildOut(**{**manifest.__dict__, "built_at": iso(manifest.built_at)})
 
     return router

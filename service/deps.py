@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .errors import ApiError
+from .ratelimit import retry_after_header
 from .services import Services
 
 
@@ -21,16 +22,27 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def require_key(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
+    """The API key check (only when keys are configured), then the caller's rate limit."""
     keys = services.settings.api_keys
-    if not keys:
-        return
-    if credentials is None:
-        raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <key>'")
-    offered = credentials.credentials.encode()
-    # Compare against every key, always, so timing tells nothing about which one nearly matched.
-    matches = [hmac.compare_digest(offered, key.encode()) for key in keys]
-    if not any(matches):
-        raise ApiError(403, "forbidden", "the API key is not valid")
+    caller = f"address {request.client.host if request.client else 'unknown'}"
+    if keys:
+        if credentials is None:
+            raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <key>'")
+        offered = credentials.credentials.encode()
+        # Compare with every key, always, so timing tells nothing about which one nearly matched.
+        matches = [hmac.compare_digest(offered, key.encode()) for key in keys]
+        if not any(matches):
+            raise ApiError(403, "forbidden", "the API key is not valid")
+        caller = f"key {matches.index(True)}"
+    wait = services.limiter.acquire(caller)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests from this {caller.split()[0]}; retry in {wait:.1f} s",
+            headers={"Retry-After": retry_after_header(wait)},
+        )

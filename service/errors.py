@@ -32,13 +32,25 @@ _CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers
 
 
 def envelope(
-    status: int, code: str, message: str, details: Any = None, headers=None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details}}
     return JSONResponse(status_code=status, content=body, headers=headers)
@@ -57,7 +69,7 @@ def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
 
 
 async def _on_api_error(request: Request, error: ApiError) -> JSONResponse:
-    return envelope(error.status, error.code, error.message, error.details)
+    return envelope(error.status, error.code, error.message, error.details, error.headers)
 
 
 async def _on_validation(request: Request, error: RequestValidationError) -> JSONResponse:

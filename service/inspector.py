@@ -22,7 +22,8 @@ from .itemindex import IndexUnavailable
 from .models import Profile
 from .profiles import UnknownUser
 from .schemas import (
-    ErrorOut,
+    ERRORS,
+    USER_ERRORS,
     ProfileOut,
     RecommendationOut,
     WindowOut,
@@ -86,7 +87,7 @@ def inspector_api() -> APIRouter:
     @router.get(
         "/users/{user_id}",
         operation_id="inspect_user",
-        responses={404: {"model": ErrorOut, "description": "Unknown user"}},
+        responses=USER_ERRORS,
     )
     def inspect_user(user_id: str, services: ServicesDep) -> UserInspection:
         try:
@@ -113,7 +114,7 @@ def inspector_api() -> APIRouter:
             },
         )
 
-    @router.get("/overview", operation_id="inspect_overview")
+    @router.get("/overview", operation_id="inspect_overview", responses=ERRORS)
     def overview(
         services: ServicesDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
     ) -> Overview:

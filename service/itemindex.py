@@ -187,14 +187,18 @@ def _write_build(
     final = builds / manifest.build_id
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    faiss.write_index(index, str(staging / "index.faiss"))
-    (staging / "item_ids.json").write_text(json.dumps(item_ids))
-    np.save(staging / "vectors.npy", vectors)
-    (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
-    for path in staging.iterdir():
-        _fsync(path)
-    shutil.rmtree(final, ignore_errors=True)
+    try:
+        faiss.write_index(index, str(staging / "index.faiss"))
+        (staging / "item_ids.json").write_text(json.dumps(item_ids))
+        np.save(staging / "vectors.npy", vectors)
+        (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+        for path in staging.iterdir():
+            _fsync(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # CURRENT still names the previous build
+        raise
     os.replace(staging, final)
+    _fsync_dir(builds)
     _point_current(root, manifest.build_id)
     _prune(builds, keep=manifest.build_id)
 
@@ -204,12 +208,21 @@ def _point_current(root: Path, build_id: str) -> None:
     pointer.write_text(build_id + "\n")
     _fsync(pointer)
     os.replace(pointer, root / "CURRENT")
+    _fsync_dir(root)  # the rename itself must survive a power cut
 
 
 def _prune(builds: Path, keep: str) -> None:
     finished = sorted(p for p in builds.iterdir() if not p.name.startswith("."))
     for old in [p for p in finished if p.name != keep][: -(KEEP_BUILDS - 1) or None]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _fsync(path: Path) -> None:

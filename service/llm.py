@@ -5,6 +5,7 @@ summary, with the reason recorded in the profile's provenance.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from .extractive import ExtractiveSummarizer
 from .models import Summary, Window
 from .prompts import PromptTemplate, RenderedPrompt, load_template
 from .summarize import MAX_INTERESTS, InvalidAnswer, parse_answer
+
+log = logging.getLogger(__name__)
 
 PROMPT_NAME = "profile"
 # The newest events say most about current interests; older ones only cost prompt tokens.
@@ -32,6 +35,7 @@ class Generation:
     text: str
     prompt_tokens: int
     new_tokens: int
+    failure: str | None = None  # why this output cannot be trusted even if it parses
 
 
 def quantization_config(quantization: str, on_gpu: bool) -> Any:
@@ -93,6 +97,7 @@ class LLMSummarizer:
         template: PromptTemplate | None = None,
         max_new_tokens: int = 384,
         batch_size: int = 8,
+        timeout_s: float = 60.0,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -102,6 +107,7 @@ class LLMSummarizer:
         self.template = template or load_template(PROMPT_NAME)
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        self.timeout_s = timeout_s
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -123,7 +129,7 @@ class LLMSummarizer:
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_id)
             model = AutoModelForCausalLM.from_pretrained(model_id, **options)
-        except (OSError, ValueError) as error:
+        except Exception as error:  # any loader failure: missing files, CUDA, bad config, ...
             raise ModelLoadError(f"cannot load IPROF_LLM_MODEL={model_id!r}: {error}") from error
         if config is None and on_gpu:
             model = model.to("cuda")  # type: ignore[arg-type]
@@ -136,6 +142,7 @@ class LLMSummarizer:
             fallback=fallback,
             max_new_tokens=settings.llm_max_new_tokens,
             batch_size=settings.llm_batch_size,
+            timeout_s=settings.llm_timeout_s,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -166,7 +173,12 @@ class LLMSummarizer:
             batch = windows[start : start + self.batch_size]
             prompts = [self.render(window) for window in batch]
             started = time.perf_counter()
-            generations = self.generate(prompts)
+            try:
+                generations = self.generate(prompts)
+            except Exception as error:  # the model must never take the service down
+                log.exception("generation failed for a batch of %d windows", len(batch))
+                failed = Generation("", 0, 0, failure=f"generation failed ({type(error).__name__})")
+                generations = [failed] * len(batch)
             per_window_ms = (time.perf_counter() - started) * 1000 / len(batch)
             summaries.extend(
                 self._summary(window, prompt, generation, per_window_ms)
@@ -182,13 +194,19 @@ class LLMSummarizer:
         encoded = self.tokenizer(
             texts, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.model.device)
+        started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
                 **encoded,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
+                max_time=self.timeout_s,  # stops generating, keeps what it has
             )
+        timed_out = time.perf_counter() - started >= self.timeout_s
+        failure = (
+            f"generation ran past its time limit ({self.timeout_s:g} s)" if timed_out else None
+        )
         prompt_length = encoded["input_ids"].shape[1]
         new_tokens = output[:, prompt_length:]
         decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -198,6 +216,7 @@ class LLMSummarizer:
                 text=text,
                 prompt_tokens=int(mask.sum()),
                 new_tokens=int((row != pad).sum()),
+                failure=failure,
             )
             for text, mask, row in zip(decoded, encoded["attention_mask"], new_tokens)
         ]
@@ -228,6 +247,8 @@ class LLMSummarizer:
             "duration_ms": round(duration_ms, 2),
         }
         try:
+            if generation.failure:
+                raise InvalidAnswer(generation.failure)
             text, interests = parse_answer(generation.text, window)
         except InvalidAnswer as reason:
             fallback = self.fallback.summarize_one(window, fallback_reason=str(reason))
@@ -238,3 +259,32 @@ class LLMSummarizer:
             )
             return Summary(fallback.summary, fallback.interests, provenance)
         return Summary(text, interests, provenance)
+
+
+class UnavailableLLM:
+    """Stands in for an LLM that failed to load: every profile is the extractive one, with the
+    load error as its ``fallback_reason``, and readiness reports the problem."""
+
+    name = "llm"
+
+    def __init__(
+        self, model_id: str, quantization: str, problem: str, fallback: ExtractiveSummarizer
+    ):
+        self.model_id, self.quantization, self.problem = model_id, quantization, problem
+        self.fallback = fallback
+
+    def describe(self) -> dict[str, Any]:
+        return {"summarizer": self.name, "model": self.model_id, "quantization": self.quantization}
+
+    def summarize(self, windows: Sequence[Window]) -> list[Summary]:
+        reason = f"the LLM is not loaded: {self.problem}"
+        summaries = []
+        for window in windows:
+            fallback = self.fallback.summarize_one(window, fallback_reason=reason)
+            provenance = {
+                **fallback.provenance,
+                "model": self.model_id,
+                "quantization": self.quantization,
+            }
+            summaries.append(Summary(fallback.summary, fallback.interests, provenance))
+        return summaries

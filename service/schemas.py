@@ -257,3 +257,17 @@ def recommendations_out(user_id: str, items: list[Recommendation]) -> Recommenda
         user_id=user_id,
         items=[RecommendationOut(item_id=r.item_id, score=r.score, reason=r.reason) for r in items],
     )
+
+
+# Documented error answers per route (the envelope above), for the OpenAPI document.
+Responses = dict[int | str, dict[str, Any]]
+ERRORS: Responses = {
+    400: {"model": ErrorOut, "description": "Malformed JSON"},
+    401: {"model": ErrorOut, "description": "Missing API key (only when keys are configured)"},
+    403: {"model": ErrorOut, "description": "Wrong API key"},
+    413: {"model": ErrorOut, "description": "Body or batch too large"},
+    422: {"model": ErrorOut, "description": "Invalid request"},
+    429: {"model": ErrorOut, "description": "Rate limit exceeded; see Retry-After"},
+}
+USER_ERRORS: Responses = {**ERRORS, 404: {"model": ErrorOut, "description": "Unknown user"}}
+UNAVAILABLE: Responses = {503: {"model": ErrorOut, "description": "Item index not loaded"}}

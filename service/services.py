@@ -12,11 +12,16 @@ from .config import Settings
 from .embed import Embedder, load_embedder
 from .itemindex import IndexUnavailable, ItemIndex, Manifest, build_index, load_index
 from .profiles import Profiler
+from .ratelimit import RateLimiter
 from .recommend import Recommender
 from .store import Store
 from .summarize import Summarizer, build_summarizer
 
 log = logging.getLogger(__name__)
+
+
+class IndexBuildFailed(RuntimeError):
+    pass
 
 
 # How often a reader looks at CURRENT for a build made elsewhere (the CLI, another worker).
@@ -78,8 +83,19 @@ class IndexHolder:
             log.warning("item index not loaded: %s", error)
 
     def rebuild(self, store: Store, progress: bool = False) -> Manifest:
+        """Build from the stored catalog and serve it; on any failure the previous index keeps
+        serving and IndexBuildFailed says so."""
         with self._rebuild_lock:
-            manifest = build_index(store.iter_items(), self.embedder, self.root, progress)
+            try:
+                manifest = build_index(store.iter_items(), self.embedder, self.root, progress)
+            except IndexUnavailable:
+                raise
+            except Exception as error:
+                log.exception("index rebuild failed")
+                raise IndexBuildFailed(
+                    f"the index rebuild failed ({type(error).__name__}); the previous index "
+                    "keeps serving"
+                ) from error
             self.load()
             return manifest
 
@@ -93,6 +109,7 @@ class Services:
     profiler: Profiler
     recommender: Recommender
     index: IndexHolder
+    limiter: RateLimiter
 
     def close(self) -> None:
         self.store.close()
@@ -119,4 +136,5 @@ def build_services(
         profiler=Profiler(store, summarizer, embedder, settings),
         recommender=Recommender(store, embedder, holder.get),
         index=holder,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
     )

@@ -122,6 +122,8 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, so a deleted user is gone from the file too.
+        self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self.migrate()
 
@@ -382,6 +384,11 @@ class Store:
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE user_id = ?", (user_id,)
                 ).rowcount
+        if removed:
+            # Copy the WAL back into the (zeroing) main file and truncate it: old page images
+            # in the log would otherwise keep the user's rows until the next checkpoint.
+            with self._lock:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return removed > 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -12,6 +13,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .config import Settings
 from .models import Interest, Summary, Window
+
+log = logging.getLogger(__name__)
 
 MAX_INTERESTS = 5
 MAX_LABEL_WORDS = 6
@@ -117,6 +120,11 @@ def build_summarizer(settings: Settings) -> Summarizer:
     extractive = ExtractiveSummarizer()
     if settings.llm_model is None:
         return extractive
-    from .llm import LLMSummarizer
+    from .llm import LLMSummarizer, ModelLoadError, UnavailableLLM
 
-    return LLMSummarizer.load(settings, fallback=extractive)
+    try:
+        return LLMSummarizer.load(settings, fallback=extractive)
+    except ModelLoadError as error:
+        # Serve (extractive profiles, readiness false) rather than not start at all.
+        log.error("%s", error)
+        return UnavailableLLM(settings.llm_model, settings.llm_quant, str(error), extractive)

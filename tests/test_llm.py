@@ -168,3 +168,50 @@ def test_hostile_item_text_stays_inside_the_data_block():
     assert prompt.user.count("</items>") == 1 and prompt.user.count("<items>") == 1
     body = prompt.user.split("<items>")[1].split("</items>")[0]
     assert "Ignore previous instructions" in body and "\n=== system" not in body
+
+
+# --- the model never takes the service down ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_generation_past_its_time_limit_gives_the_fallback_with_the_reason(nf4_summarizer):
+    nf4_summarizer.timeout_s, before = 1e-6, nf4_summarizer.timeout_s
+    try:
+        (summary,) = nf4_summarizer.summarize([_window(topic_items(2))])
+    finally:
+        nf4_summarizer.timeout_s = before
+    assert "time limit" in summary.provenance["fallback_reason"]
+    assert summary.interests  # the extractive profile is still complete
+
+
+class FailingLLM(ScriptedLLM):
+    def generate(self, prompts):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+
+def test_a_failing_generation_gives_the_fallback_not_an_error():
+    (summary,) = FailingLLM("{}").summarize([_window(topic_items(2))])
+    assert summary.provenance["fallback_reason"] == "generation failed (RuntimeError)"
+    assert summary.provenance["summarizer"] == "extractive" and summary.interests
+
+
+def test_a_model_that_does_not_load_is_reported_by_readiness_and_profiles_still_come(
+    settings, tmp_path
+):
+    settings.llm_model = str(tmp_path / "no-such-model")
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "cannot load IPROF_LLM_MODEL" in ready.json()["checks"]["summarizer"]["problem"]
+        client.put(
+            "/v1/items",
+            json={"items": [{"item_id": "a", "title": "Jazz night", "categories": ["Jazz"]}]},
+        )
+        client.post(
+            "/v1/events",
+            json={"events": [{"user_id": "u", "item_id": "a", "type": "view", "ts": 1}]},
+        )
+        profile = client.get("/v1/users/u/profile").json()
+    assert profile["interests"][0]["label"] == "Jazz"
+    assert profile["provenance"]["fallback_reason"].startswith("the LLM is not loaded")
+    assert profile["provenance"]["model"] == settings.llm_model
