@@ -183,6 +183,42 @@ def _build(services: Services, skip_if_current: bool) -> Manifest | None:
 
 
 @app.command()
+def refresh(
+    users: Annotated[Path | None, typer.Option(help="File with one user id per line")] = None,
+    all_users: Annotated[bool, typer.Option("--all", help="Every user with events")] = False,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Windows per LLM batch (default IPROF_LLM_BATCH_SIZE)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Regenerate every window, changed or not")] = False,
+) -> None:
+    """Regenerate profiles for many users in shared batches; windows whose events did not
+    change are skipped unless --force."""
+    if (users is None) == (not all_users):
+        raise _fail("give exactly one of --users FILE or --all", code=2)
+    settings = Settings()
+    if batch_size is not None:
+        settings = settings.model_copy(update={"llm_batch_size": batch_size})
+    services = build_services(settings, load_item_index=False)
+    if users is not None:
+        if not users.is_file():
+            raise _fail(f"{users}: no such file", code=2)
+        wanted = [line.strip() for line in users.read_text().splitlines() if line.strip()]
+    else:
+        wanted = services.store.user_ids()
+    with tqdm(
+        total=len(wanted), desc="refreshing", unit="user", disable=not sys.stderr.isatty()
+    ) as bar:
+        report = services.profiler.refresh_users(wanted, force=force, on_progress=bar.update)
+    typer.echo(
+        f"users: {report.users} refreshed, {report.unknown_users} unknown; "
+        f"windows generated: {report.windows_generated}; "
+        f"fell back: {sum(report.fallbacks.values())}"
+    )
+    for reason, count in report.fallbacks.most_common():
+        typer.echo(f"  {count:6}  {reason}")
+
+
+@app.command()
 def profile(user: str, refresh: bool = False) -> None:
     """Print a user's current profile."""
     services = _services(load_index=False)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Quantization = Literal["nf4", "int8", "none"]
@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     llm_quant: Quantization = "nf4"
     # Room for ~8 interests with evidence ids; generation stops at the end of the JSON anyway.
     llm_max_new_tokens: int = 384
-    llm_batch_size: int = 8
+    # A batch holds at most this many windows and this many (padded) prompt tokens: long
+    # windows make smaller batches, so memory stays bounded whatever the windows look like.
+    llm_batch_size: int = 16
+    llm_batch_tokens: int = 16_384
     # A generation past this is cut and the window gets the extractive profile, with the reason.
     llm_timeout_s: float = 60.0
 
@@ -94,8 +97,8 @@ class Settings(BaseSettings):
     max_batch: int = 5_000
     # Per API key (per client address without keys): far above what one honest client sends,
     # low enough that a runaway loop cannot starve everyone else. 0 turns the limit off.
-    rate_limit_per_second: float = 500.0
-    rate_limit_burst: int = 1_000
+    rate_limit_per_second: float = Field(default=500.0, ge=0)
+    rate_limit_burst: int = Field(default=1_000, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod

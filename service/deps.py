@@ -31,13 +31,19 @@ def require_key(
     caller = f"address {request.client.host if request.client else 'unknown'}"
     if keys:
         if credentials is None:
+            _limit(services, caller)  # failed attempts count too: no free key guessing
             raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <key>'")
         offered = credentials.credentials.encode()
         # Compare with every key, always, so timing tells nothing about which one nearly matched.
         matches = [hmac.compare_digest(offered, key.encode()) for key in keys]
         if not any(matches):
+            _limit(services, caller)
             raise ApiError(403, "forbidden", "the API key is not valid")
         caller = f"key {matches.index(True)}"
+    _limit(services, caller)
+
+
+def _limit(services: Services, caller: str) -> None:
     wait = services.limiter.acquire(caller)
     if wait is not None:
         raise ApiError(

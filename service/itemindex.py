@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 # Below this many items exact search is fast enough (a few ms) and has perfect recall.
 EXACT_SEARCH_LIMIT = 50_000
 KEEP_BUILDS = 2
+STALE_PARTIAL_SECONDS = 3_600
 
 
 class IndexUnavailable(RuntimeError):
@@ -107,8 +108,12 @@ class ItemIndex:
         ]
 
     def vectors_of(self, item_ids: Iterable[str]) -> np.ndarray:
+        """Stored vectors of the given items; items not in the index (added since the last
+        build) are skipped, so the result may have fewer rows, even none."""
         rows = [self._rows[i] for i in item_ids if i in self._rows]
-        return np.asarray(self.vectors[rows], dtype=np.float32).reshape(len(rows), -1)
+        return np.asarray(self.vectors[rows], dtype=np.float32).reshape(
+            len(rows), self.manifest.dimension
+        )
 
 
 class SourceHash:
@@ -212,6 +217,11 @@ def _point_current(root: Path, build_id: str) -> None:
 
 
 def _prune(builds: Path, keep: str) -> None:
+    """Keep the newest builds; remove partial folders left by a builder that was killed
+    (older than an hour, so a build running elsewhere right now is left alone)."""
+    for partial in builds.glob(".*.partial"):
+        if time.time() - partial.stat().st_mtime > STALE_PARTIAL_SECONDS:
+            shutil.rmtree(partial, ignore_errors=True)
     finished = sorted(p for p in builds.iterdir() if not p.name.startswith("."))
     for old in [p for p in finished if p.name != keep][: -(KEEP_BUILDS - 1) or None]:
         shutil.rmtree(old, ignore_errors=True)
@@ -234,40 +244,53 @@ def current_build(root: Path) -> Path:
     pointer = root / "CURRENT"
     if not pointer.is_file():
         raise IndexMissing(f"no item index in {root}: run `iprof build-index` (or `iprof demo`)")
-    folder = root / "builds" / pointer.read_text().strip()
-    if not (folder / "manifest.json").is_file():
-        raise IndexMissing(f"{pointer} names {folder.name}, which is missing: rebuild the index")
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise IndexMismatch(f"{pointer} is unreadable ({error}): rebuild the index") from error
+    folder = root / "builds" / name
+    if not name or "/" in name or not (folder / "manifest.json").is_file():
+        raise IndexMissing(f"{pointer} names {name!r}, which is missing: rebuild the index")
     return folder
 
 
 def read_manifest(folder: Path) -> Manifest:
     try:
-        return Manifest(**json.loads((folder / "manifest.json").read_text()))
-    except (json.JSONDecodeError, TypeError) as error:
+        return Manifest(**json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
         raise IndexMismatch(
             f"unreadable manifest in {folder}: {error}; rebuild the index"
         ) from error
 
 
 def load_index(root: Path, embedder: Embedder) -> ItemIndex:
-    """Load the current build; refuse one made for another embedder or format."""
+    """Load the current build; refuse one made for another embedder or format, or whose files
+    do not agree with its manifest."""
     import faiss
 
     folder = current_build(root)
     manifest = read_manifest(folder)
     problem = _mismatch(manifest, embedder)
     if problem:
-        raise IndexMismatch(f"index {manifest.build_id} {problem}: run `iprof build-index`")
+        raise IndexMismatch(
+            f"index {manifest.build_id} {problem}: rebuild it (`iprof build-index`)"
+        )
     try:
         index = faiss.read_index(str(folder / "index.faiss"))
-        item_ids = json.loads((folder / "item_ids.json").read_text())
+        item_ids = json.loads((folder / "item_ids.json").read_text(encoding="utf-8"))
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-    except (RuntimeError, OSError, ValueError) as error:
+    except (RuntimeError, OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
         raise IndexMismatch(
             f"index {manifest.build_id} cannot be read ({error}): rebuild it"
         ) from error
-    if index.ntotal != manifest.count or len(item_ids) != manifest.count:
-        raise IndexMismatch(f"index {manifest.build_id} holds other counts than its manifest says")
+    expected = (manifest.count, manifest.dimension)
+    ids_ok = isinstance(item_ids, list) and all(isinstance(i, str) for i in item_ids)
+    if not ids_ok or len(item_ids) != manifest.count or index.ntotal != manifest.count:
+        raise IndexMismatch(
+            f"index {manifest.build_id}: its files disagree with its manifest; rebuild it"
+        )
+    if vectors.shape != expected or index.d != manifest.dimension:
+        raise IndexMismatch(f"index {manifest.build_id}: vectors are not {expected}; rebuild it")
     return ItemIndex(index, item_ids, vectors, manifest)
 
 

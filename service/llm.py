@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Settings
-from .extractive import ExtractiveSummarizer
+from .extractive import ExtractiveSummarizer, action_weight, recency_weights
+from .generation import ANSWER_PREFIX, json_end_criteria, plan_batches, with_oom_halving
 from .models import Summary, Window
 from .prompts import PromptTemplate, RenderedPrompt, load_template
 from .summarize import MAX_INTERESTS, InvalidAnswer, parse_answer
@@ -79,6 +80,16 @@ def describe_event_line(window_event: Any) -> str:
     return " | ".join(_clean(field) for field in fields)
 
 
+def select_events(window: Window, count: int) -> list[Any]:
+    """Up to ``count`` events of the window, newest first; when some must go, the weakest
+    oldest go first (strength: the action's weight times its recency)."""
+    events = list(window.events)
+    recency = recency_weights(len(events))
+    strength = [action_weight(e.event.type, e.event.value) * r for e, r in zip(events, recency)]
+    keep = sorted(range(len(events)), key=lambda i: strength[i], reverse=True)[:count]
+    return [events[i] for i in sorted(keep, reverse=True)]
+
+
 def _clean(text: str) -> str:
     return " ".join(text.replace("<", "\u2039").replace(">", "\u203a").split())
 
@@ -97,6 +108,7 @@ class LLMSummarizer:
         template: PromptTemplate | None = None,
         max_new_tokens: int = 384,
         batch_size: int = 8,
+        batch_tokens: int = 16_384,
         timeout_s: float = 60.0,
     ) -> None:
         self.model = model
@@ -107,6 +119,7 @@ class LLMSummarizer:
         self.template = template or load_template(PROMPT_NAME)
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.timeout_s = timeout_s
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -142,6 +155,7 @@ class LLMSummarizer:
             fallback=fallback,
             max_new_tokens=settings.llm_max_new_tokens,
             batch_size=settings.llm_batch_size,
+            batch_tokens=settings.llm_batch_tokens,
             timeout_s=settings.llm_timeout_s,
         )
 
@@ -149,16 +163,17 @@ class LLMSummarizer:
         return {"summarizer": self.name, "model": self.model_id, "quantization": self.quantization}
 
     def render(self, window: Window) -> RenderedPrompt:
-        """The prompt for a window, cut to the context budget by dropping the oldest events."""
-        newest_first = list(reversed(window.events))[:MAX_PROMPT_EVENTS]
+        """The prompt for a window, cut to the context budget: when not every event fits, the
+        most recent and strongest ones are kept, and shown newest first."""
+        chosen = select_events(window, MAX_PROMPT_EVENTS)
         while True:
             prompt = self.template.render(
-                events="\n".join(describe_event_line(e) for e in newest_first),
+                events="\n".join(describe_event_line(e) for e in chosen),
                 max_interests=MAX_INTERESTS,
             )
-            if len(newest_first) <= 1 or self._prompt_tokens(prompt) <= self._prompt_budget():
+            if len(chosen) <= 1 or self._prompt_tokens(prompt) <= self._prompt_budget():
                 return prompt
-            newest_first = newest_first[: max(1, len(newest_first) * 3 // 4)]
+            chosen = select_events(window, max(1, len(chosen) * 3 // 4))
 
     def _prompt_budget(self) -> int:
         context = getattr(self.model.config, "max_position_embeddings", None) or 4096
@@ -168,31 +183,40 @@ class LLMSummarizer:
         return len(self.tokenizer(self._chat_text(prompt), add_special_tokens=False)["input_ids"])
 
     def summarize(self, windows: Sequence[Window]) -> list[Summary]:
-        summaries: list[Summary] = []
-        for start in range(0, len(windows), self.batch_size):
-            batch = windows[start : start + self.batch_size]
-            prompts = [self.render(window) for window in batch]
+        prompts = [self.render(window) for window in windows]
+        texts = [self._chat_text(prompt) for prompt in prompts]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        generations: list[Generation | None] = [None] * len(windows)
+        durations = [0.0] * len(windows)
+        for batch in plan_batches(lengths, self.batch_size, self.batch_tokens):
             started = time.perf_counter()
             try:
-                generations = self.generate(prompts)
+                outputs = with_oom_halving(
+                    lambda rows: self.generate([texts[i] for i in rows]), batch
+                )
             except Exception as error:  # the model must never take the service down
                 log.exception("generation failed for a batch of %d windows", len(batch))
-                failed = Generation("", 0, 0, failure=f"generation failed ({type(error).__name__})")
-                generations = [failed] * len(batch)
-            per_window_ms = (time.perf_counter() - started) * 1000 / len(batch)
-            summaries.extend(
-                self._summary(window, prompt, generation, per_window_ms)
-                for window, prompt, generation in zip(batch, prompts, generations)
+                reason = f"generation failed ({type(error).__name__})"
+                outputs = [Generation("", lengths[i], 0, failure=reason) for i in batch]
+            elapsed_ms = (time.perf_counter() - started) * 1000 / len(batch)
+            for index, output in zip(batch, outputs):
+                generations[index], durations[index] = output, elapsed_ms
+        return [
+            self._summary(window, prompt, generation, duration)
+            for window, prompt, generation, duration in zip(
+                windows, prompts, generations, durations
             )
-        return summaries
+            if generation is not None
+        ]
 
-    def generate(self, prompts: Sequence[RenderedPrompt]) -> list[Generation]:
-        """Greedy generation for a batch of prompts, left-padded to one length."""
+    def generate(self, texts: Sequence[str]) -> list[Generation]:
+        """Greedy generation for one batch of chat texts, left-padded to one length, each row
+        starting inside the JSON answer and stopping when its object is closed."""
         import torch
 
-        texts = [self._chat_text(prompt) for prompt in prompts]
+        prefilled = [text + ANSWER_PREFIX for text in texts]
         encoded = self.tokenizer(
-            texts, return_tensors="pt", padding=True, add_special_tokens=False
+            prefilled, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.model.device)
         started = time.perf_counter()
         with torch.inference_mode():
@@ -202,18 +226,18 @@ class LLMSummarizer:
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 max_time=self.timeout_s,  # stops generating, keeps what it has
+                stopping_criteria=[json_end_criteria(self.tokenizer, len(texts))],
             )
         timed_out = time.perf_counter() - started >= self.timeout_s
         failure = (
             f"generation ran past its time limit ({self.timeout_s:g} s)" if timed_out else None
         )
-        prompt_length = encoded["input_ids"].shape[1]
-        new_tokens = output[:, prompt_length:]
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
         decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         pad = self.tokenizer.pad_token_id
         return [
             Generation(
-                text=text,
+                text=ANSWER_PREFIX + text,
                 prompt_tokens=int(mask.sum()),
                 new_tokens=int((row != pad).sum()),
                 failure=failure,
@@ -246,10 +270,12 @@ class LLMSummarizer:
             "fallback_reason": None,
             "duration_ms": round(duration_ms, 2),
         }
+        if generation.failure:
+            provenance["transient"] = True  # a timeout or a crash: worth trying again later
         try:
             if generation.failure:
                 raise InvalidAnswer(generation.failure)
-            text, interests = parse_answer(generation.text, window)
+            parsed = parse_answer(generation.text, window)
         except InvalidAnswer as reason:
             fallback = self.fallback.summarize_one(window, fallback_reason=str(reason))
             provenance.update(
@@ -258,7 +284,8 @@ class LLMSummarizer:
                 llm_output_excerpt=generation.text[:OUTPUT_EXCERPT_CHARS],
             )
             return Summary(fallback.summary, fallback.interests, provenance)
-        return Summary(text, interests, provenance)
+        provenance["dropped_interests"] = parsed.dropped
+        return Summary(parsed.summary, parsed.interests, provenance)
 
 
 class UnavailableLLM:
@@ -274,7 +301,14 @@ class UnavailableLLM:
         self.fallback = fallback
 
     def describe(self) -> dict[str, Any]:
-        return {"summarizer": self.name, "model": self.model_id, "quantization": self.quantization}
+        # Differs from a loaded model's description, so once the model loads every profile made
+        # meanwhile is regenerated (the description is part of a profile's source key).
+        return {
+            "summarizer": self.name,
+            "model": self.model_id,
+            "quantization": self.quantization,
+            "loaded": False,
+        }
 
     def summarize(self, windows: Sequence[Window]) -> list[Summary]:
         reason = f"the LLM is not loaded: {self.problem}"

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,8 +31,39 @@ from .windows import cut_windows, events_hash
 INTEREST_SHARE = 0.7
 
 
+# Users planned and generated together by refresh_users: enough windows to fill the LLM's
+# batches, few enough that their locks are held only briefly.
+USERS_PER_ROUND = 64
+LOCK_STRIPES = 256
+TRANSIENT_RETRY_SECONDS = 300.0
+
+
 class UnknownUser(LookupError):
     pass
+
+
+@dataclass
+class _Plan:
+    user_id: str
+    windows: list[Window]
+    stored: dict[int, Profile]
+    stale: list[Window]
+
+
+@dataclass
+class RefreshReport:
+    users: int = 0
+    unknown_users: int = 0
+    windows_generated: int = 0
+    fallbacks: Counter[str] = field(default_factory=Counter)  # reason -> windows
+
+    def add(self, plans: Sequence[_Plan], made: Sequence[Profile]) -> None:
+        self.users += len(plans)
+        self.windows_generated += len(made)
+        for profile in made:
+            reason = profile.provenance.get("fallback_reason")
+            if reason:
+                self.fallbacks[reason] += 1
 
 
 class Profiler:
@@ -46,8 +80,8 @@ class Profiler:
         self.embedder = embedder
         self.settings = settings
         self.clock = clock
-        self._user_locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # Striped, not one lock per user: memory stays bounded whatever ids callers send.
+        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
 
     def current(self, user_id: str, refresh: bool = False) -> Profile:
         return self.update(user_id, refresh=refresh)[-1]
@@ -77,25 +111,70 @@ class Profiler:
         with self._lock_for(user_id):
             return self._update_locked(user_id, refresh)
 
+    def refresh_users(
+        self,
+        user_ids: Sequence[str],
+        force: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> RefreshReport:
+        """Bring many users up to date, generating their stale windows together so the
+        summarizer fills its batches across users. ``force`` regenerates every window."""
+        report = RefreshReport()
+        for start in range(0, len(user_ids), USERS_PER_ROUND):
+            chunk = list(dict.fromkeys(user_ids[start : start + USERS_PER_ROUND]))
+            with ExitStack() as held:
+                for lock in self._locks_for(chunk):
+                    held.enter_context(lock)
+                plans = []
+                for user in chunk:
+                    try:
+                        plans.append(self._plan(user, stale_all=force))
+                    except UnknownUser:
+                        report.unknown_users += 1
+                fresh = self._make_profiles([(p.user_id, w) for p in plans for w in p.stale])
+                for plan in plans:
+                    self._apply(plan, [f for f in fresh if f.user_id == plan.user_id])
+                report.add(plans, fresh)
+            if on_progress:
+                on_progress(len(chunk))
+        return report
+
     def _update_locked(self, user_id: str, refresh: bool = False) -> list[Profile]:
+        plan = self._plan(user_id, refresh_newest=refresh)
+        return self._apply(plan, self._make_profiles([(user_id, w) for w in plan.stale]))
+
+    def _plan(self, user_id: str, refresh_newest: bool = False, stale_all: bool = False) -> _Plan:
+        """The user's windows and which of them need a (new) profile."""
         windows = self._profiled_windows(user_id)
         stored = {p.window.index: p for p in self.store.profiles(user_id)}
         stale = [
             w
             for w in windows
-            if w.index not in stored
+            if stale_all
+            or w.index not in stored
             or stored[w.index].source_key != self.source_key(w)
-            or (refresh and w is windows[-1])
+            or self._retry_due(stored[w.index])
+            or (refresh_newest and w is windows[-1])
         ]
-        fresh = {p.window.index: p for p in self._make_profiles(user_id, stale)}
-        profiles = [fresh.get(w.index) or stored[w.index] for w in windows]
+        return _Plan(user_id, windows, stored, stale)
+
+    def _retry_due(self, profile: Profile) -> bool:
+        """A profile that fell back for a passing reason (timeout, crash) is made again, but
+        not on every read: at most every TRANSIENT_RETRY_SECONDS."""
+        transient = bool(profile.provenance.get("transient"))
+        return transient and self.clock() - profile.created_at > TRANSIENT_RETRY_SECONDS
+
+    def _apply(self, plan: _Plan, made: Sequence[Profile]) -> list[Profile]:
+        """Store the new profiles, re-score drift over the whole history, drop vanished windows."""
+        fresh = {p.window.index: p for p in made}
+        profiles = [fresh.get(w.index) or plan.stored[w.index] for w in plan.windows]
         profiles = self._with_drift(profiles)
         for profile in profiles:
-            before = stored.get(profile.window.index)
+            before = plan.stored.get(profile.window.index)
             # Unchanged windows are rewritten only when the history around them re-scored them.
             if before is None or profile.window.index in fresh or before.drift != profile.drift:
                 self.store.save_profile(profile)
-        self.store.keep_only_windows(user_id, [w.index for w in windows])
+        self.store.keep_only_windows(plan.user_id, [w.index for w in plan.windows])
         return profiles
 
     def source_key(self, window: Window) -> str:
@@ -120,11 +199,12 @@ class Profiler:
         ]
         return usable or windows[-1:]
 
-    def _make_profiles(self, user_id: str, windows: Sequence[Window]) -> list[Profile]:
+    def _make_profiles(self, windows: Sequence[tuple[str, Window]]) -> list[Profile]:
+        """Summarize and embed (user, window) pairs, all in shared batches."""
         if not windows:
             return []
         started = time.perf_counter()
-        summaries = self.summarizer.summarize(windows)
+        summaries = self.summarizer.summarize([window for _, window in windows])
         embeddings = self.embed_summaries(summaries)
         per_window_ms = (time.perf_counter() - started) * 1000 / len(windows)
         now = self.clock()
@@ -139,7 +219,7 @@ class Profiler:
                 source_key=self.source_key(window),
                 created_at=now,
             )
-            for window, summary, embedding in zip(windows, summaries, embeddings)
+            for (user_id, window), summary, embedding in zip(windows, summaries, embeddings)
         ]
 
     def embed_summaries(self, summaries: Sequence[Summary]) -> np.ndarray:
@@ -175,6 +255,13 @@ class Profiler:
         timeline = drift_timeline(profiles, self.settings)
         return [replace(p, drift=drift) for p, drift in zip(profiles, timeline)]
 
-    def _lock_for(self, user_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._user_locks.setdefault(user_id, threading.Lock())
+    def _lock_for(self, user_id: str) -> threading.RLock:
+        return self._locks[_stripe(user_id)]
+
+    def _locks_for(self, user_ids: Sequence[str]) -> list[threading.RLock]:
+        """The locks of several users, each once, in one global order (no deadlock)."""
+        return [self._locks[i] for i in sorted({_stripe(u) for u in user_ids})]
+
+
+def _stripe(user_id: str) -> int:
+    return zlib.crc32(user_id.encode()) % LOCK_STRIPES

@@ -22,6 +22,9 @@ from .models import Profile
 from .store import Store
 
 RRF_K = 60
+# A search hit counts when its similarity is at least this share of the best hit's.
+CLOSE_MATCH = 0.5
+BACKFILL_WEIGHT = 0.001
 RECENT_ANCHORS = 10
 
 
@@ -70,7 +73,7 @@ class Recommender:
         depth = min(len(index), k + len(seen) + 50)
         sources = [
             *self._interest_candidates(profile, index, depth),
-            self._profile_candidates(profile, index, depth),
+            *self._profile_candidates(profile, index, depth),
             self._co_consumed_candidates(profile.user_id, depth),
             self._popular_candidates(depth + len(seen)),
         ]
@@ -94,20 +97,26 @@ class Recommender:
         hits = index.search(np.stack(queries), depth)
         return [
             _Candidates(
-                ranked=[item_id for item_id, _ in ranked],
+                ranked=close_matches(ranked),
                 weight=self.weights.interests * interest.weight,
                 reason=_matches(interest.label),
             )
             for interest, ranked in zip(profile.interests, hits)
         ]
 
-    def _profile_candidates(self, profile: Profile, index: ItemIndex, depth: int) -> _Candidates:
+    def _profile_candidates(
+        self, profile: Profile, index: ItemIndex, depth: int
+    ) -> list[_Candidates]:
+        """The close matches of the whole profile, and the rest of that search as a backfill
+        that weighs almost nothing: it only decides among items no other source offered, so a
+        user always gets ``k`` items when the catalog has them."""
         ranked = index.search(profile.embedding, depth)[0]
-        return _Candidates(
-            ranked=[item_id for item_id, _ in ranked],
-            weight=self.weights.profile,
-            reason=lambda _: "close to your recent profile as a whole",
-        )
+        close = close_matches(ranked)
+        reason = "close to your recent profile as a whole"
+        return [
+            _Candidates(close, self.weights.profile, lambda _: reason),
+            _Candidates([i for i, _ in ranked[len(close) :]], BACKFILL_WEIGHT, lambda _: reason),
+        ]
 
     def _co_consumed_candidates(self, user_id: str, depth: int) -> _Candidates:
         recent = list(dict.fromkeys(e.item_id for e in reversed(self.store.user_events(user_id))))
@@ -143,6 +152,15 @@ class Recommender:
                 ranked = self.store.popularity(max(limit, 10_000))
                 self._popularity = (events, ranked)
         return ranked[:limit]
+
+
+def close_matches(ranked: Sequence[tuple[str, float]]) -> list[str]:
+    """The hits of one search that are real matches: within reach of the best one. The tail of a
+    search is other topics; letting it vote would also give those items a wrong reason."""
+    if not ranked:
+        return []
+    floor = ranked[0][1] * CLOSE_MATCH
+    return [item_id for item_id, score in ranked if score >= floor]
 
 
 def _matches(label: str) -> Callable[[str], str]:

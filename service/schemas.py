@@ -46,6 +46,13 @@ class EventIn(_Strict):
     ts: float | str = Field(description="ISO-8601 date-time or epoch seconds")
     value: float | None = None
 
+    @field_validator("user_id")
+    @classmethod
+    def _addressable(cls, value: str) -> str:
+        if value in {".", ".."}:  # /users/.. is the parent path to every browser and proxy
+            raise ValueError("a user id cannot be '.' or '..'")
+        return value
+
     @field_validator("ts", "value", mode="before")
     @classmethod
     def _no_booleans(cls, value: object) -> object:

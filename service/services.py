@@ -59,8 +59,8 @@ class IndexHolder:
             self._checked_at = time.monotonic()
             try:
                 build_id = (self.root / "CURRENT").read_text().strip()
-            except OSError:
-                return
+            except (OSError, ValueError):
+                return  # load() will say what is wrong with it
             if build_id != self._tried_build:
                 self.load()
         finally:
@@ -73,7 +73,7 @@ class IndexHolder:
     def load(self) -> None:
         try:
             self._tried_build = (self.root / "CURRENT").read_text().strip()
-        except OSError:
+        except (OSError, ValueError):  # missing, or not text
             self._tried_build = None
         try:
             self._index = load_index(self.root, self.embedder)

@@ -282,11 +282,14 @@ class Store:
     # --- profiles ---------------------------------------------------------------------------
 
     def save_profile(self, profile: Profile) -> None:
+        """Store (or replace) a window's profile, unless the user has no events any more: a
+        profile generated while another process deleted the user is not written back."""
         window = profile.window
         with self.transaction() as conn:
             conn.execute(
-                """INSERT OR REPLACE INTO profiles VALUES
-                   (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                """INSERT OR REPLACE INTO profiles
+                   SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                   WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)""",
                 (
                     profile.user_id,
                     window.index,
@@ -302,6 +305,7 @@ class Store:
                     profile.drift_score,
                     profile.created_at,
                     json.dumps(asdict(profile.drift)) if profile.drift else None,
+                    profile.user_id,
                 ),
             )
 
@@ -355,8 +359,9 @@ class Store:
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO drift_reports"
-                " (user_id, window_index, score, threshold, detected,"
-                " report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " (user_id, window_index, score, threshold, detected, report, created_at)"
+                " SELECT ?, ?, ?, ?, ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)",  # see save_profile
                 (
                     report.user_id,
                     window_index,
@@ -365,6 +370,7 @@ class Store:
                     int(report.drift_detected),
                     json.dumps(_drift_to_json(report)),
                     time.time(),
+                    report.user_id,
                 ),
             )
 

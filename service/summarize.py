@@ -6,7 +6,9 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -74,11 +76,19 @@ def extract_json_object(text: str) -> dict[str, Any]:
     raise InvalidAnswer(f"model output is not valid JSON ({first_error.msg})")
 
 
-def parse_answer(text: str, window: Window) -> tuple[str, tuple[Interest, ...]]:
-    """Validate a model answer against the window: schema, grounding, weights.
+@dataclass(frozen=True)
+class ParsedAnswer:
+    summary: str
+    interests: tuple[Interest, ...]
+    dropped: dict[str, int]  # why interests (or the sentence) were removed: reason -> count
 
-    An interest with a blank or overlong label, or whose evidence names no item of the window,
-    is dropped; if none is left the whole answer is rejected.
+
+def parse_answer(text: str, window: Window) -> ParsedAnswer:
+    """Validate a model answer against the window: schema, grounding, weights, sensitivity.
+
+    An interest with a blank, overlong or sensitive label, or whose evidence names no item of
+    the window, is dropped; if none is left the whole answer is rejected. A summary sentence
+    that makes a sensitive inference is replaced by one built from the kept interests.
     """
     try:
         answer = _Answer.model_validate(extract_json_object(text))
@@ -90,21 +100,58 @@ def parse_answer(text: str, window: Window) -> tuple[str, tuple[Interest, ...]]:
         ) from None
     window_items = set(window.item_ids)
     kept: dict[str, tuple[str, float, tuple[str, ...]]] = {}
+    dropped: Counter[str] = Counter()
     for interest in answer.interests:
         label = " ".join(interest.label.split())
         cited = (str(item) for item in interest.evidence)
         evidence = tuple(item for item in dict.fromkeys(cited) if item in window_items)
-        if not _usable_label(label) or not evidence or label.lower() in kept:
+        problem = _label_problem(label) or (None if evidence else "ungrounded")
+        problem = problem or ("duplicate" if label.lower() in kept else None)
+        if problem:
+            dropped[problem] += 1
             continue
         kept[label.lower()] = (label, interest.weight, evidence)
     if not kept:
-        raise InvalidAnswer("no interest in the model output is backed by an item of the window")
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "none given"
+        raise InvalidAnswer(f"no usable interest in the model output (dropped: {reasons})")
     chosen = sorted(kept.values(), key=lambda interest: interest[1], reverse=True)
-    return answer.summary, normalize_weights(chosen[:MAX_INTERESTS])
+    interests = normalize_weights(chosen[:MAX_INTERESTS])
+    summary = answer.summary
+    if is_sensitive(summary):
+        dropped["sensitive summary"] += 1
+        summary = "Interested in " + ", ".join(i.label for i in interests) + "."
+    return ParsedAnswer(summary, interests, dict(dropped))
 
 
-def _usable_label(label: str) -> bool:
-    return 0 < len(label) <= MAX_LABEL_CHARS and len(label.split()) <= MAX_LABEL_WORDS
+def _label_problem(label: str) -> str | None:
+    if not 0 < len(label) <= MAX_LABEL_CHARS or len(label.split()) > MAX_LABEL_WORDS:
+        return "bad label"
+    return "sensitive" if is_sensitive(label) else None
+
+
+# Labels that would say who a person is rather than what they like: age, gender, ethnicity,
+# religion, health, sexuality, political views. The prompt forbids them; this catches the rest.
+# Topics stay allowed ("Ancient History", "Black holes", "Yoga"): only inferences about the
+# person match.
+_SENSITIVE = re.compile(
+    r"\b("
+    r"(?:middle[- ])?aged|\d+\s*(?:-|to)?\s*\d*\s*(?:years?|yrs?)[- ]old|teenagers?|elderly|"
+    r"retirees?|senior citizens?|millennials?|boomers?|gen(?:eration)?[- ]?[xyz]|"
+    r"male|female|gender|transgender|non-?binary|masculine|feminine|"
+    r"ethnic(?:ity)?|race|racial|caucasian|hispanic|latin[oax]|african[- ]american|"
+    r"religio(?:n|us)|christian|muslim|jewish|hindu|buddhist|catholic|atheist|"
+    r"illness|disease|disorder|diabet(?:es|ic)|depress(?:ion|ed)|anxiety|cancer|pregnan(?:t|cy)|"
+    r"disab(?:led|ility)|chronic(?:ally)? ill|mental health|"
+    r"gay|lesbian|bisexual|lgbtq?\+?|queer|sexual(?:ity| orientation)?|heterosexual|"
+    r"liberal|conservative|democrat|republican|left[- ]wing|right[- ]wing|socialist|"
+    r"libertarian|progressive voter|political views?"
+    r")\b",
+    re.IGNORECASE,
+)
+
+
+def is_sensitive(label: str) -> bool:
+    return bool(_SENSITIVE.search(label))
 
 
 def normalize_weights(raw: Sequence[tuple[str, float, tuple[str, ...]]]) -> tuple[Interest, ...]:

@@ -64,7 +64,7 @@ def minilm() -> SentenceTransformerEmbedder:
 
 @pytest.fixture(scope="session")
 def tiny_llm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.tiny_llm import build_tiny_llm
+    from scripts.tiny_llm import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
 

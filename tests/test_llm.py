@@ -2,6 +2,7 @@
 CPU), whose gibberish must take the fallback; and scripted answers for the validation path."""
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -50,7 +51,7 @@ def test_tiny_model_loads_in_nf4_and_its_gibberish_falls_back(nf4_summarizer, ti
 @pytest.mark.slow
 def test_batched_generation_pads_left_and_returns_one_answer_per_prompt(nf4_summarizer):
     windows = [_window(topic_items(1)), _window(topic_items(5))]
-    prompts = [nf4_summarizer.render(w) for w in windows]
+    prompts = [nf4_summarizer._chat_text(nf4_summarizer.render(w)) for w in windows]
     generations = nf4_summarizer.generate(prompts)
     assert len(generations) == 2
     assert generations[0].prompt_tokens < generations[1].prompt_tokens
@@ -129,13 +130,13 @@ class _NoModel:
 
 
 class _NoTokenizer:
-    pad_token, eos_token, padding_side, chat_template, model_max_length = (
-        "<pad>",
-        "</s>",
-        "left",
-        None,
-        4096,
-    )
+    """Just enough of a tokenizer for prompt budgeting and batch planning (a word = a token)."""
+
+    pad_token, eos_token, padding_side, chat_template = "<pad>", "</s>", "left", None
+    model_max_length = 4096
+
+    def __call__(self, texts, **options):
+        return {"input_ids": [text.split() for text in texts]}
 
 
 def test_a_valid_grounded_answer_is_the_llms_profile():
@@ -174,13 +175,19 @@ def test_hostile_item_text_stays_inside_the_data_block():
 
 
 @pytest.mark.slow
-def test_a_generation_past_its_time_limit_gives_the_fallback_with_the_reason(nf4_summarizer):
-    nf4_summarizer.timeout_s, before = 1e-6, nf4_summarizer.timeout_s
+def test_a_generation_past_its_time_limit_is_cut_and_falls_back_with_the_reason(nf4_summarizer):
+    before = nf4_summarizer.timeout_s, nf4_summarizer.max_new_tokens
+    nf4_summarizer.timeout_s, nf4_summarizer.max_new_tokens = 0.05, 1_000
     try:
+        started = time.perf_counter()
         (summary,) = nf4_summarizer.summarize([_window(topic_items(2))])
+        elapsed = time.perf_counter() - started
     finally:
-        nf4_summarizer.timeout_s = before
+        nf4_summarizer.timeout_s, nf4_summarizer.max_new_tokens = before
     assert "time limit" in summary.provenance["fallback_reason"]
+    assert summary.provenance["transient"] is True  # tried again later
+    assert summary.provenance["tokens"]["generated"] < 1_000  # really cut, not run to the end
+    assert elapsed < 5
     assert summary.interests  # the extractive profile is still complete
 
 
@@ -215,3 +222,21 @@ def test_a_model_that_does_not_load_is_reported_by_readiness_and_profiles_still_
     assert profile["interests"][0]["label"] == "Jazz"
     assert profile["provenance"]["fallback_reason"].startswith("the LLM is not loaded")
     assert profile["provenance"]["model"] == settings.llm_model
+
+
+def test_profiles_made_while_the_model_was_down_are_remade_once_it_loads(settings):
+    from service.llm import UnavailableLLM
+
+    down = UnavailableLLM("m", "nf4", "CUDA out of memory", ExtractiveSummarizer())
+    item = {"item_id": "a", "title": "Jazz", "categories": ["Jazz"]}
+    with TestClient(create_app(settings, summarizer=down)) as client:
+        client.put("/v1/items", json={"items": [item]})
+        event = {"user_id": "u", "item_id": "a", "type": "view", "ts": 1}
+        client.post("/v1/events", json={"events": [event]})
+        assert client.get("/v1/users/u/profile").json()["provenance"]["fallback_reason"]
+    interest = {"label": "Jazz", "weight": 1, "evidence": ["a"]}
+    up = ScriptedLLM(json.dumps({"summary": "Jazz fan.", "interests": [interest]}))
+    up.model_id, up.quantization = "m", "nf4"
+    with TestClient(create_app(settings, summarizer=up)) as client:
+        provenance = client.get("/v1/users/u/profile").json()["provenance"]
+    assert provenance["summarizer"] == "llm" and provenance["fallback_reason"] is None

@@ -98,3 +98,23 @@ def test_popularity_and_co_consumption_count_distinct_users(store):
     pairs = store.co_consumed("u1", ["a"], 10)
     assert ("a", "b", 1) in pairs and ("a", "c", 1) in pairs
     assert all(anchor == "a" for anchor, _, _ in pairs)
+
+
+def test_a_profile_of_a_user_deleted_meanwhile_is_not_written_back(store):
+    # Another process may delete the user while this one generates: the store refuses the
+    # late write instead of resurrecting the user.
+    profile = Profile(
+        user_id="gone",
+        window=WindowInfo(0, 1.0, 2.0, 3, True),
+        summary="x",
+        interests=(),
+        embedding=np.zeros(2, dtype=np.float32),
+        provenance={},
+        source_key="k",
+        created_at=1.0,
+    )
+    store.save_profile(profile)
+    assert store.profiles("gone") == []
+    store.add_events([_event("e1", user="gone")])
+    store.save_profile(profile)
+    assert len(store.profiles("gone")) == 1

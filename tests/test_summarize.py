@@ -28,7 +28,8 @@ def _answer(*interests, summary="Likes things."):
 
 def test_a_grounded_answer_is_kept_with_normalised_weights():
     text = "Sure! " + _answer(("Space", 3, ["a", "b"]), ("Jazz", 1, ["c"])) + " Hope this helps."
-    summary, interests = parse_answer(text, WINDOW)
+    parsed = parse_answer(text, WINDOW)
+    summary, interests = parsed.summary, parsed.interests
     assert summary == "Likes things."
     assert [(i.label, i.weight, i.evidence) for i in interests] == [
         ("Space", 0.75, ("a", "b")),
@@ -38,7 +39,7 @@ def test_a_grounded_answer_is_kept_with_normalised_weights():
 
 def test_an_interest_citing_items_outside_the_window_is_dropped():
     text = _answer(("Space", 1, ["a"]), ("Invented", 5, ["not-in-window"]))
-    _, interests = parse_answer(text, WINDOW)
+    interests = parse_answer(text, WINDOW).interests
     assert [i.label for i in interests] == ["Space"] and interests[0].weight == 1.0
 
 
@@ -48,7 +49,7 @@ def test_evidence_is_filtered_to_the_window_and_duplicates_merge():
         ("space", 1, ["b"]),
         ("Far too many words in this one label", 1, ["c"]),
     )
-    _, interests = parse_answer(text, WINDOW)
+    interests = parse_answer(text, WINDOW).interests
     assert [(i.label, i.evidence) for i in interests] == [("Space", ("a",))]
 
 
@@ -59,7 +60,7 @@ def test_evidence_is_filtered_to_the_window_and_duplicates_merge():
         ('{"summary": "x", "interests": [', "not valid JSON"),
         ('{"summary": "x", interests: []}', "not valid JSON"),
         ('{"summary": "", "interests": []}', "schema"),
-        (_answer(("Space", 1, ["zzz"])), "no interest"),
+        (_answer(("Space", 1, ["zzz"])), "no usable interest .*1 ungrounded"),
     ],
 )
 def test_unusable_answers_are_rejected_with_a_reason(text, reason):
@@ -89,7 +90,7 @@ def test_one_bad_interest_is_dropped_or_the_answer_rejected_never_a_crash(intere
     both = json.loads(text)
     both["interests"].append({"label": "Space", "weight": 1, "evidence": ["a"]})
     if interest[1] != float("inf"):  # an infinite weight fails the schema as a whole
-        assert [i.label for i in parse_answer(json.dumps(both), WINDOW)[1]] == ["Space"]
+        assert [i.label for i in parse_answer(json.dumps(both), WINDOW).interests] == ["Space"]
 
 
 def test_numeric_evidence_ids_are_matched_as_strings():
@@ -100,5 +101,25 @@ def test_numeric_evidence_ids_are_matched_as_strings():
         True,
         (WindowEvent(Event("e", "u", "42", "rate", 0.0, 5.0), Item("42", "Film")),),
     )
-    _, interests = parse_answer(_answer(("Films", 1, [42])), numeric)
+    interests = parse_answer(_answer(("Films", 1, [42])), numeric).interests
     assert interests[0].evidence == ("42",)
+
+
+def test_sensitive_labels_are_removed_and_a_sensitive_summary_rewritten():
+    text = _answer(
+        ("Space", 2, ["a"]),
+        ("Middle-aged women", 5, ["b"]),
+        ("Conservative voter", 3, ["c"]),
+        summary="A religious 40-year-old who likes space.",
+    )
+    parsed = parse_answer(text, WINDOW)
+    assert [i.label for i in parsed.interests] == ["Space"]
+    assert parsed.summary == "Interested in Space."
+    assert parsed.dropped == {"sensitive": 2, "sensitive summary": 1}
+
+
+@pytest.mark.parametrize(
+    "label", ["Black holes", "Age of Empires", "Ancient History", "Yoga", "Men's football"]
+)
+def test_topics_that_merely_sound_personal_are_kept(label):
+    assert [i.label for i in parse_answer(_answer((label, 1, ["a"])), WINDOW).interests] == [label]

@@ -240,8 +240,15 @@ function historySection(history) {
     el("h3", { text: windowLabel(p.window) }),
     p.drift && p.drift.detected ? el("p", { class: "badge", text: `▲ Drift detected (score ${p.drift.score} > ${p.drift.threshold})` }) : null,
     el("p", { text: p.summary }),
+    el("p", { class: "muted", text: madeBy(p.provenance) }),
     el("p", { class: "muted", text: `Interests: ${p.interests.map((i) => `${i.label} ${percent(i.weight)}`).join(", ") || "none"}` })));
   return section("history", "Profile history (newest first)", el("ol", { class: "timeline", reversed: true }, items));
+}
+
+function madeBy(provenance) {
+  const model = provenance.model ? ` with ${provenance.model} (${provenance.quantization})` : "";
+  const fallback = provenance.fallback_reason ? ` — LLM answer rejected: ${provenance.fallback_reason}` : "";
+  return `Made by the ${provenance.summarizer} summarizer${model}${fallback}.`;
 }
 
 function recommendationsSection(data) {
@@ -273,22 +280,29 @@ function provenanceSection(provenance) {
 // --- wiring ---------------------------------------------------------------------------------
 
 async function route() {
-  const path = decodeURIComponent(location.pathname);
   try {
+    const path = decodeURIComponent(location.pathname);
     if (path.startsWith("/users/")) await renderUser(path.slice("/users/".length));
     else await renderOverview();
     document.getElementById("key-panel").hidden = true;
+    announce(`Showing ${document.querySelector("main h1").textContent}.`);
   } catch (error) {
     if (error instanceof AuthNeeded) askForKey(error.message);
+    else if (error instanceof URIError) showProblem("This address is not a valid user link.");
     else showProblem(error.message);
   }
+}
+
+// One short sentence for screen readers, instead of re-reading the whole page on each render.
+function announce(text) {
+  document.getElementById("status").textContent = text;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("search").addEventListener("submit", (event) => {
     event.preventDefault();
-    const userId = document.getElementById("user-id").value.trim();
-    if (userId) location.assign("/users/" + encodeURIComponent(userId));
+    const userId = document.getElementById("user-id").value;  // ids may have spaces: kept
+    if (userId.trim()) location.assign("/users/" + encodeURIComponent(userId));
   });
   document.getElementById("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
