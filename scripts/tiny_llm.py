@@ -146,3 +146,34 @@ def build_tiny_llm(directory: pathlib.Path) -> pathlib.Path:
     gen.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def build_qwen2_shaped_llm(directory: pathlib.Path) -> pathlib.Path:
+    """A Qwen2-1.5B-shaped model (28 layers, hidden 1536, 151,936-token head) with random bf16
+    weights and the tiny tokenizer: for throughput on a GPU, which does not depend on the
+    weights. About 3 GB on disk; its output is as meaningless as the tiny model's."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_tokenizer()
+    tokenizer.model_max_length = 32_768
+    tokenizer.save_pretrained(directory)
+    config = Qwen2Config(
+        vocab_size=151_936,
+        hidden_size=1_536,
+        intermediate_size=8_960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        max_position_embeddings=32_768,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(SEED)
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory

@@ -121,6 +121,8 @@ class LLMSummarizer:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.timeout_s = timeout_s
+        # Only benchmarks set this: a fixed number of new tokens makes runs comparable.
+        self.min_new_tokens = 0
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -143,7 +145,14 @@ class LLMSummarizer:
             tokenizer = AutoTokenizer.from_pretrained(model_id)
             model = AutoModelForCausalLM.from_pretrained(model_id, **options)
         except Exception as error:  # any loader failure: missing files, CUDA, bad config, ...
-            raise ModelLoadError(f"cannot load IPROF_LLM_MODEL={model_id!r}: {error}") from error
+            hint = (
+                ""
+                if quantization == "none"
+                else (f"; if this device cannot run {quantization}, set IPROF_LLM_QUANT=none")
+            )
+            raise ModelLoadError(
+                f"cannot load IPROF_LLM_MODEL={model_id!r}: {error}{hint}"
+            ) from error
         if config is None and on_gpu:
             model = model.to("cuda")  # type: ignore[arg-type]
         model.eval()
@@ -160,7 +169,13 @@ class LLMSummarizer:
         )
 
     def describe(self) -> dict[str, Any]:
-        return {"summarizer": self.name, "model": self.model_id, "quantization": self.quantization}
+        # The prompt template is part of it: a new prompt means new profiles.
+        return {
+            "summarizer": self.name,
+            "model": self.model_id,
+            "quantization": self.quantization,
+            "prompt_template": f"{self.template.name}@{self.template.hash}",
+        }
 
     def render(self, window: Window) -> RenderedPrompt:
         """The prompt for a window, cut to the context budget: when not every event fits, the
@@ -180,12 +195,14 @@ class LLMSummarizer:
         return min(context, self.tokenizer.model_max_length) - self.max_new_tokens
 
     def _prompt_tokens(self, prompt: RenderedPrompt) -> int:
-        return len(self.tokenizer(self._chat_text(prompt), add_special_tokens=False)["input_ids"])
+        encoded = self.tokenizer(self._chat_text(prompt), add_special_tokens=False, verbose=False)
+        return len(encoded["input_ids"])
 
     def summarize(self, windows: Sequence[Window]) -> list[Summary]:
         prompts = [self.render(window) for window in windows]
         texts = [self._chat_text(prompt) for prompt in prompts]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         generations: list[Generation | None] = [None] * len(windows)
         durations = [0.0] * len(windows)
         for batch in plan_batches(lengths, self.batch_size, self.batch_tokens):
@@ -223,6 +240,7 @@ class LLMSummarizer:
             output = self.model.generate(
                 **encoded,
                 max_new_tokens=self.max_new_tokens,
+                min_new_tokens=self.min_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 max_time=self.timeout_s,  # stops generating, keeps what it has
@@ -264,7 +282,6 @@ class LLMSummarizer:
         provenance = {
             **self.describe(),
             "prompt_hash": prompt.hash,
-            "prompt_template": f"{self.template.name}@{self.template.hash}",
             "generation": {"do_sample": False, "max_new_tokens": self.max_new_tokens},
             "tokens": {"prompt": generation.prompt_tokens, "generated": generation.new_tokens},
             "fallback_reason": None,

@@ -90,3 +90,16 @@ def test_build_index_script_uses_the_same_code(hashing, tmp_path, capsys):
 def test_build_index_script_fails_cleanly_on_an_empty_catalog(hashing, capsys):
     assert build_index_script.main([]) == 1
     assert "catalog is empty" in capsys.readouterr().err
+
+
+def test_refresh_all_or_listed_users_with_a_summary(hashing, tmp_path):
+    _run("demo")
+    everyone = _run("refresh", "--all", "--force")
+    assert everyone.exit_code == 0, everyone.output
+    assert "users: 12 refreshed, 0 unknown" in everyone.output
+    assert "fell back: 0" in everyone.output  # extractive: nothing to fall back from
+    listed = tmp_path / "users.txt"
+    listed.write_text("alice\nnobody\n")
+    some = _run("refresh", "--users", str(listed))
+    assert "users: 1 refreshed, 1 unknown; windows generated: 0" in some.output
+    assert _run("refresh").exit_code == 2  # neither --users nor --all

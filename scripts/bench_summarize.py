@@ -1,0 +1,136 @@
+"""Throughput of the LLM summarizer: users/s and generated tokens/s by batch size, nf4 vs none.
+
+Usage:
+    python scripts/bench_summarize.py                          # CPU: the tiny test model
+    python scripts/bench_summarize.py --shape qwen2-1.5b       # GPU: a Qwen2-1.5B-shaped model
+    python scripts/bench_summarize.py --model PATH [--quant nf4,none] [--batch-sizes 1,8,64]
+
+Throughput does not depend on the weights, so the models are built with random weights (the
+tiny 2-layer Llama of the tests, or a real-size Qwen2-1.5B architecture) and every generation is
+held to exactly ``--new-tokens`` tokens. Prompts are real: the demo users' 20-event windows,
+rendered by the service's own prompt. Each cell is the median of ``--repeats`` runs of the
+service's ``summarize`` on one batch of that many windows (one window per user).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from scripts.tiny_llm import build_qwen2_shaped_llm, build_tiny_llm
+from service.catalog import demo_events, demo_items
+from service.config import Settings, WindowSpec
+from service.extractive import ExtractiveSummarizer
+from service.llm import LLMSummarizer
+from service.models import Window
+from service.windows import cut_windows
+
+
+def demo_windows(count: int) -> list[Window]:
+    """``count`` windows of the demo users (repeated if there are fewer)."""
+    items = {item.item_id: item for item in demo_items()}
+    events = demo_events()
+    windows: list[Window] = []
+    for user in sorted({e.user_id for e in events}):
+        mine = [e for e in events if e.user_id == user]
+        windows += [w for w in cut_windows(mine, items, WindowSpec.parse("20e"), 1e12) if w.closed]
+    return [windows[i % len(windows)] for i in range(count)]
+
+
+def measure(summarizer: LLMSummarizer, windows: list[Window], repeats: int) -> float:
+    summarizer.batch_size, summarizer.batch_tokens = len(windows), 10**9  # exactly one batch
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        summarizer.summarize(windows)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(
+    model: Path, quants: list[str], batch_sizes: list[int], new_tokens: int, repeats: int
+) -> list[dict]:
+    rows = []
+    for quant in quants:
+        settings = Settings(llm_model=str(model), llm_quant=quant, llm_timeout_s=3_600)
+        summarizer = LLMSummarizer.load(settings, fallback=ExtractiveSummarizer())
+        summarizer.max_new_tokens = summarizer.min_new_tokens = new_tokens
+        measure(summarizer, demo_windows(2), 1)  # warm-up: kernels, caches
+        for batch in batch_sizes:
+            seconds = measure(summarizer, demo_windows(batch), repeats)
+            rows.append(
+                {
+                    "quant": quant,
+                    "batch": batch,
+                    "seconds": round(seconds, 3),
+                    "users_per_s": round(batch / seconds, 2),
+                    "tokens_per_s": round(batch * new_tokens / seconds, 1),
+                }
+            )
+            print_row(rows[-1], rows)
+        del summarizer
+    return rows
+
+
+def print_row(row: dict, rows: list[dict]) -> None:
+    base = next(r for r in rows if r["quant"] == row["quant"])
+    speedup = row["users_per_s"] / base["users_per_s"]
+    print(
+        f"{row['quant']:5} {row['batch']:6} {row['seconds']:9.3f} {row['users_per_s']:10.2f} "
+        f"{row['tokens_per_s']:12.1f} {speedup:8.1f}x",
+        flush=True,
+    )
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="LLM summarizer throughput by batch size.")
+    parser.add_argument("--model", type=Path, help="a local model; default: build one (--shape)")
+    parser.add_argument("--shape", choices=["tiny", "qwen2-1.5b"], default="tiny")
+    parser.add_argument("--quant", default="none,nf4")
+    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
+    parser.add_argument("--new-tokens", type=int, default=128)  # a 5-interest JSON answer
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="iprof-bench-") as folder:
+        model = args.model
+        if model is None:
+            build = build_tiny_llm if args.shape == "tiny" else build_qwen2_shaped_llm
+            model = build(Path(folder) / args.shape)
+        print(
+            f"model: {args.model or args.shape + ' (random weights)'}; device: {device_name()}; "
+            f"{args.new_tokens} new tokens per user; median of {args.repeats}"
+        )
+        print(f"{'quant':5} {'batch':>6} {'seconds':>9} {'users/s':>10} {'tokens/s':>12}", end="")
+        print(f" {'vs b=1':>9}")
+        rows = run(model, args.quant.split(","), batch_sizes, args.new_tokens, args.repeats)
+    if args.out:
+        args.out.write_text(
+            json.dumps(
+                {
+                    "device": device_name(),
+                    "shape": args.shape,
+                    "new_tokens": args.new_tokens,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
