@@ -14,11 +14,12 @@ ANSWER_PREFIX = '{"summary": "'
 
 
 def plan_batches(lengths: Sequence[int], max_batch: int, max_tokens: int) -> list[list[int]]:
-    """Group prompt indexes into batches of similar length.
+    """Group row indexes into batches of similar length.
 
-    Left padding makes every row as long as the longest, so a batch costs
-    ``len(batch) * longest`` tokens: sorting by length keeps padding small, and the token budget
-    (not only the count) bounds memory, so a batch of long windows is smaller than one of short.
+    ``lengths`` are what each row will hold at most (prompt plus answer). Left padding makes
+    every row as long as the longest, so a batch costs ``len(batch) * longest`` tokens of KV
+    cache: sorting by length keeps padding small, and the token budget (not only the count)
+    keeps that bounded, so a batch of long windows is smaller than one of short ones.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
@@ -80,17 +81,27 @@ def json_end_criteria(tokenizer: Any, batch_size: int) -> Any:
     return JsonEnd()
 
 
-def with_oom_halving(run: Callable[[list[T]], list[Any]], batch: list[T]) -> list[Any]:
-    """``run(batch)``; when the GPU runs out of memory, run each half instead (recursively).
-    A single prompt that still does not fit raises, and its caller falls back."""
+def with_oom_halving(
+    run: Callable[[list[T]], list[Any]],
+    batch: list[T],
+    alone_failed: Callable[[T, Exception], Any],
+) -> list[Any]:
+    """``run(batch)``, one result per row in order. When the GPU runs out of memory, each half
+    runs instead (recursively); a row that does not fit even alone gets ``alone_failed(row,
+    error)`` and the rest of its batch is unaffected. Any other error propagates."""
     try:
         return run(batch)
     except Exception as error:
-        if not _is_out_of_memory(error) or len(batch) == 1:
+        if not _is_out_of_memory(error):
             raise
+        if len(batch) == 1:
+            _free_gpu_cache()
+            return [alone_failed(batch[0], error)]
     _free_gpu_cache()
     middle = len(batch) // 2
-    return with_oom_halving(run, batch[:middle]) + with_oom_halving(run, batch[middle:])
+    return with_oom_halving(run, batch[:middle], alone_failed) + with_oom_halving(
+        run, batch[middle:], alone_failed
+    )
 
 
 def _is_out_of_memory(error: Exception) -> bool:

@@ -23,8 +23,15 @@ log = logging.getLogger(__name__)
 PROMPT_NAME = "profile"
 # The newest events say most about current interests; older ones only cost prompt tokens.
 MAX_PROMPT_EVENTS = 40
+# Each event line is bounded, so one huge title cannot push every other event out of the prompt.
 MAX_TEXT_CHARS = 160
+MAX_TITLE_CHARS = 160
+MAX_ID_CHARS = 64
+MAX_CATEGORIES = 5
 OUTPUT_EXCERPT_CHARS = 300
+ANSWER_TOKENS = 8  # the prefilled '{"summary": "' in any tokenizer, with room to spare
+# Why a fallback is worth redoing (provenance "transient"): see Profiler._retry_due.
+MODEL_DOWN, GENERATION_FAILED = "model not loaded", "generation failed"
 
 
 class ModelLoadError(RuntimeError):
@@ -71,10 +78,10 @@ def describe_event_line(window_event: Any) -> str:
     if item is None:
         return f"{_clean(event.item_id)} | {_clean(action)} | (unknown item) | | "
     fields = [
-        item.item_id,
+        item.item_id[:MAX_ID_CHARS],
         action,
-        item.title,
-        ", ".join(item.categories),
+        item.title[:MAX_TITLE_CHARS],
+        ", ".join(c[:MAX_ID_CHARS] for c in item.categories[:MAX_CATEGORIES]),
         item.text[:MAX_TEXT_CHARS],
     ]
     return " | ".join(_clean(field) for field in fields)
@@ -121,8 +128,9 @@ class LLMSummarizer:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.timeout_s = timeout_s
-        # Only benchmarks set this: a fixed number of new tokens makes runs comparable.
+        # Only benchmarks change these: a fixed number of new tokens makes runs comparable.
         self.min_new_tokens = 0
+        self.stop_at_json_end = True
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -202,28 +210,30 @@ class LLMSummarizer:
         prompts = [self.render(window) for window in windows]
         texts = [self._chat_text(prompt) for prompt in prompts]
         encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)
-        lengths = [len(ids) for ids in encoded["input_ids"]]
-        generations: list[Generation | None] = [None] * len(windows)
-        durations = [0.0] * len(windows)
+        # A row holds its prompt, the prefilled start of the answer and the answer itself.
+        lengths = [len(ids) + ANSWER_TOKENS + self.max_new_tokens for ids in encoded["input_ids"]]
+        generations: dict[int, Generation] = {}
+        durations: dict[int, float] = {}
         for batch in plan_batches(lengths, self.batch_size, self.batch_tokens):
             started = time.perf_counter()
             try:
                 outputs = with_oom_halving(
-                    lambda rows: self.generate([texts[i] for i in rows]), batch
+                    lambda rows: self.generate([texts[i] for i in rows]),
+                    batch,
+                    lambda row, error: Generation("", lengths[row], 0, failure="out of GPU memory"),
                 )
             except Exception as error:  # the model must never take the service down
                 log.exception("generation failed for a batch of %d windows", len(batch))
                 reason = f"generation failed ({type(error).__name__})"
                 outputs = [Generation("", lengths[i], 0, failure=reason) for i in batch]
             elapsed_ms = (time.perf_counter() - started) * 1000 / len(batch)
-            for index, output in zip(batch, outputs):
+            for index, output in zip(batch, outputs, strict=True):
                 generations[index], durations[index] = output, elapsed_ms
+        if len(generations) != len(windows):  # the Summarizer contract: one per window, in order
+            raise RuntimeError(f"{len(generations)} generations for {len(windows)} windows")
         return [
-            self._summary(window, prompt, generation, duration)
-            for window, prompt, generation, duration in zip(
-                windows, prompts, generations, durations
-            )
-            if generation is not None
+            self._summary(window, prompts[i], generations[i], durations[i])
+            for i, window in enumerate(windows)
         ]
 
     def generate(self, texts: Sequence[str]) -> list[Generation]:
@@ -235,6 +245,7 @@ class LLMSummarizer:
         encoded = self.tokenizer(
             prefilled, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.model.device)
+        json_end = json_end_criteria(self.tokenizer, len(texts))
         started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
@@ -244,12 +255,12 @@ class LLMSummarizer:
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 max_time=self.timeout_s,  # stops generating, keeps what it has
-                stopping_criteria=[json_end_criteria(self.tokenizer, len(texts))],
+                stopping_criteria=[json_end] if self.stop_at_json_end else [],
             )
         timed_out = time.perf_counter() - started >= self.timeout_s
-        failure = (
-            f"generation ran past its time limit ({self.timeout_s:g} s)" if timed_out else None
-        )
+        late = f"generation ran past its time limit ({self.timeout_s:g} s)"
+        # Rows whose answer closed before the limit keep it; only the unfinished ones failed.
+        failures = [late if timed_out and not s.closed else None for s in json_end.scanners]
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         pad = self.tokenizer.pad_token_id
@@ -260,7 +271,9 @@ class LLMSummarizer:
                 new_tokens=int((row != pad).sum()),
                 failure=failure,
             )
-            for text, mask, row in zip(decoded, encoded["attention_mask"], new_tokens)
+            for text, mask, row, failure in zip(
+                decoded, encoded["attention_mask"], new_tokens, failures
+            )
         ]
 
     def _chat_text(self, prompt: RenderedPrompt) -> str:
@@ -288,7 +301,7 @@ class LLMSummarizer:
             "duration_ms": round(duration_ms, 2),
         }
         if generation.failure:
-            provenance["transient"] = True  # a timeout or a crash: worth trying again later
+            provenance["transient"] = GENERATION_FAILED  # a timeout or a crash: try again later
         try:
             if generation.failure:
                 raise InvalidAnswer(generation.failure)
@@ -316,15 +329,18 @@ class UnavailableLLM:
     ):
         self.model_id, self.quantization, self.problem = model_id, quantization, problem
         self.fallback = fallback
+        template = load_template(PROMPT_NAME)
+        self.prompt_template = f"{template.name}@{template.hash}"
 
     def describe(self) -> dict[str, Any]:
-        # Differs from a loaded model's description, so once the model loads every profile made
-        # meanwhile is regenerated (the description is part of a profile's source key).
+        # The loaded model's description: stored LLM profiles stay valid while the model is
+        # down (nothing is overwritten by a fallback), and the fallbacks made meanwhile are
+        # marked transient, so they are made again once the model answers.
         return {
             "summarizer": self.name,
             "model": self.model_id,
             "quantization": self.quantization,
-            "loaded": False,
+            "prompt_template": self.prompt_template,
         }
 
     def summarize(self, windows: Sequence[Window]) -> list[Summary]:
@@ -336,6 +352,7 @@ class UnavailableLLM:
                 **fallback.provenance,
                 "model": self.model_id,
                 "quantization": self.quantization,
+                "transient": MODEL_DOWN,
             }
             summaries.append(Summary(fallback.summary, fallback.interests, provenance))
         return summaries

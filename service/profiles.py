@@ -159,10 +159,15 @@ class Profiler:
         return _Plan(user_id, windows, stored, stale)
 
     def _retry_due(self, profile: Profile) -> bool:
-        """A profile that fell back for a passing reason (timeout, crash) is made again, but
-        not on every read: at most every TRANSIENT_RETRY_SECONDS."""
-        transient = bool(profile.provenance.get("transient"))
-        return transient and self.clock() - profile.created_at > TRANSIENT_RETRY_SECONDS
+        """A profile that fell back for a passing reason is made again: as soon as the model
+        is back when it was not loaded, and at most every TRANSIENT_RETRY_SECONDS after a
+        timeout or a crash (greedy generation may well fail the same way again)."""
+        transient = profile.provenance.get("transient")
+        if not transient:
+            return False
+        if transient == "model not loaded":
+            return getattr(self.summarizer, "problem", None) is None
+        return self.clock() - profile.created_at > TRANSIENT_RETRY_SECONDS
 
     def _apply(self, plan: _Plan, made: Sequence[Profile]) -> list[Profile]:
         """Store the new profiles, re-score drift over the whole history, drop vanished windows."""

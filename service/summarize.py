@@ -135,16 +135,27 @@ def _label_problem(label: str) -> str | None:
 # person match.
 _SENSITIVE = re.compile(
     r"\b("
-    r"(?:middle[- ])?aged|\d+\s*(?:-|to)?\s*\d*\s*(?:years?|yrs?)[- ]old|teenagers?|elderly|"
-    r"retirees?|senior citizens?|millennials?|boomers?|gen(?:eration)?[- ]?[xyz]|"
-    r"male|female|gender|transgender|non-?binary|masculine|feminine|"
-    r"ethnic(?:ity)?|race|racial|caucasian|hispanic|latin[oax]|african[- ]american|"
-    r"religio(?:n|us)|christian|muslim|jewish|hindu|buddhist|catholic|atheist|"
-    r"illness|disease|disorder|diabet(?:es|ic)|depress(?:ion|ed)|anxiety|cancer|pregnan(?:t|cy)|"
-    r"disab(?:led|ility)|chronic(?:ally)? ill|mental health|"
-    r"gay|lesbian|bisexual|lgbtq?\+?|queer|sexual(?:ity| orientation)?|heterosexual|"
-    r"liberal|conservative|democrat|republican|left[- ]wing|right[- ]wing|socialist|"
-    r"libertarian|progressive voter|political views?"
+    # age
+    r"middle[- ]aged|aged \d+|\d+\s*(?:-|to)?\s*\d*\s*(?:years?|yrs?)[- ]old|in (?:their|his|her) "
+    r"\d0s|teens?|teenagers?|elderly|retirees?|senior citizens?|millennials?|boomers?|"
+    r"gen(?:eration)?[- ]?[xyz]|"
+    # gender
+    r"males?|females?|wom[ae]n|gender|transgender|non-?binary|masculine|feminine|"
+    r"single (?:mom|dad|mother|father|parent)s?|"
+    # ethnicity
+    r"ethnic(?:ity)?|racial|caucasians?|hispanics?|latin[oax]s?|african[- ]americans?|"
+    # religion
+    r"religio(?:n|us)|christians?|christianity|muslims?|islam(?:ic)?|jews?|jewish|judaism|"
+    r"hindus?|hinduism|buddhists?|catholics?|catholicism|atheists?|"
+    # health
+    r"illness|disease|disorder|diabet(?:es|ic)|depress(?:ion|ed)|anxiety|cancer|"
+    r"pregnan(?:t|cy)|disab(?:led|ility)|chronic(?:ally)? ill|mental health|adhd|autis(?:m|tic)|"
+    r"hiv|"
+    # sexuality
+    r"gay|lesbians?|bisexual|lgbtq?\+?|queer|(?:homo|hetero)?sexual(?:ity| orientation)?|"
+    # political views
+    r"liberals|conservatives?|democrats?|democratic party|republicans?|left[- ]wing|"
+    r"right[- ]wing|socialists?|libertarians?|political views?"
     r")\b",
     re.IGNORECASE,
 )

@@ -45,21 +45,26 @@ def test_stopping_criteria_end_each_row_when_its_json_is_complete():
     assert criteria(torch.tensor([[2], [3]]), None).tolist() == [True, False]
 
 
-def test_out_of_memory_halves_the_batch_and_retries():
+def test_out_of_memory_halves_the_batch_and_retries_in_order():
     calls = []
 
     def run(rows):
         calls.append(len(rows))
-        if len(rows) > 2:
+        if len(rows) > 2 or 7 in rows:  # row 7 never fits, not even alone
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return [row * 10 for row in rows]
 
-    assert with_oom_halving(run, [1, 2, 3, 4, 5, 6, 7, 8]) == [10, 20, 30, 40, 50, 60, 70, 80]
+    results = with_oom_halving(
+        run, [1, 2, 3, 4, 5, 6, 7, 8], lambda row, error: f"no room for {row}"
+    )
+    assert results == [10, 20, 30, 40, 50, 60, "no room for 7", 80]  # the others unaffected
     assert calls[0] == 8 and max(calls[1:]) <= 4
-    with pytest.raises(RuntimeError, match="out of memory"):
-        with_oom_halving(lambda rows: (_ for _ in ()).throw(RuntimeError("out of memory")), [1])
-    with pytest.raises(ValueError):  # anything else is not retried
-        with_oom_halving(lambda rows: (_ for _ in ()).throw(ValueError("bad")), [1, 2])
+
+    def broken(rows):
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError):  # anything but running out of memory is not retried
+        with_oom_halving(broken, [1, 2], lambda row, error: None)
 
 
 def test_long_windows_keep_the_most_recent_and_strongest_events():

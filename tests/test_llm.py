@@ -186,7 +186,7 @@ def test_a_generation_past_its_time_limit_is_cut_and_falls_back_with_the_reason(
     finally:
         nf4_summarizer.timeout_s, nf4_summarizer.max_new_tokens = before
     assert "time limit" in summary.provenance["fallback_reason"]
-    assert summary.provenance["transient"] is True  # tried again later
+    assert summary.provenance["transient"] == "generation failed"  # tried again later
     assert summary.provenance["tokens"]["generated"] < 1_000  # really cut, not run to the end
     assert elapsed < 5
     assert summary.interests  # the extractive profile is still complete
@@ -241,6 +241,9 @@ def test_profiles_made_while_the_model_was_down_are_remade_once_it_loads(setting
     with TestClient(create_app(settings, summarizer=up)) as client:
         provenance = client.get("/v1/users/u/profile").json()["provenance"]
     assert provenance["summarizer"] == "llm" and provenance["fallback_reason"] is None
+    with TestClient(create_app(settings, summarizer=down)) as client:  # down again
+        provenance = client.get("/v1/users/u/profile").json()["provenance"]
+    assert provenance["summarizer"] == "llm"  # the good profile is kept, not overwritten
 
 
 # --- untrusted text, batching across users, regeneration ---------------------------------------
