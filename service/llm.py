@@ -16,7 +16,13 @@ from .extractive import ExtractiveSummarizer, action_weight, recency_weights
 from .generation import ANSWER_PREFIX, json_end_criteria, plan_batches, with_oom_halving
 from .models import Summary, Window
 from .prompts import PromptTemplate, RenderedPrompt, load_template
-from .summarize import MAX_INTERESTS, InvalidAnswer, parse_answer
+from .summarize import (
+    GENERATION_FAILED,
+    MAX_INTERESTS,
+    MODEL_DOWN,
+    InvalidAnswer,
+    parse_answer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +36,6 @@ MAX_ID_CHARS = 64
 MAX_CATEGORIES = 5
 OUTPUT_EXCERPT_CHARS = 300
 ANSWER_TOKENS = 8  # the prefilled '{"summary": "' in any tokenizer, with room to spare
-# Why a fallback is worth redoing (provenance "transient"): see Profiler._retry_due.
-MODEL_DOWN, GENERATION_FAILED = "model not loaded", "generation failed"
 
 
 class ModelLoadError(RuntimeError):

@@ -23,7 +23,7 @@ from .embed import Embedder, normalize_rows
 from .models import DriftReport, Profile, Summary, Window
 from .prompts import content_hash
 from .store import Store
-from .summarize import Summarizer
+from .summarize import MODEL_DOWN, Summarizer
 from .windows import cut_windows, events_hash
 
 # The profile embedding leans on the interests (what drift and retrieval care about) and keeps
@@ -165,7 +165,7 @@ class Profiler:
         transient = profile.provenance.get("transient")
         if not transient:
             return False
-        if transient == "model not loaded":
+        if transient == MODEL_DOWN:
             return getattr(self.summarizer, "problem", None) is None
         return self.clock() - profile.created_at > TRANSIENT_RETRY_SECONDS
 

@@ -19,6 +19,8 @@ from .models import Interest, Summary, Window
 log = logging.getLogger(__name__)
 
 MAX_INTERESTS = 5
+# Why a fallback is worth redoing (provenance "transient"): see Profiler._retry_due.
+MODEL_DOWN, GENERATION_FAILED = "model not loaded", "generation failed"
 MAX_LABEL_WORDS = 6
 MAX_LABEL_CHARS = 80
 
