@@ -29,7 +29,7 @@ def require_key(
     """The API key check (only when keys are configured), then the caller's rate limit."""
     keys = services.settings.api_keys
     caller = f"address {request.client.host if request.client else 'unknown'}"
-    if keys:
+    if services.settings.auth_enabled:
         if credentials is None:
             _limit(services, caller)  # failed attempts count too: no free key guessing
             raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <key>'")

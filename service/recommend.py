@@ -25,6 +25,7 @@ RRF_K = 60
 # A search hit counts when its similarity is at least this share of the best hit's.
 CLOSE_MATCH = 0.5
 BACKFILL_WEIGHT = 0.001
+POPULAR_ITEMS = 10_000  # popularity beyond the top 10,000 says nothing useful
 RECENT_ANCHORS = 10
 
 
@@ -41,6 +42,13 @@ class Recommendation:
     item_id: str
     score: float
     reason: str
+
+
+@dataclass(frozen=True)
+class _Popularity:
+    events: int  # the event count it was computed at
+    ranked: list[str]
+    counts: dict[str, int]
 
 
 @dataclass
@@ -64,18 +72,19 @@ class Recommender:
         self.embedder = embedder
         self.index = index
         self.weights = weights or FusionWeights()
-        self._popularity: tuple[int, list[tuple[str, int]]] = (-1, [])
+        self._popularity = _Popularity(-1, [], {})
         self._popularity_lock = threading.Lock()
 
     def recommend(self, profile: Profile, k: int) -> list[Recommendation]:
         index = self.index()
         seen = self.store.user_item_ids(profile.user_id)
+        popular = self._popularity_snapshot()  # one look per request, shared by two sources
         depth = min(len(index), k + len(seen) + 50)
         sources = [
             *self._interest_candidates(profile, index, depth),
             *self._profile_candidates(profile, index, depth),
-            self._co_consumed_candidates(profile.user_id, depth),
-            self._popular_candidates(depth + len(seen)),
+            self._co_consumed_candidates(profile.user_id, depth, popular),
+            self._popular_candidates(popular, depth + len(seen)),
         ]
         for source in sources:
             # Events may name items not in the catalog (yet); only indexed items are offered.
@@ -118,10 +127,12 @@ class Recommender:
             _Candidates([i for i, _ in ranked[len(close) :]], BACKFILL_WEIGHT, lambda _: reason),
         ]
 
-    def _co_consumed_candidates(self, user_id: str, depth: int) -> _Candidates:
+    def _co_consumed_candidates(
+        self, user_id: str, depth: int, popular: _Popularity
+    ) -> _Candidates:
         recent = list(dict.fromkeys(e.item_id for e in reversed(self.store.user_events(user_id))))
         anchors = recent[:RECENT_ANCHORS]
-        popularity = dict(self._popular(10_000))
+        popularity = popular.counts
         score: dict[str, float] = defaultdict(float)
         best_anchor: dict[str, tuple[int, str]] = {}
         for anchor, other, together in self.store.co_consumed(user_id, anchors, depth * 20):
@@ -139,19 +150,18 @@ class Recommender:
             sorted(score, key=score.__getitem__, reverse=True), self.weights.co_consumed, reason
         )
 
-    def _popular_candidates(self, depth: int) -> _Candidates:
-        ranked = [item_id for item_id, _ in self._popular(depth)]
+    def _popular_candidates(self, popular: _Popularity, depth: int) -> _Candidates:
+        ranked = popular.ranked[:depth]
         return _Candidates(ranked, self.weights.popularity, lambda _: "popular with other users")
 
-    def _popular(self, limit: int) -> list[tuple[str, int]]:
-        """Popularity, recomputed only when new events arrived since the last time."""
+    def _popularity_snapshot(self) -> _Popularity:
+        """The most popular items, recomputed only when events arrived (or were deleted)."""
         events = self.store.count_events()
         with self._popularity_lock:
-            cached_events, ranked = self._popularity
-            if cached_events != events or len(ranked) < limit:
-                ranked = self.store.popularity(max(limit, 10_000))
-                self._popularity = (events, ranked)
-        return ranked[:limit]
+            if self._popularity.events != events:
+                top = self.store.popularity(POPULAR_ITEMS)
+                self._popularity = _Popularity(events, [i for i, _ in top], dict(top))
+            return self._popularity
 
 
 def close_matches(ranked: Sequence[tuple[str, float]]) -> list[str]:
