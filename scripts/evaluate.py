@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/evaluate.py --data ../shared/data/ml-latest-small [--out FILE.json]
-        [--users N] [--embedder hashing] [--seed 0]
+        [--plot FILE.png] [--ablation] [--users N] [--embedder hashing] [--seed 0]
 
 Detects ml-latest-small (ratings.csv, movies.csv, tags.csv) or ml-100k (u.data, u.item). Each
 user's events sorted by time, the last 20% held out; every method ranks all items except the
@@ -11,7 +11,8 @@ popularity, item-kNN (cosine), EASE (λ chosen on a validation split carved from
 part), the centroid of the user's last 20 item embeddings, and the service itself: the training
 events loaded into its store, its index built, each user profiled through its own code and its
 own recommender asked. ``--users`` evaluates a random sample (all users still train);
-``--embedder hashing`` swaps MiniLM for the fast fake (CI smoke runs only).
+``--embedder hashing`` swaps MiniLM for the fast fake (CI smoke runs only). ``--ablation``
+adds two rows per signal of the service's fusion: that signal alone, and the fusion without it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,15 @@ from tqdm import tqdm
 
 from service import baselines
 from service.config import Settings
-from service.evaluation import Interactions, Ranker, Split, load_movielens, score, temporal_split
+from service.evaluation import (
+    Interactions,
+    Ranker,
+    Split,
+    load_movielens,
+    score,
+    temporal_split,
+)
+from service.recommend import FusionWeights, Recommender
 from service.services import Services, build_services
 
 PROTOCOL = (
@@ -38,12 +48,32 @@ PROTOCOL = (
 )
 
 
-def service_ranker(services: Services, split: Split, users: list[str]) -> Ranker:
-    """Profile every evaluated user through the service, then ask its recommender."""
+# One row per signal of the service's fusion: that signal alone, and the fusion without it.
+SIGNALS = ("collaborative", "interests", "profile", "popularity")
+
+
+def service_ranker(
+    services: Services, users: list[str], weights: FusionWeights | None = None
+) -> Ranker:
+    """Profile every evaluated user through the service (once: later calls find the profiles
+    current), then ask its recommender, with other fusion weights for the ablation rows."""
     services.profiler.refresh_users(users)
+    recommender = services.recommender
+    if weights is not None:
+        recommender = Recommender(services.store, services.embedder, services.index.get, weights)
     return lambda user: [
-        r.item_id for r in services.recommender.recommend(services.profiler.current(user), 50)
+        r.item_id for r in recommender.recommend(services.profiler.current(user), 50)
     ]
+
+
+def ablations() -> dict[str, FusionWeights]:
+    default = FusionWeights()
+    rows = {}
+    for signal in SIGNALS:
+        only = {other: 0.0 for other in SIGNALS if other != signal}
+        rows[f"service: {signal} only"] = replace(default, **only)
+        rows[f"service: without {signal}"] = replace(default, **{signal: 0.0})
+    return rows
 
 
 def load_service(folder: Path, dataset, split: Split, embedder: str | None) -> Services:
@@ -55,7 +85,9 @@ def load_service(folder: Path, dataset, split: Split, embedder: str | None) -> S
     return services
 
 
-def evaluate(data_dir: Path, users: int | None, embedder: str | None, seed: int) -> dict:
+def evaluate(
+    data_dir: Path, users: int | None, embedder: str | None, seed: int, ablation: bool = False
+) -> dict:
     dataset = load_movielens(data_dir)
     split = temporal_split(dataset.events)
     test = split.test
@@ -73,7 +105,7 @@ def evaluate(data_dir: Path, users: int | None, embedder: str | None, seed: int)
         results[name] = score(ranker, test, on_user=lambda: bar.update(1))
         bar.close()
         timings[name] = round(time.perf_counter() - started, 1)
-        print(f"{name:12} {results[name]}  ({timings[name]} s)", flush=True)
+        print(f"{name:30} {results[name]}  ({timings[name]} s)", flush=True)
 
     run("popularity", lambda: baselines.popularity(data))
     run("item_knn", lambda: baselines.item_knn(data))
@@ -86,7 +118,10 @@ def evaluate(data_dir: Path, users: int | None, embedder: str | None, seed: int)
         rows = [data.item_index[i] for i in index.item_ids]
         vectors[rows] = index.vectors
         run("centroid", lambda: baselines.embedding_centroid(data, split.train, vectors))
-        run("service", lambda: service_ranker(services, split, sorted(test)))
+        run("service", lambda: service_ranker(services, sorted(test)))
+        if ablation:
+            for name, weights in ablations().items():
+                run(name, lambda w=weights: service_ranker(services, sorted(test), w))
         services.close()
     return {
         "dataset": dataset.name,
@@ -99,6 +134,30 @@ def evaluate(data_dir: Path, users: int | None, embedder: str | None, seed: int)
     }
 
 
+METRICS = ("recall@10", "recall@50", "ndcg@10")
+
+
+def plot(report: dict, path: Path) -> None:
+    """The metric table as grouped bars, one group per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["methods"])
+    figure, axis = plt.subplots(figsize=(max(8, 0.9 * len(names)), 4.5))
+    width = 0.8 / len(METRICS)
+    for offset, metric in enumerate(METRICS):
+        values = [report["methods"][name][metric] for name in names]
+        axis.bar([i + offset * width for i in range(len(names))], values, width, label=metric)
+    axis.set_xticks([i + width for i in range(len(names))], names, rotation=35, ha="right")
+    axis.set_ylabel("mean over users")
+    axis.set_title(f"{report['dataset']}: {report['users_evaluated']} users, temporal split")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Recommendation quality against baselines.")
     parser.add_argument("--data", type=Path, required=True)
@@ -106,12 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, help="evaluate a random sample of users")
     parser.add_argument("--embedder", help="default: the bundled MiniLM; 'hashing' for smoke runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ablation", action="store_true", help="add a row per fusion signal: alone and without"
+    )
+    parser.add_argument("--plot", type=Path, help="write the metric table as bars (PNG) here")
     args = parser.parse_args(argv)
-    report = evaluate(args.data, args.users, args.embedder, args.seed)
-    print(f"\n{'method':12} {'recall@10':>10} {'recall@50':>10} {'ndcg@10':>10}")
+    report = evaluate(args.data, args.users, args.embedder, args.seed, args.ablation)
+    print(f"\n{'method':30} {'recall@10':>10} {'recall@50':>10} {'ndcg@10':>10}")
     for name, metrics in report["methods"].items():
-        values = [metrics[key] for key in ("recall@10", "recall@50", "ndcg@10")]
-        print(f"{name:12}" + "".join(f" {value:10.4f}" for value in values))
+        values = [metrics[key] for key in METRICS]
+        print(f"{name:30}" + "".join(f" {value:10.4f}" for value in values))
+    if args.plot:
+        plot(report, args.plot)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .collaborative import ease_weights
 from .embed import normalize_rows
 from .evaluation import Interactions, Ranker, Split, score, temporal_split
 
@@ -26,27 +27,8 @@ def item_knn(data: Interactions) -> Ranker:
     return lambda user: data.top(user, data.matrix[data.user_index[user]] @ similarity)
 
 
-def ease_weights(matrix: np.ndarray, regularization: float) -> np.ndarray:
-    """EASE (Steck, 2019): B = I - P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹, with diag(B) = 0.
-
-    The Gram matrix plus λI is symmetric positive definite, so P comes from a Cholesky
-    factorisation (LAPACK potrf + potri): about six times faster than a general inverse."""
-    from scipy.linalg import lapack
-
-    gram = matrix.T @ matrix
-    gram[np.diag_indices_from(gram)] += regularization
-    factor, info = lapack.spotrf(gram, lower=True, overwrite_a=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Gram matrix not positive definite (potrf info {info})")
-    inverse, info = lapack.spotri(factor, lower=True, overwrite_c=True)
-    inverse = np.tril(inverse) + np.tril(inverse, -1).T  # potri fills one triangle
-    weights = inverse / (-np.diag(inverse))
-    np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
-
-
 def ease(data: Interactions, regularization: float) -> Ranker:
-    weights = ease_weights(data.matrix, regularization)
+    weights = ease_weights(data.matrix.T @ data.matrix, regularization)
     return lambda user: data.top(user, data.matrix[data.user_index[user]] @ weights)
 
 

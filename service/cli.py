@@ -165,10 +165,13 @@ def build_index_command(
 def _build(services: Services, skip_if_current: bool) -> Manifest | None:
     if skip_if_current:
         try:
-            built_from = read_manifest(current_build(services.settings.index_dir)).source_hash
+            built = read_manifest(current_build(services.settings.index_dir))
+            built_from = (built.source_hash, built.collaborative_events)
         except IndexUnavailable:
             built_from = None
-        if built_from == catalog_hash(services.store.iter_items()):
+        # Up to date: the same catalog, and a collaborative model fitted on the same events.
+        now = (catalog_hash(services.store.iter_items()), services.store.count_events())
+        if built_from == now:
             typer.echo("index: up to date")
             return None
     try:

@@ -6,6 +6,7 @@ Layout under the index directory::
     builds/<build id>/index.faiss
     builds/<build id>/item_ids.json
     builds/<build id>/vectors.npy  the item embeddings (ranking reuses them)
+    builds/<build id>/collaborative.npz  the item-to-item model fitted on the events (if any)
     builds/<build id>/manifest.json
 
 A build is written completely into its own folder before ``CURRENT`` points at it, so a reader
@@ -21,13 +22,14 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .collaborative import ItemModel, fit_item_model
 from .embed import Embedder
 from .models import Item
 
@@ -63,6 +65,10 @@ class Manifest:
     build_id: str
     nprobe: int
     faiss_version: str
+    # Items in the collaborative model (0: fitted on no events) and the events it read;
+    # absent in older builds.
+    collaborative_items: int = 0
+    collaborative_events: int = 0
 
 
 def choose_factory(count: int) -> tuple[str, int]:
@@ -75,12 +81,18 @@ def choose_factory(count: int) -> tuple[str, int]:
 
 class ItemIndex:
     def __init__(
-        self, index: Any, item_ids: list[str], vectors: np.ndarray, manifest: Manifest
+        self,
+        index: Any,
+        item_ids: list[str],
+        vectors: np.ndarray,
+        manifest: Manifest,
+        collaborative: ItemModel | None = None,
     ) -> None:
         self._index = index
         self.item_ids = item_ids
         self.vectors = vectors
         self.manifest = manifest
+        self.collaborative = collaborative
         self._rows = {item_id: row for row, item_id in enumerate(item_ids)}
 
     def __len__(self) -> int:
@@ -140,9 +152,14 @@ def catalog_hash(chunks: Iterable[Sequence[Item]]) -> str:
 
 
 def build_index(
-    chunks: Iterable[Sequence[Item]], embedder: Embedder, root: Path, progress: bool = True
+    chunks: Iterable[Sequence[Item]],
+    embedder: Embedder,
+    root: Path,
+    progress: bool = True,
+    interactions: Iterable[tuple[str, str]] = (),
 ) -> Manifest:
-    """Embed every item, build the index into a new folder, then make it current."""
+    """Embed every item, build the index into a new folder, then make it current. With
+    ``interactions`` ((user id, item id) pairs) the collaborative model is fitted too."""
     import faiss
     from tqdm import tqdm
 
@@ -163,6 +180,7 @@ def build_index(
     if not index.is_trained:
         index.train(vectors)
     index.add(vectors)
+    collaborative, events_read = _fit_collaborative(interactions, progress)
     # UTC time sorts builds; the random part keeps two builds in one second apart.
     build_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     manifest = Manifest(
@@ -177,25 +195,46 @@ def build_index(
         build_id=build_id,
         nprobe=nprobe,
         faiss_version=faiss.__version__,
+        collaborative_items=len(collaborative) if collaborative else 0,
+        collaborative_events=events_read,
     )
-    _write_build(root, index, item_ids, vectors, manifest)
+    _write_build(root, ItemIndex(index, item_ids, vectors, manifest, collaborative))
     return manifest
 
 
-def _write_build(
-    root: Path, index: Any, item_ids: list[str], vectors: np.ndarray, manifest: Manifest
-) -> None:
+def _fit_collaborative(
+    interactions: Iterable[tuple[str, str]], progress: bool
+) -> tuple[ItemModel | None, int]:
+    """The collaborative model and the number of events it was fitted on."""
+    from tqdm import tqdm
+
+    read = 0
+
+    def counted() -> Iterator[tuple[str, str]]:
+        nonlocal read
+        for pair in tqdm(interactions, desc="reading events", unit="event", disable=not progress):
+            read += 1
+            yield pair
+
+    model = fit_item_model(counted())
+    return model, read
+
+
+def _write_build(root: Path, built: ItemIndex) -> None:
     import faiss
 
+    manifest = built.manifest
     builds = root / "builds"
     staging = builds / f".{manifest.build_id}.partial"
     final = builds / manifest.build_id
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        faiss.write_index(index, str(staging / "index.faiss"))
-        (staging / "item_ids.json").write_text(json.dumps(item_ids))
-        np.save(staging / "vectors.npy", vectors)
+        faiss.write_index(built._index, str(staging / "index.faiss"))
+        (staging / "item_ids.json").write_text(json.dumps(built.item_ids))
+        np.save(staging / "vectors.npy", built.vectors)
+        if built.collaborative:
+            built.collaborative.save(staging)
         (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
         for path in staging.iterdir():
             _fsync(path)
@@ -279,7 +318,9 @@ def load_index(root: Path, embedder: Embedder) -> ItemIndex:
         index = faiss.read_index(str(folder / "index.faiss"))
         item_ids = json.loads((folder / "item_ids.json").read_text(encoding="utf-8"))
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-    except (RuntimeError, OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        collaborative = ItemModel.load(folder)
+    # UnicodeDecodeError is a ValueError; KeyError: an array missing from the model file.
+    except (RuntimeError, OSError, ValueError, KeyError) as error:
         raise IndexMismatch(
             f"index {manifest.build_id} cannot be read ({error}): rebuild it"
         ) from error
@@ -291,7 +332,12 @@ def load_index(root: Path, embedder: Embedder) -> ItemIndex:
         )
     if vectors.shape != expected or index.d != manifest.dimension:
         raise IndexMismatch(f"index {manifest.build_id}: vectors are not {expected}; rebuild it")
-    return ItemIndex(index, item_ids, vectors, manifest)
+    if (len(collaborative) if collaborative else 0) != manifest.collaborative_items:
+        raise IndexMismatch(
+            f"index {manifest.build_id}: its collaborative model disagrees with its manifest; "
+            "rebuild it"
+        )
+    return ItemIndex(index, item_ids, vectors, manifest, collaborative)
 
 
 def _mismatch(manifest: Manifest, embedder: Embedder) -> str | None:

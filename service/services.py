@@ -87,7 +87,13 @@ class IndexHolder:
         serving and IndexBuildFailed says so."""
         with self._rebuild_lock:
             try:
-                manifest = build_index(store.iter_items(), self.embedder, self.root, progress)
+                manifest = build_index(
+                    store.iter_items(),
+                    self.embedder,
+                    self.root,
+                    progress,
+                    interactions=store.iter_user_items(),
+                )
             except IndexUnavailable:
                 raise
             except Exception as error:

@@ -263,21 +263,19 @@ class Store:
         )
         return [(row[0], int(row[1])) for row in rows]
 
-    def co_consumed(
-        self, user_id: str, anchors: Sequence[str], limit: int
-    ) -> list[tuple[str, str, int]]:
-        """(anchor, other item, users who had both), from other users' events."""
-        if not anchors:
-            return []
-        marks = ",".join("?" * len(anchors))
-        rows = self._query(
-            f"""SELECT a.item_id, b.item_id, COUNT(DISTINCT a.user_id) AS n
-                FROM events a JOIN events b ON a.user_id = b.user_id AND a.item_id != b.item_id
-                WHERE a.item_id IN ({marks}) AND a.user_id != ?
-                GROUP BY a.item_id, b.item_id ORDER BY n DESC LIMIT ?""",
-            (*anchors, user_id, limit),
-        )
-        return [(row[0], row[1], int(row[2])) for row in rows]
+    def iter_user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str]]:
+        """Every (user id, item id) of the events, in chunks along the primary key, so the
+        collaborative model reads millions of events without holding the store's lock long."""
+        last = 0
+        while True:
+            rows = self._query(
+                "SELECT seq, user_id, item_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, chunk_size),
+            )
+            if not rows:
+                return
+            yield from ((row[1], row[2]) for row in rows)
+            last = rows[-1][0]
 
     # --- profiles ---------------------------------------------------------------------------
 

@@ -18,6 +18,11 @@ def test_fusion_rewards_agreement_excludes_seen_and_explains():
     assert ranked[0].reason == "interest:c"  # rank 2 of weight 1 beats rank 1 of weight 0.5
     assert ranked[2].reason == "co:d"
     assert ranked[0].score > ranked[1].score > ranked[2].score
+    # An interest explains an item it found even when another source weighed more.
+    sources[1] = _Candidates(["c", "d"], 5.0, lambda i: f"co:{i}")
+    sources[0] = _Candidates(["a", "b", "c"], 1.0, lambda i: f"interest:{i}", explains_first=True)
+    ranked = fuse(sources, seen={"a"}, k=3)
+    assert [r.reason for r in ranked] == ["interest:c", "co:d", "interest:b"]
 
 
 def _seed(store, tmp_path, embedder):
@@ -30,7 +35,13 @@ def _seed(store, tmp_path, embedder):
         Event("o2", "other", "baking-09", "view", 11),
     ]
     store.add_events(events)
-    build_index(store.iter_items(), embedder, tmp_path / "index", progress=False)
+    build_index(
+        store.iter_items(),
+        embedder,
+        tmp_path / "index",
+        progress=False,
+        interactions=store.iter_user_items(),
+    )
 
 
 def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp_path):

@@ -1,0 +1,64 @@
+"""The item-to-item collaborative model: fitting, scoring by recency, storage with the index."""
+
+import numpy as np
+import pytest
+
+from service.collaborative import MODEL_FILE, ItemModel, fit_item_model, recency_weights
+from service.itemindex import IndexMismatch, build_index, load_index
+from tests.conftest import topic_items
+
+
+def _pairs() -> list[tuple[str, str]]:
+    """Two tastes: users who take 'a' also take 'b'; users who take 'x' also take 'y'."""
+    pairs = []
+    for user in range(20):
+        pairs += [(f"ab{user}", "a"), (f"ab{user}", "b")]
+        pairs += [(f"xy{user}", "x"), (f"xy{user}", "y")]
+    pairs += [("mixed", "a"), ("mixed", "y"), ("mixed", "a")]  # a repeat counts once
+    return pairs
+
+
+def test_neighbours_follow_co_consumption_and_name_their_anchor():
+    model = fit_item_model(_pairs(), regularization=1.0)
+    assert model is not None and set(model.item_ids) == {"a", "b", "x", "y"}
+    found = model.scores(["a"], depth=3)
+    assert next(iter(found)) == "b"  # best first
+    assert found["b"].because_of == "a"
+    assert "x" not in found  # never seen with 'a': no positive weight
+
+
+def test_the_newest_history_item_leads_the_scores():
+    model = fit_item_model(_pairs(), regularization=1.0)
+    between = [f"unmodelled-{n}" for n in range(15)]  # they age what came before them
+    assert list(model.scores(["a", *between, "x"], depth=2)) == ["y", "b"]
+    assert list(model.scores(["x", *between, "a"], depth=2)) == ["b", "y"]
+    weights = recency_weights(30)
+    assert weights[-1] == pytest.approx(1.0) and np.all(np.diff(weights) > 0)
+    assert weights[0] > 0.1  # old history still counts a little
+
+
+def test_too_little_data_gives_no_model_and_unknown_history_no_scores():
+    assert fit_item_model([("u", "a"), ("v", "a")]) is None
+    model = fit_item_model(_pairs(), regularization=1.0)
+    assert model.scores(["not-in-the-model"], depth=5) == {}
+
+
+def test_model_is_stored_with_the_index_and_checked_on_load(tmp_path, embedder):
+    items = topic_items()
+    pairs = [(f"u{n}", items[n % 5].item_id) for n in range(40)]
+    pairs += [(f"u{n}", items[10 + n % 5].item_id) for n in range(40)]
+    manifest = build_index([items], embedder, tmp_path, progress=False, interactions=pairs)
+    index = load_index(tmp_path, embedder)
+    assert manifest.collaborative_items == len(index.collaborative) == 10
+    folder = tmp_path / "builds" / manifest.build_id
+    reloaded = ItemModel.load(folder)
+    np.testing.assert_array_equal(reloaded.weights, index.collaborative.weights)
+    (folder / MODEL_FILE).unlink()  # the manifest promises a model the build no longer has
+    with pytest.raises(IndexMismatch, match="collaborative model disagrees"):
+        load_index(tmp_path, embedder)
+
+
+def test_an_index_built_without_events_has_no_model(tmp_path, embedder):
+    manifest = build_index([topic_items()], embedder, tmp_path, progress=False)
+    assert manifest.collaborative_items == 0
+    assert load_index(tmp_path, embedder).collaborative is None
