@@ -194,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedder", help="default: the bundled MiniLM; 'hashing' for smoke runs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    report = evaluate(args.data, args.users, args.embedder, args.seed)
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such directory")
+    try:
+        report = evaluate(args.data, args.users, args.embedder, args.seed)
+    except FileNotFoundError as error:  # a directory that is not MovieLens
+        parser.error(str(error))
     print(f"\n{'detector':15} {'F1':>6} {'delay':>6} {'miss':>6} {'FA/100':>7}")
     for name, s in report["detectors"].items():
         delay = "-" if s["mean_delay"] is None else f"{s['mean_delay']:.2f}"

@@ -170,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plot", type=Path, help="write the metric table as bars (PNG) here")
     args = parser.parse_args(argv)
-    report = evaluate(args.data, args.users, args.embedder, args.seed, args.ablation)
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such directory")
+    try:
+        report = evaluate(args.data, args.users, args.embedder, args.seed, args.ablation)
+    except FileNotFoundError as error:  # a directory that is not MovieLens
+        parser.error(str(error))
     print(f"\n{'method':30} {'recall@10':>10} {'recall@50':>10} {'ndcg@10':>10}")
     for name, metrics in report["methods"].items():
         values = [metrics[key] for key in METRICS]

@@ -90,7 +90,11 @@ class ItemModel:
         contributions = self.weights[rows] * np.fromiter(weights.values(), np.float32)[:, None]
         totals = np.zeros(len(self.item_ids), dtype=np.float32)
         np.add.at(totals, self.neighbours[rows], contributions)
-        best = np.argsort(-totals)[:depth]
+        # Only the best ``depth`` are sorted: a full sort of every modelled item per request
+        # would cost more than the scoring itself.
+        depth = min(depth, len(totals))
+        best = np.argpartition(-totals, depth - 1)[:depth] if depth else np.array([], dtype=int)
+        best = best[np.argsort(-totals[best])]
         best = best[totals[best] > 0]
         because = _strongest_source(self.neighbours[rows], contributions, best)
         return {

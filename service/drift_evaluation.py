@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -130,13 +131,17 @@ def _windows(events: Sequence[Event], size: int) -> list[list[Event]]:
     return [list(events[i : i + size]) for i in range(0, STREAM_WINDOWS * size, size)]
 
 
-def _partner(user: str, users: Sequence[str], tastes: dict[str, np.ndarray], rng) -> str:  # type: ignore[no-untyped-def]
+def _partner(
+    user: str, users: Sequence[str], tastes: dict[str, np.ndarray], rng: random.Random
+) -> str:
     others = [u for u in users if u != user]
     others.sort(key=lambda u: float(tastes[user] @ tastes[u]))  # least alike first
     return rng.choice(others[: max(1, round(len(others) * DIFFERENT_TASTE))])
 
 
-def _mixed(mine, other, start: int, rng) -> list[list[Event]]:  # type: ignore[no-untyped-def]
+def _mixed(
+    mine: list[list[Event]], other: list[list[Event]], start: int, rng: random.Random
+) -> list[list[Event]]:
     """Windows from ``start`` on: B's share 1/4, 2/4, 3/4, then all B."""
     windows = []
     for position in range(start, STREAM_WINDOWS):
@@ -179,7 +184,7 @@ def page_hinkley(data: StreamData, threshold: float) -> list[int]:
     return _river(detector, consecutive_distances(data.profile_embeddings))
 
 
-def _river(detector, distances: Sequence[float]) -> list[int]:  # type: ignore[no-untyped-def]
+def _river(detector: Any, distances: Sequence[float]) -> list[int]:
     flagged = []
     for position, distance in enumerate(distances, start=1):
         detector.update(distance)

@@ -3,8 +3,8 @@
 Sources: one FAISS search per interest (so a minor interest is served too, not drowned by the
 main one), one for the whole profile, the collaborative item-to-item model (what goes with the
 user's history, recent items first; fitted with the index), and popularity. Reciprocal-rank
-fusion combines them without calibrating their score scales against each other; the source
-that contributed most to an item gives its reason.
+fusion combines them without calibrating their score scales against each other. An interest
+that found an item gives its reason; otherwise the source that contributed most does.
 """
 
 from __future__ import annotations
