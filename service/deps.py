@@ -13,7 +13,9 @@ from .ratelimit import retry_after_header
 from .services import Services
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are ``async``, though they never wait: a plain ``def`` dependency is run in
+# the thread pool, two hand-offs per request for a dictionary lookup and a token bucket.
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
@@ -21,7 +23,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_key(
+async def require_key(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +37,14 @@ from .models import Item
 FORMAT_VERSION = 1
 # Below this many items exact search is fast enough (a few ms) and has perfect recall.
 EXACT_SEARCH_LIMIT = 50_000
+# Full vectors in memory up to this size; above it the index keeps PQ codes of a byte per 8
+# dimensions (32x smaller) and re-ranks its candidates exactly from the vectors on disk.
+DEFAULT_MEMORY_BUDGET_MB = 4_096
+# k-means on 64 points per list: FAISS asks for at least 39, and more buys little but time.
+TRAINING_POINTS_PER_LIST = 64
+ADD_CHUNK = 65_536
+# A PQ search fetches this many times k candidates for the exact re-ranking.
+REFINE_FACTOR = 10
 KEEP_BUILDS = 2
 STALE_PARTIAL_SECONDS = 3_600
 
@@ -69,14 +78,55 @@ class Manifest:
     # absent in older builds.
     collaborative_items: int = 0
     collaborative_events: int = 0
+    # Why this index type (absent in older builds).
+    choice: str = ""
 
 
-def choose_factory(count: int) -> tuple[str, int]:
-    """(FAISS factory string, default nprobe) for a catalog of ``count`` items."""
+@dataclass(frozen=True)
+class IndexChoice:
+    factory: str
+    nprobe: int  # 0: not an inverted index
+    reason: str
+
+    @property
+    def refines(self) -> bool:
+        return "PQ" in self.factory
+
+
+def choose_index(
+    count: int, dimension: int, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB
+) -> IndexChoice:
+    """The index type for ``count`` vectors: exact when small, IVF above, IVF-PQ when the full
+    vectors would not fit the memory budget."""
     if count < EXACT_SEARCH_LIMIT:
-        return "Flat", 0
-    lists = 2 ** round(math.log2(4 * math.sqrt(count)))
-    return f"IVF{lists},Flat", max(8, lists // 32)
+        return IndexChoice("Flat", 0, f"exact: {count:,} items < {EXACT_SEARCH_LIMIT:,}")
+    # About sqrt(n) lists of about sqrt(n) items: a probe costs as much as picking the lists.
+    lists = 2 ** round(math.log2(math.sqrt(count)))
+    # Set by scripts/bench_search.py: recall@10 >= 0.95 on held-out queries (docs/PERFORMANCE.md).
+    nprobe = max(8, lists // 32)
+    flat_mb = count * dimension * 4 / 2**20
+    if flat_mb <= memory_budget_mb:
+        return IndexChoice(
+            f"IVF{lists},Flat",
+            nprobe,
+            f"IVF: {count:,} items; their {flat_mb:,.0f} MB of vectors fit the "
+            f"{memory_budget_mb:,.0f} MB budget",
+        )
+    codes = _pq_codes(dimension)
+    return IndexChoice(
+        f"IVF{lists},PQ{codes}",
+        nprobe,
+        f"IVF-PQ: {flat_mb:,.0f} MB of vectors exceed the {memory_budget_mb:,.0f} MB budget; "
+        f"{codes}-byte codes, re-ranked exactly from the vectors on disk",
+    )
+
+
+def _pq_codes(dimension: int) -> int:
+    """Bytes per PQ code: one per 8 dimensions (a divisor of the dimension, as FAISS needs)."""
+    codes = max(1, dimension // 8)
+    while dimension % codes:
+        codes -= 1
+    return codes
 
 
 class ItemIndex:
@@ -101,6 +151,11 @@ class ItemIndex:
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._rows
 
+    def known(self, item_ids: Iterable[str]) -> list[str]:
+        """The given items that are in the index, in their order."""
+        rows = self._rows
+        return [item_id for item_id in item_ids if item_id in rows]
+
     def search(
         self, queries: np.ndarray, k: int, nprobe: int | None = None
     ) -> list[list[tuple[str, float]]]:
@@ -113,11 +168,34 @@ class ItemIndex:
         if self.manifest.nprobe:
             # Per call, never set on the shared index: concurrent searches stay independent.
             params = faiss.SearchParametersIVF(nprobe=nprobe or self.manifest.nprobe)  # type: ignore[call-arg]
-        scores, rows = self._index.search(queries, k, params=params)  # type: ignore[attr-defined]
+        fetch = min(k * REFINE_FACTOR, len(self.item_ids)) if self._refines else k
+        scores, rows = self._index.search(queries, fetch, params=params)  # type: ignore[attr-defined]
+        if self._refines:
+            scores, rows = self._rerank(queries, rows, k)
+        ids = self.item_ids
         return [
-            [(self.item_ids[r], float(s)) for r, s in zip(row_ids, row_scores) if r >= 0]
-            for row_ids, row_scores in zip(rows, scores)
+            [(ids[r], s) for r, s in zip(row_ids, row_scores) if r >= 0]
+            for row_ids, row_scores in zip(rows.tolist(), scores.tolist())
         ]
+
+    @property
+    def _refines(self) -> bool:
+        return "PQ" in self.manifest.factory
+
+    def _rerank(
+        self, queries: np.ndarray, rows: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the PQ candidates, from the full vectors: the codes find the
+        neighbourhood, the vectors order it."""
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        best = np.full((len(queries), k), -1, dtype=np.int64)
+        for q, candidates in enumerate(rows):
+            candidates = candidates[candidates >= 0]
+            exact = np.asarray(self.vectors[np.sort(candidates)], dtype=np.float32) @ queries[q]
+            order = np.argsort(-exact)[:k]
+            best[q, : len(order)] = np.sort(candidates)[order]
+            scores[q, : len(order)] = exact[order]
+        return scores, best
 
     def vectors_of(self, item_ids: Iterable[str]) -> np.ndarray:
         """Stored vectors of the given items; items not in the index (added since the last
@@ -157,49 +235,135 @@ def build_index(
     root: Path,
     progress: bool = True,
     interactions: Iterable[tuple[str, str]] = (),
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
 ) -> Manifest:
     """Embed every item, build the index into a new folder, then make it current. With
-    ``interactions`` ((user id, item id) pairs) the collaborative model is fitted too."""
+    ``interactions`` ((user id, item id) pairs) the collaborative model is fitted too.
+
+    The catalog is read chunk by chunk and its vectors go straight to disk, so memory holds one
+    chunk of items, the index and the item ids, however large the catalog."""
     import faiss
+
+    # UTC time sorts builds; the random part keeps two builds in one second apart.
+    build_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    builds = root / "builds"
+    staging = builds / f".{build_id}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        item_ids, source_hash = _embed_to_disk(chunks, embedder, staging / "vectors.npy", progress)
+        vectors = np.load(staging / "vectors.npy", mmap_mode="r")
+        choice = choose_index(len(item_ids), embedder.dimension, memory_budget_mb)
+        index = _fill_index(vectors, choice, progress)
+        collaborative, events_read = _fit_collaborative(interactions, progress)
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            factory=choice.factory,
+            metric="inner_product",
+            embedder=embedder.model_id,
+            dimension=embedder.dimension,
+            count=len(item_ids),
+            source_hash=source_hash,
+            built_at=time.time(),
+            build_id=build_id,
+            nprobe=choice.nprobe,
+            faiss_version=faiss.__version__,
+            collaborative_items=len(collaborative) if collaborative else 0,
+            collaborative_events=events_read,
+            choice=choice.reason,
+        )
+        faiss.write_index(index, str(staging / "index.faiss"))
+        (staging / "item_ids.json").write_text(json.dumps(item_ids))
+        if collaborative:
+            collaborative.save(staging)
+        (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+        for path in staging.iterdir():
+            _fsync(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # CURRENT still names the previous build
+        raise
+    os.replace(staging, builds / build_id)
+    _fsync_dir(builds)
+    _point_current(root, build_id)
+    _prune(builds, keep=build_id)
+    return manifest
+
+
+def _embed_to_disk(
+    chunks: Iterable[Sequence[Item]], embedder: Embedder, path: Path, progress: bool
+) -> tuple[list[str], str]:
+    """Embed the catalog into ``path`` (.npy); (item ids in row order, source hash)."""
     from tqdm import tqdm
 
     item_ids: list[str] = []
-    parts: list[np.ndarray] = []
     source = SourceHash()
-    with tqdm(desc="embedding items", unit="item", disable=not progress) as bar:
+    with (
+        VectorFile(path, embedder.dimension) as out,
+        tqdm(desc="embedding items", unit="item", disable=not progress) as bar,
+    ):
         for chunk in chunks:
-            texts = source.add(chunk)
-            parts.append(embedder.encode(texts))
+            out.append(embedder.encode(source.add(chunk)))
             item_ids.extend(item.item_id for item in chunk)
             bar.update(len(chunk))
     if not item_ids:
         raise IndexMissing("the catalog is empty: add items before building the index")
-    vectors = np.concatenate(parts)
-    factory, nprobe = choose_factory(len(item_ids))
-    index = faiss.index_factory(embedder.dimension, factory, faiss.METRIC_INNER_PRODUCT)
+    return item_ids, source.hexdigest()
+
+
+def _fill_index(vectors: np.ndarray, choice: IndexChoice, progress: bool) -> Any:
+    """Train the index on a random sample of the vectors, then add them all, a chunk at a time
+    (each chunk is read from the memory-mapped file, so they never all sit in memory twice)."""
+    import faiss
+    from tqdm import tqdm
+
+    index = faiss.index_factory(vectors.shape[1], choice.factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        index.train(vectors)
-    index.add(vectors)
-    collaborative, events_read = _fit_collaborative(interactions, progress)
-    # UTC time sorts builds; the random part keeps two builds in one second apart.
-    build_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        factory=factory,
-        metric="inner_product",
-        embedder=embedder.model_id,
-        dimension=embedder.dimension,
-        count=len(item_ids),
-        source_hash=source.hexdigest(),
-        built_at=time.time(),
-        build_id=build_id,
-        nprobe=nprobe,
-        faiss_version=faiss.__version__,
-        collaborative_items=len(collaborative) if collaborative else 0,
-        collaborative_events=events_read,
-    )
-    _write_build(root, ItemIndex(index, item_ids, vectors, manifest, collaborative))
-    return manifest
+        lists = faiss.extract_index_ivf(index).nlist
+        sample = min(len(vectors), lists * TRAINING_POINTS_PER_LIST)
+        rows = np.sort(np.random.default_rng(0).choice(len(vectors), sample, replace=False))
+        if progress:
+            print(f"training {choice.factory} on {sample:,} vectors", file=sys.stderr)
+        index.train(np.ascontiguousarray(vectors[rows]))
+    with tqdm(total=len(vectors), desc="indexing", unit="item", disable=not progress) as bar:
+        for start in range(0, len(vectors), ADD_CHUNK):
+            part = np.ascontiguousarray(vectors[start : start + ADD_CHUNK])
+            index.add(part)
+            bar.update(len(part))
+    return index
+
+
+class VectorFile:
+    """A float32 .npy file written a chunk of rows at a time. Its header is written again at
+    the end with the final row count: the NPY format pads headers, so a fixed length holds any
+    count and nothing is copied."""
+
+    HEADER_BYTES = 128
+
+    def __init__(self, path: Path, dimension: int) -> None:
+        self.dimension = dimension
+        self.rows = 0
+        self._file = path.open("wb")
+        self._file.write(self._header())
+
+    def append(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype="<f4").reshape(-1, self.dimension)
+        self._file.write(vectors.tobytes())
+        self.rows += len(vectors)
+
+    def __enter__(self) -> VectorFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.seek(0)
+        self._file.write(self._header())
+        self._file.close()
+
+    def _header(self) -> bytes:
+        shape = f"({self.rows}, {self.dimension})"
+        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+        # magic (6) + version (2) + header length (2) + the dictionary, padded, ending in \n
+        text = text.ljust(self.HEADER_BYTES - 11) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
 
 
 def _fit_collaborative(
@@ -218,33 +382,6 @@ def _fit_collaborative(
 
     model = fit_item_model(counted())
     return model, read
-
-
-def _write_build(root: Path, built: ItemIndex) -> None:
-    import faiss
-
-    manifest = built.manifest
-    builds = root / "builds"
-    staging = builds / f".{manifest.build_id}.partial"
-    final = builds / manifest.build_id
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        faiss.write_index(built._index, str(staging / "index.faiss"))
-        (staging / "item_ids.json").write_text(json.dumps(built.item_ids))
-        np.save(staging / "vectors.npy", built.vectors)
-        if built.collaborative:
-            built.collaborative.save(staging)
-        (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
-        for path in staging.iterdir():
-            _fsync(path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # CURRENT still names the previous build
-        raise
-    os.replace(staging, final)
-    _fsync_dir(builds)
-    _point_current(root, manifest.build_id)
-    _prune(builds, keep=manifest.build_id)
 
 
 def _point_current(root: Path, build_id: str) -> None:

@@ -20,9 +20,9 @@ import numpy as np
 from .config import Settings
 from .drift import drift_report, drift_timeline
 from .embed import Embedder, normalize_rows
-from .models import DriftReport, Profile, Summary, Window
+from .models import DriftReport, Event, Profile, Summary, Window
 from .prompts import content_hash
-from .store import Store
+from .store import ProfileWrite, Store
 from .summarize import MODEL_DOWN, Summarizer
 from .windows import cut_windows, events_hash
 
@@ -48,6 +48,7 @@ class _Plan:
     windows: list[Window]
     stored: dict[int, Profile]
     stale: list[Window]
+    history: list[str]  # the user's item ids, oldest first
 
 
 @dataclass
@@ -85,6 +86,13 @@ class Profiler:
 
     def current(self, user_id: str, refresh: bool = False) -> Profile:
         return self.update(user_id, refresh=refresh)[-1]
+
+    def current_with_history(self, user_id: str) -> tuple[Profile, list[str]]:
+        """The current profile and the user's item ids, oldest first (what the recommender
+        needs, read once)."""
+        with self._lock_for(user_id):
+            plan = self._plan(user_id)
+            return self._bring_up_to_date(plan)[-1], plan.history
 
     def history(self, user_id: str, limit: int | None = None) -> list[Profile]:
         profiles = self.update(user_id)
@@ -132,31 +140,45 @@ class Profiler:
                     except UnknownUser:
                         report.unknown_users += 1
                 fresh = self._make_profiles([(p.user_id, w) for p in plans for w in p.stale])
-                for plan in plans:
-                    self._apply(plan, [f for f in fresh if f.user_id == plan.user_id])
+                made: dict[str, list[Profile]] = {}
+                for profile in fresh:
+                    made.setdefault(profile.user_id, []).append(profile)
+                writes = [self._apply(plan, made.get(plan.user_id, []))[1] for plan in plans]
+                self.store.save_profiles(writes)
                 report.add(plans, fresh)
             if on_progress:
                 on_progress(len(chunk))
         return report
 
     def _update_locked(self, user_id: str, refresh: bool = False) -> list[Profile]:
-        plan = self._plan(user_id, refresh_newest=refresh)
-        return self._apply(plan, self._make_profiles([(user_id, w) for w in plan.stale]))
+        return self._bring_up_to_date(self._plan(user_id, refresh_newest=refresh))
+
+    def _bring_up_to_date(self, plan: _Plan) -> list[Profile]:
+        if not plan.stale and plan.stored.keys() == {w.index for w in plan.windows}:
+            # Nothing changed since they were stored (drift included): the read path of every
+            # profile and recommendation request, so it writes nothing.
+            return [plan.stored[w.index] for w in plan.windows]
+        made = self._make_profiles([(plan.user_id, w) for w in plan.stale])
+        profiles, write = self._apply(plan, made)
+        self.store.save_profiles([write])
+        return profiles
 
     def _plan(self, user_id: str, refresh_newest: bool = False, stale_all: bool = False) -> _Plan:
         """The user's windows and which of them need a (new) profile."""
-        windows = self._profiled_windows(user_id)
+        events = self.store.user_events(user_id)
+        windows = self._profiled_windows(user_id, events)
         stored = {p.window.index: p for p in self.store.profiles(user_id)}
+        makers = self._makers()
         stale = [
             w
             for w in windows
             if stale_all
             or w.index not in stored
-            or stored[w.index].source_key != self.source_key(w)
+            or stored[w.index].source_key != self.source_key(w, makers)
             or self._retry_due(stored[w.index])
             or (refresh_newest and w is windows[-1])
         ]
-        return _Plan(user_id, windows, stored, stale)
+        return _Plan(user_id, windows, stored, stale, [e.item_id for e in events])
 
     def _retry_due(self, profile: Profile) -> bool:
         """A profile that fell back for a passing reason is made again: as soon as the model
@@ -169,32 +191,34 @@ class Profiler:
             return getattr(self.summarizer, "problem", None) is None
         return self.clock() - profile.created_at > TRANSIENT_RETRY_SECONDS
 
-    def _apply(self, plan: _Plan, made: Sequence[Profile]) -> list[Profile]:
-        """Store the new profiles, re-score drift over the whole history, drop vanished windows."""
+    def _apply(self, plan: _Plan, made: Sequence[Profile]) -> tuple[list[Profile], ProfileWrite]:
+        """The user's profiles with the new ones in and drift re-scored over the whole history,
+        and what the store must write for that (vanished windows are dropped)."""
         fresh = {p.window.index: p for p in made}
         profiles = [fresh.get(w.index) or plan.stored[w.index] for w in plan.windows]
         profiles = self._with_drift(profiles)
+        changed = []
         for profile in profiles:
             before = plan.stored.get(profile.window.index)
             # Unchanged windows are rewritten only when the history around them re-scored them.
             if before is None or profile.window.index in fresh or before.drift != profile.drift:
-                self.store.save_profile(profile)
-        self.store.keep_only_windows(plan.user_id, [w.index for w in plan.windows])
-        return profiles
+                changed.append(profile)
+        return profiles, ProfileWrite(plan.user_id, changed, [w.index for w in plan.windows])
 
-    def source_key(self, window: Window) -> str:
+    def source_key(self, window: Window, makers: str | None = None) -> str:
         """What a profile was made from and by: its events, the summarizer (model, prompt) and
         the embedder. A stored profile whose key differs is regenerated."""
-        makers = json.dumps(
+        return content_hash(events_hash(window) + (makers or self._makers()))
+
+    def _makers(self) -> str:
+        return json.dumps(
             [self.summarizer.describe(), self.embedder.model_id, self.embedder.dimension],
             sort_keys=True,
         )
-        return content_hash(events_hash(window) + makers)
 
-    def _profiled_windows(self, user_id: str) -> list[Window]:
+    def _profiled_windows(self, user_id: str, events: Sequence[Event]) -> list[Window]:
         """Closed windows, plus the open one once it holds enough events to say something
         (or when it is all there is)."""
-        events = self.store.user_events(user_id)
         if not events:
             raise UnknownUser(user_id)
         items = self.store.get_items(e.item_id for e in events)

@@ -9,8 +9,9 @@ that found an item gives its reason; otherwise the source that contributed most 
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ RRF_K = 60
 CLOSE_MATCH = 0.5
 BACKFILL_WEIGHT = 0.001
 POPULAR_ITEMS = 10_000  # popularity beyond the top 10,000 says nothing useful
+LABEL_CACHE = 50_000
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,51 @@ class Recommendation:
 
 @dataclass(frozen=True)
 class _Popularity:
-    events: int  # the event count it was computed at
+    version: tuple[int, int] | None  # Store.events_version() it was computed at
     ranked: list[str]
-    counts: dict[str, int]
+
+
+class LabelVectors:
+    """Embeddings of interest labels, remembered: labels repeat across users and requests, and
+    encoding them is the costliest step of a request otherwise (a model forward pass)."""
+
+    def __init__(self, embedder: Embedder, size: int = LABEL_CACHE) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._known: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, labels: Sequence[str]) -> np.ndarray:
+        if not labels:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        with self._lock:
+            missing = list(dict.fromkeys(label for label in labels if label not in self._known))
+        if missing:  # encoded outside the lock: other requests go on meanwhile
+            fresh = dict(zip(missing, self.embedder.encode(missing)))
+            with self._lock:
+                self._known.update(fresh)
+                while len(self._known) > self.size:
+                    self._known.popitem(last=False)
+        with self._lock:
+            rows = []
+            for label in labels:
+                vector = self._known.get(label)
+                if vector is None:  # pushed out by a burst of new labels just now
+                    vector = self.embedder.encode([label])[0]
+                else:
+                    self._known.move_to_end(label)
+                rows.append(vector)
+        return np.stack(rows)
+
+
+# The reasons for the items a source explains, in their order; asked once per request, for the
+# returned items only (a reason may need a lookup).
+Explain = Callable[[list[str]], list[str]]
 
 
 @dataclass
 class _Candidates:
-    """A ranked list from one source, its weight in the fusion and how to explain a hit.
+    """A ranked list from one source, its weight in the fusion and how to explain its hits.
 
     An interest's reason goes first: "matches your interest 'Baking'" is what ties an item to
     the profile a person reads, so it explains an item whenever an interest found it, even
@@ -65,8 +104,12 @@ class _Candidates:
 
     ranked: list[str]
     weight: float
-    reason: Callable[[str], str]
+    explain: Explain
     explains_first: bool = False
+
+
+def _always(reason: str) -> Explain:
+    return lambda items: [reason] * len(items)
 
 
 class Recommender:
@@ -81,89 +124,125 @@ class Recommender:
         self.embedder = embedder
         self.index = index
         self.weights = weights or FusionWeights()
-        self._popularity = _Popularity(-1, [], {})
+        self.label_vectors = LabelVectors(embedder)
+        self._popularity = _Popularity(None, [])
         self._popularity_lock = threading.Lock()
+        self._popularity_refresh: threading.Thread | None = None
 
-    def recommend(self, profile: Profile, k: int) -> list[Recommendation]:
+    def recommend(
+        self, profile: Profile, k: int, history: list[str] | None = None
+    ) -> list[Recommendation]:
+        """The ``k`` best items for the user; ``history`` (item ids, oldest first) is read
+        from the store unless given."""
         index = self.index()
-        history = [e.item_id for e in self.store.user_events(profile.user_id)]
+        if history is None:
+            history = [e.item_id for e in self.store.user_events(profile.user_id)]
         seen = set(history)
         popular = self._popularity_snapshot()  # one look per request, shared by two sources
         depth = min(len(index), k + len(seen) + 50)
+        # One search for the interests and the whole profile: one pass over the index's lists.
+        queries = np.vstack([self._interest_queries(profile, index), profile.embedding[None]])
+        *interest_hits, profile_hits = index.search(queries, depth)
         sources = [
-            *self._interest_candidates(profile, index, depth),
-            *self._profile_candidates(profile, index, depth),
+            *self._interest_candidates(profile, interest_hits),
+            *self._profile_candidates(profile_hits),
             self._collaborative_candidates(history, index, depth + len(seen)),
             self._popular_candidates(popular, depth + len(seen)),
         ]
-        for source in sources:
+        for source in sources[-2:]:
             # Events may name items not in the catalog (yet); only indexed items are offered.
-            source.ranked = [item_id for item_id in source.ranked if item_id in index]
+            source.ranked = index.known(source.ranked)
         return fuse(sources, seen, k)
 
-    def _interest_candidates(
-        self, profile: Profile, index: ItemIndex, depth: int
-    ) -> list[_Candidates]:
-        if not profile.interests:
-            return []
-        labels = self.embedder.encode([i.label for i in profile.interests])
-        queries = []
-        for interest, label_vector in zip(profile.interests, labels):
-            # The label says what, the evidence items say which kind: average both.
+    def _interest_queries(self, profile: Profile, index: ItemIndex) -> np.ndarray:
+        """One search vector per interest: the label says what, the evidence items say which
+        kind, so both are averaged."""
+        queries = np.zeros((len(profile.interests), index.manifest.dimension), dtype=np.float32)
+        labels = self.label_vectors([i.label for i in profile.interests])
+        for row, (interest, label_vector) in enumerate(zip(profile.interests, labels)):
             evidence = index.vectors_of(interest.evidence)
             taste = evidence.mean(axis=0) if len(evidence) else label_vector
-            queries.append(normalize_rows(label_vector + taste))
-        hits = index.search(np.stack(queries), depth)
+            queries[row] = label_vector + taste
+        return normalize_rows(queries)
+
+    def _interest_candidates(
+        self, profile: Profile, hits: list[list[tuple[str, float]]]
+    ) -> list[_Candidates]:
         return [
             _Candidates(
                 ranked=close_matches(ranked),
                 weight=self.weights.interests * interest.weight,
-                reason=_matches(interest.label),
+                explain=_always(f"matches your interest '{interest.label}'"),
                 explains_first=True,
             )
             for interest, ranked in zip(profile.interests, hits)
         ]
 
-    def _profile_candidates(
-        self, profile: Profile, index: ItemIndex, depth: int
-    ) -> list[_Candidates]:
+    def _profile_candidates(self, ranked: list[tuple[str, float]]) -> list[_Candidates]:
         """The close matches of the whole profile, and the rest of that search as a backfill
         that weighs almost nothing: it only decides among items no other source offered, so a
         user always gets ``k`` items when the catalog has them."""
-        ranked = index.search(profile.embedding, depth)[0]
         close = close_matches(ranked)
-        reason = "close to your recent profile as a whole"
+        explain = _always("close to your recent profile as a whole")
         return [
-            _Candidates(close, self.weights.profile, lambda _: reason),
-            _Candidates([i for i, _ in ranked[len(close) :]], BACKFILL_WEIGHT, lambda _: reason),
+            _Candidates(close, self.weights.profile, explain),
+            _Candidates([i for i, _ in ranked[len(close) :]], BACKFILL_WEIGHT, explain),
         ]
 
     def _collaborative_candidates(
         self, history: list[str], index: ItemIndex, depth: int
     ) -> _Candidates:
         model = index.collaborative
-        found = model.scores(history, depth) if model else {}
-        titles = self.store.get_items({c.because_of for c in found.values()})
+        if model is None:
+            return _Candidates([], self.weights.collaborative, _always(""))
+        found = model.scores(history, depth)
 
-        def reason(item_id: str) -> str:
-            anchor = found[item_id].because_of
-            title = titles[anchor].title if anchor in titles else anchor
-            return f"people who chose '{title}' also chose this"
+        def explain(items: list[str]) -> list[str]:
+            anchors = found.because_of(items)
+            titles = self.store.get_items(anchors.values())
+            return [
+                f"people who chose '{titles[a].title if a in titles else a}' also chose this"
+                for a in (anchors.get(i, "") for i in items)
+            ]
 
-        return _Candidates(list(found), self.weights.collaborative, reason)
+        return _Candidates(found.ranked, self.weights.collaborative, explain)
 
     def _popular_candidates(self, popular: _Popularity, depth: int) -> _Candidates:
         ranked = popular.ranked[:depth]
-        return _Candidates(ranked, self.weights.popularity, lambda _: "popular with other users")
+        return _Candidates(ranked, self.weights.popularity, _always("popular with other users"))
+
+    def warm_up(self) -> None:
+        """Count popularity now, so the first requests do not wait for it."""
+        self._popularity_snapshot()
 
     def _popularity_snapshot(self) -> _Popularity:
-        """The most popular items, recomputed only when events arrived (or were deleted)."""
-        events = self.store.count_events()
+        """The most popular items. Counting them reads every event, so once there is a ranking,
+        a change of the events recounts in the background and requests serve the previous
+        ranking meanwhile (popularity a few seconds old ranks the same)."""
+        version = self.store.events_version()
         with self._popularity_lock:
-            if self._popularity.events != events:
-                top = self.store.popularity(POPULAR_ITEMS)
-                self._popularity = _Popularity(events, [i for i, _ in top], dict(top))
-            return self._popularity
+            current = self._popularity
+            if current.version is None:
+                current = self._popularity = self._count_popularity(version)
+            elif current.version != version and not self._popularity_refresh:
+                self._popularity_refresh = threading.Thread(
+                    target=self._recount, args=(version,), name="popularity", daemon=True
+                )
+                self._popularity_refresh.start()
+            return current
+
+    def _recount(self, version: tuple[int, int]) -> None:
+        fresh = None
+        try:
+            fresh = self._count_popularity(version)
+        finally:  # a failed recount is tried again by the next request
+            with self._popularity_lock:
+                if fresh is not None:
+                    self._popularity = fresh
+                self._popularity_refresh = None
+
+    def _count_popularity(self, version: tuple[int, int]) -> _Popularity:
+        return _Popularity(version, [item for item, _ in self.store.popularity(POPULAR_ITEMS)])
 
 
 def close_matches(ranked: Sequence[tuple[str, float]]) -> list[str]:
@@ -175,28 +254,35 @@ def close_matches(ranked: Sequence[tuple[str, float]]) -> list[str]:
     return [item_id for item_id, score in ranked if score >= floor]
 
 
-def _matches(label: str) -> Callable[[str], str]:
-    return lambda _: f"matches your interest '{label}'"
-
-
 def fuse(sources: Sequence[_Candidates], seen: set[str], k: int) -> list[Recommendation]:
     """Weighted reciprocal-rank fusion; never an item in ``seen``. The reason comes from the
-    source that contributed most, among those that explain first if any found the item."""
-    score: dict[str, float] = defaultdict(float)
-    best: dict[str, tuple[bool, float, int]] = {}
+    source that contributed most, among those that explain first if any found the item (the
+    first such source on a tie)."""
+    score: dict[str, float] = {}
+    claim: dict[str, float] = {}  # the best contribution, lifted for sources that explain first
+    explainer: dict[str, int] = {}
     for position, source in enumerate(sources):
-        rank = 0
+        weight, lift = source.weight, EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
+        rank = RRF_K
         for item_id in source.ranked:
             if item_id in seen:
                 continue
             rank += 1
-            contribution = source.weight / (RRF_K + rank)
-            score[item_id] += contribution
-            claim = (source.explains_first, contribution, -position)
-            if item_id not in best or claim > best[item_id]:
-                best[item_id] = claim
-    top = sorted(score, key=lambda i: (-score[i], i))[:k]
+            contribution = weight / rank
+            score[item_id] = score.get(item_id, 0.0) + contribution
+            if contribution + lift > claim.get(item_id, -1.0):
+                claim[item_id] = contribution + lift
+                explainer[item_id] = position
+    top = heapq.nsmallest(k, score.items(), key=lambda pair: (-pair[1], pair[0]))
+    explained_by: dict[int, list[str]] = defaultdict(list)
+    for item_id, _ in top:
+        explained_by[explainer[item_id]].append(item_id)
+    reasons: dict[str, str] = {}
+    for position, items in explained_by.items():
+        reasons.update(zip(items, sources[position].explain(items)))
     # Scores are scaled by 1000 only to make them readable; they are comparable within a list.
-    return [
-        Recommendation(i, round(score[i] * 1000, 4), sources[-best[i][2]].reason(i)) for i in top
-    ]
+    return [Recommendation(i, round(value * 1000, 4), reasons[i]) for i, value in top]
+
+
+# Larger than any contribution (a weight over RRF_K + 1): an explaining source always wins.
+EXPLAINS_FIRST_LIFT = 1_000.0

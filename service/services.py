@@ -10,7 +10,14 @@ from pathlib import Path
 
 from .config import Settings
 from .embed import Embedder, load_embedder
-from .itemindex import IndexUnavailable, ItemIndex, Manifest, build_index, load_index
+from .itemindex import (
+    DEFAULT_MEMORY_BUDGET_MB,
+    IndexUnavailable,
+    ItemIndex,
+    Manifest,
+    build_index,
+    load_index,
+)
 from .profiles import Profiler
 from .ratelimit import RateLimiter
 from .recommend import Recommender
@@ -32,9 +39,12 @@ class IndexHolder:
     """The index being served. A rebuild swaps in the new one with a single assignment, so a
     search in flight finishes on the old index and none ever fails for the swap."""
 
-    def __init__(self, root: Path, embedder: Embedder) -> None:
+    def __init__(
+        self, root: Path, embedder: Embedder, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB
+    ) -> None:
         self.root = root
         self.embedder = embedder
+        self.memory_budget_mb = memory_budget_mb
         self._index: ItemIndex | None = None
         self.problem: str | None = "not loaded yet"
         self._rebuild_lock = threading.Lock()
@@ -93,6 +103,7 @@ class IndexHolder:
                     self.root,
                     progress,
                     interactions=store.iter_user_items(),
+                    memory_budget_mb=self.memory_budget_mb,
                 )
             except IndexUnavailable:
                 raise
@@ -131,7 +142,7 @@ def build_services(
     store = Store(settings.database_path)
     embedder = embedder or load_embedder(settings.embed_model, settings.embed_batch_size)
     summarizer = summarizer or build_summarizer(settings)
-    holder = IndexHolder(settings.index_dir, embedder)
+    holder = IndexHolder(settings.index_dir, embedder, settings.index_memory_mb)
     if load_item_index:
         holder.load()
     return Services(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ class Store:
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._deletions = 0
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
@@ -251,16 +253,30 @@ class Store:
     def count_events(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM events")[0][0])
 
+    def events_version(self) -> tuple[int, int]:
+        """Changes when events are added (the newest sequence number, never reused) or deleted
+        through this store; a lookup on the primary key, where COUNT(*) reads every row."""
+        newest = self._query("SELECT MAX(seq) FROM events")[0][0]
+        return int(newest or 0), self._deletions
+
     def user_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT DISTINCT user_id FROM events ORDER BY 1")]
 
     def popularity(self, limit: int) -> list[tuple[str, int]]:
-        """Items by number of distinct users, most popular first."""
-        rows = self._query(
+        """Items by number of distinct users, most popular first. It reads every event, so it
+        runs on a connection of its own: requests using the shared one are not held up."""
+        sql = (
             "SELECT item_id, COUNT(DISTINCT user_id) AS n FROM events"
-            " GROUP BY item_id ORDER BY n DESC, item_id LIMIT ?",
-            (limit,),
+            " GROUP BY item_id ORDER BY n DESC, item_id LIMIT ?"
         )
+        if str(self.path) == ":memory:":
+            rows = self._query(sql, (limit,))
+        else:
+            reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                rows = reader.execute(sql, (limit,)).fetchall()
+            finally:
+                reader.close()
         return [(row[0], int(row[1])) for row in rows]
 
     def iter_user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str]]:
@@ -282,42 +298,22 @@ class Store:
     def save_profile(self, profile: Profile) -> None:
         """Store (or replace) a window's profile, unless the user has no events any more: a
         profile generated while another process deleted the user is not written back."""
-        window = profile.window
         with self.transaction() as conn:
-            conn.execute(
-                """INSERT OR REPLACE INTO profiles
-                   SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-                   WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)""",
-                (
-                    profile.user_id,
-                    window.index,
-                    window.start,
-                    window.end,
-                    window.events,
-                    int(window.closed),
-                    profile.summary,
-                    json.dumps([_interest_to_json(i) for i in profile.interests]),
-                    np.asarray(profile.embedding, dtype=np.float32).tobytes(),
-                    json.dumps(profile.provenance),
-                    profile.source_key,
-                    profile.drift_score,
-                    profile.created_at,
-                    json.dumps(asdict(profile.drift)) if profile.drift else None,
-                    profile.user_id,
-                ),
-            )
+            conn.execute(_SAVE_PROFILE, _profile_row(profile))
+
+    def save_profiles(self, writes: Sequence[ProfileWrite]) -> None:
+        """Several users' new profiles, and the windows each keeps, in one transaction: one
+        commit (one fsync) for a whole batch of a refresh instead of one per window."""
+        with self.transaction() as conn:
+            for write in writes:
+                conn.executemany(_SAVE_PROFILE, [_profile_row(p) for p in write.profiles])
+                _keep_only_windows(conn, write.user_id, write.keep_windows)
 
     def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
         """Drop profiles and drift reports of windows that no longer exist (events arrived
         that re-cut the user's timeline)."""
-        keep = json.dumps(list(window_indexes))
         with self.transaction() as conn:
-            for table in ("profiles", "drift_reports"):
-                conn.execute(
-                    f"DELETE FROM {table} WHERE user_id = ?"
-                    " AND window_index NOT IN (SELECT value FROM json_each(?))",
-                    (user_id, keep),
-                )
+            _keep_only_windows(conn, user_id, window_indexes)
 
     def profiles(self, user_id: str, limit: int | None = None) -> list[Profile]:
         """The user's profiles, oldest first; with ``limit``, only the newest ``limit``."""
@@ -389,6 +385,7 @@ class Store:
                     f"DELETE FROM {table} WHERE user_id = ?", (user_id,)
                 ).rowcount
         if removed:
+            self._deletions += 1
             # Copy the WAL back into the (zeroing) main file and truncate it: old page images
             # in the log would otherwise keep the user's rows until the next checkpoint.
             with self._lock:
@@ -396,14 +393,64 @@ class Store:
         return removed > 0
 
 
+@dataclass(frozen=True)
+class ProfileWrite:
+    user_id: str
+    profiles: Sequence[Profile]  # new or changed
+    keep_windows: Sequence[int]  # every window the user has now
+
+
+_SAVE_PROFILE = """INSERT OR REPLACE INTO profiles
+    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+    WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"""
+
+
+def _profile_row(profile: Profile) -> tuple[Any, ...]:
+    window = profile.window
+    return (
+        profile.user_id,
+        window.index,
+        window.start,
+        window.end,
+        window.events,
+        int(window.closed),
+        profile.summary,
+        json.dumps([_interest_to_json(i) for i in profile.interests]),
+        np.asarray(profile.embedding, dtype=np.float32).tobytes(),
+        json.dumps(profile.provenance),
+        profile.source_key,
+        profile.drift_score,
+        profile.created_at,
+        json.dumps(asdict(profile.drift)) if profile.drift else None,
+        profile.user_id,
+    )
+
+
+def _keep_only_windows(conn: sqlite3.Connection, user_id: str, indexes: Sequence[int]) -> None:
+    keep = json.dumps(list(indexes))
+    for table in ("profiles", "drift_reports"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE user_id = ?"
+            " AND window_index NOT IN (SELECT value FROM json_each(?))",
+            (user_id, keep),
+        )
+
+
 def _item_from_row(row: sqlite3.Row) -> Item:
     return Item(
         item_id=row["item_id"],
         title=row["title"],
         text=row["text"],
-        categories=tuple(json.loads(row["categories"])),
-        attributes=json.loads(row["attributes"]),
+        categories=_categories(row["categories"]),
+        attributes={} if row["attributes"] == "{}" else json.loads(row["attributes"]),
     )
+
+
+@lru_cache(maxsize=8_192)
+def _categories(stored: str) -> tuple[str, ...]:
+    """Category lists repeat across a catalog: each distinct one is parsed once (reading
+    items is on the path of every request)."""
+    return tuple(json.loads(stored))
 
 
 def _event_from_row(row: sqlite3.Row) -> Event:

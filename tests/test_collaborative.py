@@ -21,17 +21,17 @@ def _pairs() -> list[tuple[str, str]]:
 def test_neighbours_follow_co_consumption_and_name_their_anchor():
     model = fit_item_model(_pairs(), regularization=1.0)
     assert model is not None and set(model.item_ids) == {"a", "b", "x", "y"}
-    found = model.scores(["a"], depth=3)
-    assert next(iter(found)) == "b"  # best first
-    assert found["b"].because_of == "a"
-    assert "x" not in found  # never seen with 'a': no positive weight
+    found = model.scores(["x", "a"], depth=3)
+    assert set(found.ranked) == {"b", "y"}
+    assert found.because_of(["b", "y"]) == {"b": "a", "y": "x"}
+    assert "a" not in model.scores(["x"], depth=3).ranked  # never seen with 'x'
 
 
 def test_the_newest_history_item_leads_the_scores():
     model = fit_item_model(_pairs(), regularization=1.0)
     between = [f"unmodelled-{n}" for n in range(15)]  # they age what came before them
-    assert list(model.scores(["a", *between, "x"], depth=2)) == ["y", "b"]
-    assert list(model.scores(["x", *between, "a"], depth=2)) == ["b", "y"]
+    assert model.scores(["a", *between, "x"], depth=2).ranked == ["y", "b"]
+    assert model.scores(["x", *between, "a"], depth=2).ranked == ["b", "y"]
     weights = recency_weights(30)
     assert weights[-1] == pytest.approx(1.0) and np.all(np.diff(weights) > 0)
     assert weights[0] > 0.1  # old history still counts a little
@@ -40,7 +40,8 @@ def test_the_newest_history_item_leads_the_scores():
 def test_too_little_data_gives_no_model_and_unknown_history_no_scores():
     assert fit_item_model([("u", "a"), ("v", "a")]) is None
     model = fit_item_model(_pairs(), regularization=1.0)
-    assert model.scores(["not-in-the-model"], depth=5) == {}
+    assert model.scores(["not-in-the-model"], depth=5).ranked == []
+    assert model.scores([], depth=5).because_of(["a"]) == {}
 
 
 def test_model_is_stored_with_the_index_and_checked_on_load(tmp_path, embedder):

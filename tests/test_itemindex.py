@@ -5,7 +5,14 @@ import pytest
 
 from service import itemindex
 from service.embed import HashingEmbedder
-from service.itemindex import IndexMismatch, IndexMissing, build_index, choose_factory, load_index
+from service.itemindex import (
+    IndexMismatch,
+    IndexMissing,
+    VectorFile,
+    build_index,
+    choose_index,
+    load_index,
+)
 from service.models import Item
 from tests.conftest import topic_items
 
@@ -67,14 +74,26 @@ def test_empty_catalog_builds_nothing(tmp_path, embedder):
     assert not (tmp_path / "CURRENT").exists()
 
 
+def test_the_index_type_follows_the_catalog_size_and_the_memory_budget():
+    assert choose_index(1_000, 384).factory == "Flat"
+    million = choose_index(1_000_000, 384)
+    assert million.factory == "IVF1024,Flat" and million.nprobe == 32
+    assert "1,465 MB" in million.reason
+    squeezed = choose_index(1_000_000, 384, memory_budget_mb=1_000)
+    assert squeezed.factory == "IVF1024,PQ48" and "exceed" in squeezed.reason
+    assert choose_index(100_000, 100, memory_budget_mb=1).factory == "IVF256,PQ10"
+
+
 def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path, monkeypatch):
-    assert choose_factory(1_000) == ("Flat", 0)
-    assert choose_factory(1_000_000)[0] == "IVF4096,Flat"
     monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
     embedder = HashingEmbedder(dimension=32)
     items = [Item(f"i{n}", f"word{n % 97} other{n % 13} thing{n}") for n in range(3_000)]
-    manifest = build_index([items], embedder, tmp_path, progress=False)
+    # Chunks as the store gives them: the vectors are streamed to disk a chunk at a time.
+    manifest = build_index(
+        [items[:1_000], items[1_000:2_500], items[2_500:]], embedder, tmp_path, progress=False
+    )
     assert manifest.factory.startswith("IVF") and manifest.nprobe > 0
+    assert manifest.choice.startswith("IVF:")
     index = load_index(tmp_path, embedder)
     exact = {i for i, _ in index.search(embedder.encode([items[5].title]), 5, nprobe=10_000)[0]}
     assert "i5" in exact
@@ -96,3 +115,30 @@ def test_a_running_service_follows_builds_made_elsewhere(tmp_path, embedder, mon
     (tmp_path / "CURRENT").write_text(second.build_id + "\n")
     monkeypatch.setattr(holder, "_tried_build", None)
     assert len(holder.get()) == 20 and "unreadable manifest" in holder.problem
+
+
+def test_over_the_memory_budget_an_ivf_pq_index_reranks_exactly(tmp_path, monkeypatch):
+    monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
+    embedder = HashingEmbedder(dimension=32)
+    items = [Item(f"i{n}", f"word{n % 97} other{n % 13} thing{n}") for n in range(3_000)]
+    manifest = build_index([items], embedder, tmp_path, progress=False, memory_budget_mb=0.01)
+    assert "PQ" in manifest.factory and manifest.choice.startswith("IVF-PQ")
+    index = load_index(tmp_path, embedder)
+    query = embedder.encode(["word5 other5"])
+    found = index.search(query, 10, nprobe=10_000)[0]
+    # The scores are the exact cosines of the stored vectors, not PQ approximations.
+    exact = index.vectors_of([i for i, _ in found]) @ query[0]
+    assert [round(s, 5) for _, s in found] == [round(float(x), 5) for x in exact]
+    assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    truth = np.argsort(-(index.vectors @ query[0]))[:10]
+    assert len({index.item_ids[r] for r in truth} & {i for i, _ in found}) >= 8
+
+
+def test_vector_file_writes_a_numpy_file_chunk_by_chunk(tmp_path):
+    path = tmp_path / "v.npy"
+    parts = [np.random.default_rng(n).random((n * 7 + 1, 5), dtype=np.float32) for n in range(4)]
+    with VectorFile(path, 5) as out:
+        for part in parts:
+            out.append(part)
+    np.testing.assert_array_equal(np.load(path), np.concatenate(parts))
+    assert np.load(path, mmap_mode="r").shape == (sum(len(p) for p in parts), 5)

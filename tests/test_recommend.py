@@ -8,10 +8,14 @@ from service.recommend import Recommender, _Candidates, fuse
 from tests.conftest import topic_items
 
 
+def _each(source):
+    return lambda items: [f"{source}:{i}" for i in items]
+
+
 def test_fusion_rewards_agreement_excludes_seen_and_explains():
     sources = [
-        _Candidates(["a", "b", "c"], 1.0, lambda i: f"interest:{i}"),
-        _Candidates(["c", "d"], 0.5, lambda i: f"co:{i}"),
+        _Candidates(["a", "b", "c"], 1.0, _each("interest")),
+        _Candidates(["c", "d"], 0.5, _each("co")),
     ]
     ranked = fuse(sources, seen={"a"}, k=3)
     assert [r.item_id for r in ranked] == ["c", "b", "d"]
@@ -19,8 +23,8 @@ def test_fusion_rewards_agreement_excludes_seen_and_explains():
     assert ranked[2].reason == "co:d"
     assert ranked[0].score > ranked[1].score > ranked[2].score
     # An interest explains an item it found even when another source weighed more.
-    sources[1] = _Candidates(["c", "d"], 5.0, lambda i: f"co:{i}")
-    sources[0] = _Candidates(["a", "b", "c"], 1.0, lambda i: f"interest:{i}", explains_first=True)
+    sources[1] = _Candidates(["c", "d"], 5.0, _each("co"))
+    sources[0] = _Candidates(["a", "b", "c"], 1.0, _each("interest"), explains_first=True)
     ranked = fuse(sources, seen={"a"}, k=3)
     assert [r.reason for r in ranked] == ["interest:c", "co:d", "interest:b"]
 

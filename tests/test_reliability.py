@@ -101,7 +101,7 @@ def test_a_rebuild_that_crashes_midway_leaves_the_old_index_serving(served, sett
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(itemindex.np, "save", disk_full)
+    monkeypatch.setattr(itemindex.VectorFile, "append", disk_full)
     failed = served.post("/v1/index/rebuild")
     error = _error(failed, 500, "index_build_failed")
     assert "previous index keeps serving" in error["message"] and "No space" not in error["message"]

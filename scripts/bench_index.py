@@ -1,0 +1,148 @@
+"""Index build and search at scale, each against its baseline in the same run.
+
+Usage:
+    python scripts/bench_index.py                          # 1M synthetic items, static-minilm
+    python scripts/bench_index.py --items 20000 --embedder minilm      # the real model
+    python scripts/bench_index.py --items 200000 --pq      # also an IVF-PQ build of the vectors
+
+Build: `build_index` (the service's code: streamed chunks, vectors to disk, index type by size)
+against plain sentence-transformers `encode` of the same texts. Search: the built index at
+several nprobe against exact search (FAISS Flat) on held-out queries (other synthetic items),
+one query per call as the service searches, on one thread: recall@10 and queries/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service.embed import STATIC_MINILM, SentenceTransformerEmbedder, load_embedder
+from service.itemindex import build_index, choose_index, load_index
+from service.synthetic import synthetic_items
+
+QUERIES = 1_000
+TIMED_QUERIES = 300
+
+
+def bench_build(embedder: SentenceTransformerEmbedder, count: int, folder: Path) -> float:
+    # Generated up front, so neither side pays for making up the catalog.
+    chunks = list(synthetic_items(count))
+    texts = [item.embedding_text() for chunk in chunks for item in chunk]
+    started = time.perf_counter()
+    embedder.encode(texts)
+    encode_s = time.perf_counter() - started
+    del texts
+    started = time.perf_counter()
+    manifest = build_index(chunks, embedder, folder, progress=True)
+    build_s = time.perf_counter() - started
+    del chunks
+    print(f"\n## Build: {count:,} items, {embedder.model_id}, {manifest.factory}")
+    print(f"choice: {manifest.choice}\n")
+    print("| step | seconds | items/s | vs encode |")
+    print("|---|---:|---:|---:|")
+    print(f"| plain `encode` | {encode_s:.1f} | {count / encode_s:,.0f} | 1.00 |")
+    print(f"| `build_index` | {build_s:.1f} | {count / build_s:,.0f} | {encode_s / build_s:.2f} |")
+    return encode_s / build_s
+
+
+def bench_search(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool) -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # as in the server: one thread per search
+    index = load_index(folder, embedder)
+    queries = embedder.encode(
+        [item.embedding_text() for item in next(synthetic_items(QUERIES, seed=1, chunk=QUERIES))]
+    )
+    vectors = np.ascontiguousarray(index.vectors)
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(queries, 10)
+    exact_qps = _qps(lambda q: exact.search(q, 10), queries)
+    lists = int(index.manifest.factory.split(",")[0][3:]) if index.manifest.nprobe else 0
+    print(f"\n## Search: {len(index):,} items, {index.manifest.factory}, k=10, one thread")
+    print(f"{QUERIES} held-out queries for recall, {TIMED_QUERIES} timed one per call\n")
+    print("| index | nprobe | recall@10 | queries/s | vs exact |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| Flat (exact) | - | 1.000 | {exact_qps:,.0f} | 1.0x |")
+    candidates = [n for n in (4, 8, 16, 32, 64, 128) if n <= lists]
+    for nprobe in candidates:
+        _search_row(index, queries, truth, nprobe, exact_qps, "")
+    if pq and lists:
+        pq_index = _pq_copy(index, folder)
+        for nprobe in candidates:
+            _search_row(pq_index, queries, truth, nprobe, exact_qps, " (re-ranked)")
+
+
+def _search_row(index, queries, truth, nprobe, exact_qps, note) -> None:  # type: ignore[no-untyped-def]
+    rows = index._rows
+    found = index.search(queries, 10, nprobe=nprobe)
+    recall = np.mean(
+        [
+            len({rows[i] for i, _ in hits} & set(true.tolist())) / 10
+            for hits, true in zip(found, truth)
+        ]
+    )
+    qps = _qps(lambda q: index.search(q, 10, nprobe=nprobe), queries)
+    default = " (default)" if nprobe == index.manifest.nprobe else ""
+    print(
+        f"| {index.manifest.factory}{note} | {nprobe}{default} | {recall:.3f} | {qps:,.0f} "
+        f"| {qps / exact_qps:.1f}x |"
+    )
+
+
+def _pq_copy(index, folder: Path):  # type: ignore[no-untyped-def]
+    """The same vectors built into the IVF-PQ index the memory budget would pick."""
+    from service import itemindex
+
+    pq_folder = folder.with_name(folder.name + "-pq")
+    shutil.rmtree(pq_folder, ignore_errors=True)
+    choice = choose_index(len(index), index.manifest.dimension, memory_budget_mb=1)
+    started = time.perf_counter()
+    built = itemindex._fill_index(index.vectors, choice, progress=True)
+    seconds = time.perf_counter() - started
+    print(f"\nIVF-PQ ({choice.factory}) trained and filled in {seconds:.0f} s")
+    manifest = itemindex.Manifest(
+        **{**index.manifest.__dict__, "factory": choice.factory, "choice": choice.reason}
+    )
+    return itemindex.ItemIndex(built, index.item_ids, index.vectors, manifest)
+
+
+def _qps(search, queries: np.ndarray) -> float:  # type: ignore[no-untyped-def]
+    timings = []
+    for row in range(TIMED_QUERIES):
+        started = time.perf_counter()
+        search(queries[row : row + 1])
+        timings.append(time.perf_counter() - started)
+    return 1.0 / float(np.median(timings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument(
+        "--embedder", default=STATIC_MINILM, help="static-minilm (default) or minilm (the real one)"
+    )
+    parser.add_argument("--pq", action="store_true", help="also measure an IVF-PQ index")
+    parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temp dir)")
+    args = parser.parse_args(argv)
+    embedder = load_embedder(None if args.embedder == "minilm" else args.embedder)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-index-"))
+    try:
+        bench_build(embedder, args.items, folder)
+        bench_search(embedder, folder, args.pq)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder.with_name(folder.name + "-pq"), ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

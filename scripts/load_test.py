@@ -1,0 +1,248 @@
+"""The API under load: GET /recommendations at rising request rates, p50/p99 and errors at each.
+
+Usage:
+    python scripts/load_test.py                                # 100k items, 10k users, 60 s/rate
+    python scripts/load_test.py --items 2000 --users 200 --rates 20,50 --duration 5   # quick look
+    python scripts/load_test.py --profile 500                  # where a request's time goes
+
+The first run prepares a synthetic catalog and event log (service/synthetic.py) in --work, builds
+the index and profiles every user (as `iprof refresh --all` would); later runs reuse them. Then it
+starts `iprof serve` on loopback and drives it open-loop: request i is sent at start + i/rate
+whatever the earlier ones are doing, and its latency counts from that moment, so a slow server
+cannot slow the generator down and hide its own queueing (coordinated omission). Each rate is
+bounded in requests (rate x duration) and in time. Users are drawn uniformly, so most requests
+are for a user not asked for before: no cache helps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from service.config import Settings
+from service.services import Services, build_services
+from service.synthetic import synthetic_events, synthetic_items
+
+T = TypeVar("T")
+REQUEST_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 64
+
+
+def prepare(settings: Settings, items: int, users: int, events_per_user: int) -> Services:
+    """Catalog, events, index and profiles in the work folder; skipped when already there."""
+    services = build_services(settings, load_item_index=False)
+    store = services.store
+    if store.count_items() != items or store.count_users() != users:
+        for chunk in tqdm(synthetic_items(items), desc="items", unit="chunk"):
+            store.upsert_items(chunk)
+        events = list(synthetic_events(users, items, events_per_user))
+        for start in tqdm(range(0, len(events), 5_000), desc="events", unit="chunk"):
+            store.add_events(events[start : start + 5_000])
+        services.index.rebuild(store, progress=True)
+        user_ids = store.user_ids()
+        with tqdm(total=len(user_ids), desc="profiles", unit="user") as bar:
+            services.profiler.refresh_users(user_ids, on_progress=bar.update)
+    services.index.load()
+    return services
+
+
+class Pool:
+    """Keep-alive HTTP/1.1 connections on loopback; a request waits for a free one."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.host, self.port = host, port
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self.slots = asyncio.Semaphore(size)
+
+    async def get(self, path: str) -> int:
+        async with self.slots:
+            reader, writer = (
+                self.idle.get_nowait()
+                if not self.idle.empty()
+                else await asyncio.open_connection(self.host, self.port)
+            )
+            try:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+            except BaseException:
+                writer.close()
+                raise
+            self.idle.put_nowait((reader, writer))
+            return status
+
+
+async def drive(pool: Pool, paths: list[str], rate: float) -> tuple[list[float], int]:
+    """Send paths[i] at start + i/rate; (latencies of the 200s in ms, errors)."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(path: str, due: float) -> None:
+        nonlocal errors
+        try:
+            status = await asyncio.wait_for(pool.get(path), REQUEST_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, StopIteration):
+            status = 0
+        if status == 200:
+            latencies.append((time.perf_counter() - due) * 1000)
+        else:
+            errors += 1
+
+    start = time.perf_counter() + 0.05
+    requests = []
+    for i, path in enumerate(paths):
+        due = start + i / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        requests.append(asyncio.create_task(one(path, due)))
+    await asyncio.gather(*requests)
+    return latencies, errors
+
+
+def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """uvloop when installed (it comes with uvicorn[standard]): the generator's own cost per
+    request is CPU taken from the server on the same machine."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def run_rates(base: str, user_ids: list[str], rates: list[float], duration: float, k: int) -> None:
+    host, port = base.split("//")[1].split(":")
+    chooser = random.Random(7)
+    print("\n| rate (req/s) | sent | errors | achieved | p50 ms | p90 ms | p99 ms | max ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rate in rates:
+        paths = [
+            f"/v1/users/{chooser.choice(user_ids)}/recommendations?k={k}"
+            for _ in range(int(rate * duration))
+        ]
+        pool = Pool(host, int(port), MAX_CONNECTIONS)
+        started = time.perf_counter()
+        latencies, errors = run_loop(drive(pool, paths, rate))
+        elapsed = time.perf_counter() - started
+        p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if latencies else (0, 0, 0)
+        print(
+            f"| {rate:g} | {len(paths)} | {errors} | {len(paths) / elapsed:.1f} | {p50:.1f} "
+            f"| {p90:.1f} | {p99:.1f} | {max(latencies, default=0):.1f} |",
+            flush=True,
+        )
+
+
+def start_server(settings: Settings, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "IPROF_DATA_DIR": str(settings.data_dir),
+        "IPROF_INDEX_DIR": str(settings.index_dir),
+        "IPROF_EMBED_MODEL": settings.embed_model or "",
+        "HF_HUB_OFFLINE": "1",
+    }
+    iprof = Path(sys.executable).with_name("iprof")
+    server = subprocess.Popen(
+        [str(iprof), "serve", "--port", str(port), "--workers", str(workers), "--no-access-log"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            pass
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with {server.returncode}")
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit("the server was not ready within 120 s")
+
+
+def profile_requests(services: Services, user_ids: list[str], count: int, k: int) -> None:
+    """The request's own work (profile lookup + recommend), in process, under cProfile."""
+    chooser = random.Random(11)
+    users = [chooser.choice(user_ids) for _ in range(count)]
+    timings = []
+    profiler = cProfile.Profile()
+    for user in users:
+        started = time.perf_counter()
+        profiler.enable()
+        profile, history = services.profiler.current_with_history(user)
+        services.recommender.recommend(profile, k, history)
+        profiler.disable()
+        timings.append((time.perf_counter() - started) * 1000)
+    print(
+        f"\nin-process, {count} requests: median {np.median(timings):.2f} ms, "
+        f"p99 {np.percentile(timings, 99):.2f} ms"
+    )
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+    print(out.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--events-per-user", type=int, default=60)
+    parser.add_argument("--work", type=Path, default=Path(".bench/load"))
+    parser.add_argument("--embedder", default="static-minilm", help="IPROF_EMBED_MODEL to use")
+    parser.add_argument("--rates", default="50,100,200,300")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (one per core)")
+    parser.add_argument("--profile", type=int, default=0, help="profile N requests in process")
+    args = parser.parse_args(argv)
+    settings = Settings(
+        data_dir=args.work / "data", index_dir=args.work / "index", embed_model=args.embedder
+    )
+    services = prepare(settings, args.items, args.users, args.events_per_user)
+    user_ids = services.store.user_ids()
+    print(
+        f"{args.items} items ({services.index.get().manifest.factory}), {len(user_ids)} users, "
+        f"embedder {settings.embed_model}; {os.cpu_count()} CPUs"
+    )
+    if args.profile:
+        profile_requests(services, user_ids, args.profile, args.k)
+        return 0
+    services.close()
+    server = start_server(settings, args.port, args.workers)
+    try:
+        rates = [float(r) for r in args.rates.split(",")]
+        run_rates(f"http://127.0.0.1:{args.port}", user_ids, rates, args.duration, args.k)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
