@@ -54,7 +54,17 @@ def bench_build(embedder: SentenceTransformerEmbedder, count: int, folder: Path)
 def bench_search(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool) -> None:
     import faiss
 
+    threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # as in the server: one thread per search
+    try:
+        _search_tables(embedder, folder, pq)
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _search_tables(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool) -> None:
+    import faiss
+
     index = load_index(folder, embedder)
     queries = embedder.encode(
         [item.embedding_text() for item in next(synthetic_items(QUERIES, seed=1, chunk=QUERIES))]

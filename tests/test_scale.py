@@ -59,12 +59,12 @@ def test_bench_index_prints_build_and_search_tables(monkeypatch, capsys):
     monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 1_000)
     monkeypatch.setattr(bench_index, "QUERIES", 50)
     monkeypatch.setattr(bench_index, "TIMED_QUERIES", 20)
-    assert bench_index.main(["--items", "3000", "--pq"]) == 0
+    # Without --pq: PQ training is slow for a test; tests/test_itemindex.py covers IVF-PQ.
+    assert bench_index.main(["--items", "3000"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"\| `build_index` \| [\d.]+ \| [\d,]+ \| [\d.]+ \|", out)
-    rows = re.findall(r"\| IVF\d+,(Flat|PQ\d+)(?: \(re-ranked\))? \| (\d+)[^|]*\| ([\d.]+) \|", out)
-    assert {kind for kind, _, _ in rows} == {"Flat", "PQ48"}
-    assert all(0.0 <= float(recall) <= 1.0 for _, _, recall in rows)
+    rows = re.findall(r"\| IVF\d+,Flat \| (\d+)[^|]*\| ([\d.]+) \|", out)
+    assert len(rows) >= 3 and all(0.0 <= float(recall) <= 1.0 for _, recall in rows)
 
 
 @pytest.mark.slow
