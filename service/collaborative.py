@@ -70,7 +70,6 @@ class Scored:
         contributions: np.ndarray,
     ) -> None:
         self._model = model
-        self._ranked = ranked
         self._history_rows = history_rows
         self._contributions = contributions
         self.ranked = [model.item_ids[row] for row in ranked.tolist()]
