@@ -63,3 +63,48 @@ def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp
     assert all(p.reason for p in picks)
     by_id = {p.item_id: p.reason for p in picks}
     assert "baking-09" in by_id
+
+
+class _CountingEmbedder(HashingEmbedder):
+    def __init__(self):
+        super().__init__()
+        self.encoded: list[str] = []
+
+    def encode(self, texts, *, progress=False):
+        self.encoded.extend(texts)
+        return super().encode(texts)
+
+
+def test_reading_an_unchanged_profile_writes_nothing_and_labels_are_encoded_once(
+    store, tmp_path, monkeypatch
+):
+    embedder = _CountingEmbedder()
+    _seed(store, tmp_path, embedder)
+    profiler = Profiler(store, ExtractiveSummarizer(), embedder, Settings(window="9e"))
+    profile, history = profiler.current_with_history("me")
+    assert history == [e.item_id for e in store.user_events("me")]
+    writes = []
+    monkeypatch.setattr(store, "save_profiles", lambda batch: writes.append(batch))
+    again = profiler.current_with_history("me")[0]
+    assert (again.source_key, again.created_at) == (profile.source_key, profile.created_at)
+    assert writes == []  # the read path of every request
+    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    embedder.encoded.clear()
+    first = recommender.recommend(profile, k=5, history=history)
+    assert recommender.recommend(profile, k=5, history=history) == first
+    assert sorted(embedder.encoded) == sorted(i.label for i in profile.interests)
+
+
+def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_path):
+    embedder = HashingEmbedder()
+    _seed(store, tmp_path, embedder)
+    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    recommender.warm_up()
+    assert recommender._popularity.ranked[0] == "baking-00"  # two users
+    store.add_events([Event(f"x{n}", f"fan{n}", "astronomy-05", "view", 50) for n in range(5)])
+    stale = recommender._popularity_snapshot()  # served now, recounted behind it
+    assert stale.ranked[0] == "baking-00"
+    refresh = recommender._popularity_refresh
+    if refresh is not None:
+        refresh.join(timeout=10)
+    assert recommender._popularity_snapshot().ranked[0] == "astronomy-05"
