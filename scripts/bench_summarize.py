@@ -7,9 +7,12 @@ Usage:
 
 Throughput does not depend on the weights, so the models are built with random weights (the
 tiny 2-layer Llama of the tests, or a real-size Qwen2-1.5B architecture) and every generation is
-held to exactly ``--new-tokens`` tokens. Prompts are real: the demo users' 20-event windows,
-rendered by the service's own prompt. Each cell is the median of ``--repeats`` runs of the
-service's ``summarize`` on one batch of that many windows (one window per user).
+held to exactly ``--new-tokens`` tokens, with the JSON grammar off. ``--grammar`` adds rows with
+the grammar on (the service's default): the answer then closes on its own, within
+``--new-tokens``, and tokens/s counts the tokens actually generated. Prompts are real: the
+demo users' 20-event windows, rendered by the service's own prompt. Each cell is the median of
+``--repeats`` runs of the service's ``summarize`` on one batch of that many windows (one window
+per user).
 """
 
 from __future__ import annotations
@@ -42,34 +45,45 @@ def demo_windows(count: int) -> list[Window]:
     return [windows[i % len(windows)] for i in range(count)]
 
 
-def measure(summarizer: LLMSummarizer, windows: list[Window], repeats: int) -> float:
+def measure(summarizer: LLMSummarizer, windows: list[Window], repeats: int) -> tuple[float, int]:
+    """Median seconds for one batch of ``windows``, and the tokens it generated."""
     summarizer.batch_size, summarizer.batch_tokens = len(windows), 10**9  # exactly one batch
-    times = []
+    times, generated = [], 0
     for _ in range(repeats):
         started = time.perf_counter()
-        summarizer.summarize(windows)
+        summaries = summarizer.summarize(windows)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        generated = sum(s.provenance["tokens"]["generated"] for s in summaries)
+    return statistics.median(times), generated
 
 
 def run(
-    model: Path, quants: list[str], batch_sizes: list[int], new_tokens: int, repeats: int
+    model: Path,
+    modes: list[tuple[str, bool]],
+    batch_sizes: list[int],
+    new_tokens: int,
+    repeats: int,
 ) -> list[dict]:
     rows = []
-    for quant in quants:
-        settings = Settings(llm_model=str(model), llm_quant=quant, llm_timeout_s=3_600)
+    for quant, grammar in modes:
+        settings = Settings(
+            llm_model=str(model), llm_quant=quant, llm_timeout_s=3_600, llm_constrained=grammar
+        )
         summarizer = LLMSummarizer.load(settings, fallback=ExtractiveSummarizer())
-        summarizer.max_new_tokens = summarizer.min_new_tokens = new_tokens
-        measure(summarizer, demo_windows(2), 1)  # warm-up: kernels, caches
+        summarizer.max_new_tokens = new_tokens
+        # Without the grammar, exactly new_tokens per user; with it, the answer's own length.
+        summarizer.min_new_tokens = 0 if grammar else new_tokens
+        summarizer.stop_at_json_end = grammar
+        measure(summarizer, demo_windows(2), 1)  # warm-up: kernels, caches, token texts
         for batch in batch_sizes:
-            seconds = measure(summarizer, demo_windows(batch), repeats)
+            seconds, generated = measure(summarizer, demo_windows(batch), repeats)
             rows.append(
                 {
-                    "quant": quant,
+                    "quant": quant + ("+grammar" if grammar else ""),
                     "batch": batch,
                     "seconds": round(seconds, 3),
                     "users_per_s": round(batch / seconds, 2),
-                    "tokens_per_s": round(batch * new_tokens / seconds, 1),
+                    "tokens_per_s": round(generated / seconds, 1),
                 }
             )
             print_row(rows[-1], rows)
@@ -81,7 +95,7 @@ def print_row(row: dict, rows: list[dict]) -> None:
     base = next(r for r in rows if r["quant"] == row["quant"])
     speedup = row["users_per_s"] / base["users_per_s"]
     print(
-        f"{row['quant']:5} {row['batch']:6} {row['seconds']:9.3f} {row['users_per_s']:10.2f} "
+        f"{row['quant']:13} {row['batch']:6} {row['seconds']:9.3f} {row['users_per_s']:10.2f} "
         f"{row['tokens_per_s']:12.1f} {speedup:8.1f}x",
         flush=True,
     )
@@ -101,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
     parser.add_argument("--new-tokens", type=int, default=128)  # a 5-interest JSON answer
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--grammar", action="store_true", help="also measure with the JSON grammar on"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -113,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             f"model: {args.model or args.shape + ' (random weights)'}; device: {device_name()}; "
             f"{args.new_tokens} new tokens per user; median of {args.repeats}"
         )
-        print(f"{'quant':5} {'batch':>6} {'seconds':>9} {'users/s':>10} {'tokens/s':>12}", end="")
+        print(f"{'quant':13} {'batch':>6} {'seconds':>9} {'users/s':>10} {'tokens/s':>12}", end="")
         print(f" {'vs b=1':>9}")
-        rows = run(model, args.quant.split(","), batch_sizes, args.new_tokens, args.repeats)
+        quants = args.quant.split(",")
+        modes = [(q, False) for q in quants] + [(q, True) for q in quants if args.grammar]
+        rows = run(model, modes, batch_sizes, args.new_tokens, args.repeats)
     if args.out:
         args.out.write_text(
             json.dumps(

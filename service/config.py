@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Quantization = Literal["nf4", "int8", "none"]
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     # windows make smaller batches, so memory stays bounded whatever the windows look like.
     llm_batch_size: int = 16
     llm_batch_tokens: int = 16_384
+    # Keep generation to the answer's JSON form, citing only the window's items (a logits
+    # processor; costs a little Python per token). Answers are validated either way.
+    llm_constrained: bool = True
     # A generation past this is cut and the window gets the extractive profile, with the reason.
     llm_timeout_s: float = 60.0
 
@@ -118,6 +122,18 @@ class Settings(BaseSettings):
         WindowSpec.parse(value)
         return value.strip()
 
+    @field_validator("llm_quant")
+    @classmethod
+    def _check_quant_runs_here(cls, value: str, info: ValidationInfo) -> str:
+        # Refused now, with what to change, rather than as a load failure at the first request.
+        # (bitsandbytes >= 0.48 runs nf4 and int8 on CPU as well as CUDA: the package is the need.)
+        if value != "none" and info.data.get("llm_model") and not _installed("bitsandbytes"):
+            raise ValueError(
+                f"{value} needs the bitsandbytes package, which is not installed: "
+                "pip install 'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+            )
+        return value
+
     @field_validator("llm_model", "embed_model", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -134,3 +150,7 @@ class Settings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None

@@ -14,6 +14,7 @@ from typing import Any
 from .config import Settings
 from .extractive import ExtractiveSummarizer, action_weight, recency_weights
 from .generation import ANSWER_PREFIX, json_end_criteria, plan_batches, with_oom_halving
+from .grammar import AnswerGrammar, TokenTexts, constrained_logits
 from .models import Summary, Window
 from .prompts import PromptTemplate, RenderedPrompt, load_template
 from .summarize import (
@@ -121,6 +122,7 @@ class LLMSummarizer:
         batch_size: int = 8,
         batch_tokens: int = 16_384,
         timeout_s: float = 60.0,
+        constrained: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -132,6 +134,8 @@ class LLMSummarizer:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.timeout_s = timeout_s
+        self.constrained = constrained
+        self._token_texts: TokenTexts | None = None  # built on first constrained generation
         # Only benchmarks change these: a fixed number of new tokens makes runs comparable.
         self.min_new_tokens = 0
         self.stop_at_json_end = True
@@ -178,6 +182,7 @@ class LLMSummarizer:
             batch_size=settings.llm_batch_size,
             batch_tokens=settings.llm_batch_tokens,
             timeout_s=settings.llm_timeout_s,
+            constrained=settings.llm_constrained,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -222,7 +227,9 @@ class LLMSummarizer:
             started = time.perf_counter()
             try:
                 outputs = with_oom_halving(
-                    lambda rows: self.generate([texts[i] for i in rows]),
+                    lambda rows: self.generate(
+                        [texts[i] for i in rows], [windows[i].item_ids for i in rows]
+                    ),
                     batch,
                     lambda row, error: Generation("", lengths[row], 0, failure="out of GPU memory"),
                 )
@@ -240,9 +247,13 @@ class LLMSummarizer:
             for i, window in enumerate(windows)
         ]
 
-    def generate(self, texts: Sequence[str]) -> list[Generation]:
+    def generate(
+        self, texts: Sequence[str], evidence: Sequence[Sequence[str]] | None = None
+    ) -> list[Generation]:
         """Greedy generation for one batch of chat texts, left-padded to one length, each row
-        starting inside the JSON answer and stopping when its object is closed."""
+        starting inside the JSON answer and stopping when its object is closed. With
+        ``evidence`` (the item ids each row may cite) and ``constrained``, every row is kept
+        to the answer's JSON form (see ``grammar``)."""
         import torch
 
         prefilled = [text + ANSWER_PREFIX for text in texts]
@@ -250,6 +261,13 @@ class LLMSummarizer:
             prefilled, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.model.device)
         json_end = json_end_criteria(self.tokenizer, len(texts))
+        processors = []
+        if self.constrained and evidence is not None:
+            grammars = [AnswerGrammar(ids, MAX_INTERESTS) for ids in evidence]
+            prompt_length = encoded["input_ids"].shape[1]
+            processors.append(
+                constrained_logits(self.token_texts(), grammars, prompt_length, self.max_new_tokens)
+            )
         started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
@@ -260,6 +278,7 @@ class LLMSummarizer:
                 pad_token_id=self.tokenizer.pad_token_id,
                 max_time=self.timeout_s,  # stops generating, keeps what it has
                 stopping_criteria=[json_end] if self.stop_at_json_end else [],
+                logits_processor=processors,
             )
         timed_out = time.perf_counter() - started >= self.timeout_s
         late = f"generation ran past its time limit ({self.timeout_s:g} s)"
@@ -280,6 +299,11 @@ class LLMSummarizer:
             )
         ]
 
+    def token_texts(self) -> TokenTexts:
+        if self._token_texts is None:
+            self._token_texts = TokenTexts(self.tokenizer)
+        return self._token_texts
+
     def _chat_text(self, prompt: RenderedPrompt) -> str:
         if getattr(self.tokenizer, "chat_template", None):
             messages = [
@@ -299,7 +323,11 @@ class LLMSummarizer:
         provenance = {
             **self.describe(),
             "prompt_hash": prompt.hash,
-            "generation": {"do_sample": False, "max_new_tokens": self.max_new_tokens},
+            "generation": {
+                "do_sample": False,
+                "max_new_tokens": self.max_new_tokens,
+                "constrained": self.constrained,
+            },
             "tokens": {"prompt": generation.prompt_tokens, "generated": generation.new_tokens},
             "fallback_reason": None,
             "duration_ms": round(duration_ms, 2),

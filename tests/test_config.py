@@ -1,6 +1,9 @@
+import sys
+
 import pytest
 from pydantic import ValidationError
 
+from service import cli, config
 from service.config import Settings, WindowSpec
 
 
@@ -44,3 +47,23 @@ def test_settings_refuse_bad_values(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_settings_refuse_a_quantization_this_machine_cannot_run(monkeypatch):
+    monkeypatch.setattr(config, "_installed", lambda package: package != "bitsandbytes")
+    with pytest.raises(ValidationError, match="pip install 'interest-profiler\\[gpu\\]', or set"):
+        Settings(llm_model="some/model", llm_quant="nf4")
+    # Nothing to quantize without a model, and full precision needs nothing extra.
+    assert Settings(llm_quant="int8").llm_quant == "int8"
+    assert Settings(llm_model="some/model", llm_quant="none").llm_quant == "none"
+
+
+def test_cli_names_the_setting_to_change(monkeypatch, capsys):
+    monkeypatch.setattr(config, "_installed", lambda package: package != "bitsandbytes")
+    monkeypatch.setenv("IPROF_LLM_MODEL", "some/model")
+    monkeypatch.setattr(sys, "argv", ["iprof", "profile", "u1"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: IPROF_LLM_QUANT: ") and "IPROF_LLM_QUANT=none" in message

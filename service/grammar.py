@@ -1,0 +1,312 @@
+"""Schema-constrained decoding: the model can only write answers of the profile's JSON form.
+
+transformers has no JSON-schema decoding of its own, but a ``LogitsProcessor`` may decide which
+tokens come next. ``AnswerGrammar`` is a character automaton for the one form we ask for::
+
+    {"summary": "…", "interests": [{"label": "…", "weight": 0.4, "evidence": ["id", …]}, …]}
+
+with the evidence ids restricted to the items of the window (no id twice in one interest),
+bounded strings, at most ``max_interests`` interests, and a weight in [0, 1].
+Whatever the model and whatever the item texts say, the answer parses and cites only the
+window. The validation in ``summarize.parse_answer`` still runs: it is the contract, this only
+makes a valid answer the likely one.
+
+Decoding is greedy, so only the best allowed token matters: the processor tries the model's
+top candidates in score order, and only when none fits looks at every token that starts with
+a character the grammar allows. When the remaining token budget gets close to what the answer
+needs to close, the grammar wraps up (strings end, lists close), so the answer always closes
+within ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+SUMMARY_CHARS = 300
+LABEL_CHARS = 40
+# The model's candidates checked before searching by first character: enough for the usual
+# case (the model wants a token the grammar allows), cheap on a 150k vocabulary.
+TOP_CANDIDATES = 32
+
+# What follows each part (a string's closing quote is the string's own).
+_AFTER_SUMMARY = ', "interests": [{"label": "'
+_AFTER_LABEL = ', "weight": '
+_WEIGHT_TO_EVIDENCE = ', "evidence": ["'
+_NEXT_ID = ', "'
+_NEXT_INTEREST = ', {"label": "'
+_CLOSE = "]}"
+_WEIGHT_DONE = re.compile(r"0\.\d{1,2}|1(\.0)?")
+_WEIGHT_PREFIX = re.compile(r"0(\.\d{0,2})?|1(\.0?)?")
+_LABEL_PUNCTUATION = frozenset(" -&'/,.+")
+
+LITERAL, SUMMARY, LABEL, WEIGHT, EVIDENCE, AFTER_ID, AFTER_INTEREST, DONE = range(8)
+
+
+class AnswerGrammar:
+    """Where one answer is in the form, fed a character at a time (the prefilled
+    ``ANSWER_PREFIX`` is already behind it: it starts inside the summary string)."""
+
+    __slots__ = (
+        "ids", "longest_id", "max_interests", "mode", "literal", "after", "text",
+        "interests", "cited",
+    )  # fmt: skip
+
+    def __init__(self, item_ids: Sequence[str], max_interests: int) -> None:
+        # As they appear inside a JSON string (an id may hold a quote or a backslash).
+        self.ids = tuple(sorted({json.dumps(str(i), ensure_ascii=False)[1:-1] for i in item_ids}))
+        self.longest_id = max((len(i) for i in self.ids), default=0)
+        self.max_interests = max_interests
+        self.mode, self.literal, self.after, self.text = SUMMARY, "", SUMMARY, ""
+        self.interests, self.cited = 0, frozenset[str]()
+
+    def copy(self) -> AnswerGrammar:
+        twin = AnswerGrammar.__new__(AnswerGrammar)
+        for name in self.__slots__:
+            setattr(twin, name, getattr(self, name))
+        return twin
+
+    @property
+    def done(self) -> bool:
+        return self.mode == DONE
+
+    def feed(self, text: str) -> bool:
+        """Advance over ``text``; False (and a half-advanced state) when it leaves the form."""
+        return all(self._step(char) for char in text)
+
+    def accepts(self, text: str) -> bool:
+        return self.after_text(text) is not None
+
+    def after_text(self, text: str) -> AnswerGrammar | None:
+        """The state after ``text`` (self is left as it is), or None if ``text`` is refused."""
+        twin = self.copy()
+        return twin if text and twin.feed(text) else None
+
+    def chars_to_close(self) -> int:
+        """An upper bound on the characters still needed to close the answer, taking the
+        shortest way (one more character per open string, the longest id)."""
+        part = self.after if self.mode == LITERAL else self.mode
+        return len(self.literal) + _CLOSING_CHARS[part](self)
+
+    def next_chars(self) -> set[str]:
+        """Characters that may come next, where they are few (empty: too many to list)."""
+        if self.mode == LITERAL:
+            return {self.literal[0]}
+        if self.mode in (SUMMARY, LABEL):
+            return {'"'} if self.text.strip() and self._string_full() else set()
+        if self.mode == EVIDENCE:
+            following = {item_id[len(self.text) : len(self.text) + 1] for item_id in self.ids}
+            return {c for c in following | {'"'} if c and self.accepts(c)}
+        if self.mode == DONE:
+            return set()
+        return {c for c in "0123456789.,]" if self.accepts(c)}
+
+    # --- the automaton -------------------------------------------------------------------
+
+    def _step(self, char: str) -> bool:
+        mode = self.mode
+        if mode == LITERAL:
+            if char != self.literal[0]:
+                return False
+            self.literal = self.literal[1:]
+            if not self.literal:
+                self.mode, self.text = self.after, ""
+            return True
+        if mode in (SUMMARY, LABEL):
+            return self._string_char(char)
+        if mode == WEIGHT:
+            return self._weight_char(char)
+        if mode == EVIDENCE:
+            return self._id_char(char)
+        if mode == AFTER_ID:
+            if char == "," and self._unused_ids():
+                return self._expect(_NEXT_ID[1:], EVIDENCE)
+            if char == "]":
+                self.interests += 1
+                return self._expect("}", AFTER_INTEREST)
+            return False
+        if mode == AFTER_INTEREST:
+            if char == "," and self.interests < self.max_interests:
+                return self._expect(_NEXT_INTEREST[1:], LABEL)
+            return char == "]" and self._expect("}", DONE)
+        return False  # DONE: nothing more
+
+    def _string_char(self, char: str) -> bool:
+        if char == '"':
+            # Not blank. (A repeated label is left to validation: refusing it here could leave
+            # a full label no way out.)
+            if not self.text.strip():
+                return False
+            if self.mode == SUMMARY:
+                return self._expect(_AFTER_SUMMARY, LABEL)
+            return self._expect(_AFTER_LABEL, WEIGHT)
+        if self._string_full() or char == "\\" or not char.isprintable():
+            return False
+        if self.mode == LABEL and not (char.isalnum() or char in _LABEL_PUNCTUATION):
+            return False
+        self.text += char
+        return True
+
+    def _string_full(self) -> bool:
+        return len(self.text) >= (SUMMARY_CHARS if self.mode == SUMMARY else LABEL_CHARS)
+
+    def _weight_char(self, char: str) -> bool:
+        if char == ",":
+            return bool(_WEIGHT_DONE.fullmatch(self.text)) and self._expect(
+                _WEIGHT_TO_EVIDENCE[1:], EVIDENCE
+            )
+        if not _WEIGHT_PREFIX.fullmatch(self.text + char):
+            return False
+        self.text += char
+        return True
+
+    def _id_char(self, char: str) -> bool:
+        # An id's own (escaped) quote continues it; only a quote after a whole id ends it.
+        if self._unused_id_starts_with(self.text + char):
+            self.text += char
+            return True
+        if char != '"' or self.text not in self.ids or self.text in self.cited:
+            return False
+        self.cited = self.cited | {self.text}
+        self.mode = AFTER_ID
+        return True
+
+    def _unused_id_starts_with(self, prefix: str) -> bool:
+        start = bisect.bisect_left(self.ids, prefix)
+        for item_id in self.ids[start:]:
+            if not item_id.startswith(prefix):
+                return False
+            if item_id not in self.cited:
+                return True
+        return False
+
+    def _unused_ids(self) -> bool:
+        return len(self.cited) < len(self.ids)
+
+    def _expect(self, literal: str, after: int) -> bool:
+        if after == LABEL:
+            self.cited = frozenset()  # each interest cites its own evidence
+        self.mode, self.literal, self.after, self.text = LITERAL, literal, after, ""
+        if not literal:
+            self.mode = after
+        return True
+
+
+def _from_evidence(grammar: AnswerGrammar) -> int:
+    return grammar.longest_id + 1 + 2 * len(_CLOSE)  # the id, its quote, ]} of both lists
+
+
+def _from_weight(grammar: AnswerGrammar) -> int:
+    return 4 + len(_WEIGHT_TO_EVIDENCE) + _from_evidence(grammar)
+
+
+def _from_label(grammar: AnswerGrammar) -> int:
+    return 2 + len(_AFTER_LABEL) + _from_weight(grammar)
+
+
+_CLOSING_CHARS: dict[int, Any] = {
+    SUMMARY: lambda g: 2 + len(_AFTER_SUMMARY) + _from_label(g),
+    LABEL: _from_label,
+    WEIGHT: _from_weight,
+    EVIDENCE: _from_evidence,
+    AFTER_ID: lambda g: 2 * len(_CLOSE),
+    AFTER_INTEREST: lambda g: len(_CLOSE),
+    DONE: lambda g: 0,
+}
+
+
+class TokenTexts:
+    """The text each token adds when it follows other text (a leading space included, which
+    decoding a token alone drops in SentencePiece vocabularies); '' for special tokens and
+    for tokens that are only part of a UTF-8 character, which the grammar never picks."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        anchor = tokenizer.encode("x", add_special_tokens=False)[-1]
+        head = tokenizer.decode([anchor])
+        pairs = [[anchor, token] for token in range(len(tokenizer))]
+        decoded = tokenizer.batch_decode(pairs, skip_special_tokens=True)
+        self.texts = [
+            text[len(head) :] if text.startswith(head) and "\ufffd" not in text else ""
+            for text in decoded
+        ]
+        self.by_first_char: dict[str, list[int]] = defaultdict(list)
+        for token, text in enumerate(self.texts):
+            if text:
+                self.by_first_char[text[0]].append(token)
+        self.eos = tokenizer.eos_token_id
+
+    def text(self, token: int) -> str:
+        # A model's output layer may be wider than its tokenizer (padded for speed).
+        return self.texts[token] if token < len(self.texts) else ""
+
+
+def constrained_logits(
+    token_texts: TokenTexts, grammars: list[AnswerGrammar], prompt_length: int, max_new: int
+) -> Any:
+    """A transformers ``LogitsProcessor`` that keeps each row of a greedy batch on its
+    grammar: it lets through exactly one token per row, the best one the grammar allows."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class AnswerConstraint(LogitsProcessor):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            step = input_ids.shape[1] - prompt_length
+            if step > 0:  # the tokens chosen at the previous step
+                for grammar, token in zip(grammars, input_ids[:, -1].tolist()):
+                    grammar.feed(token_texts.text(token))
+            top = torch.topk(scores, min(TOP_CANDIDATES, scores.shape[1])).indices.tolist()
+            allowed = torch.full_like(scores, float("-inf"))
+            for row, grammar in enumerate(grammars):
+                choice = _best_token(grammar, top[row], scores[row], token_texts, max_new - step)
+                if choice is None:  # nothing fits (cannot happen with a usable vocabulary)
+                    allowed[row] = scores[row]
+                else:
+                    allowed[row, choice] = scores[row, choice]
+            return allowed
+
+    return AnswerConstraint()
+
+
+def _best_token(
+    grammar: AnswerGrammar, top: list[int], scores: Any, token_texts: TokenTexts, tokens_left: int
+) -> int | None:
+    """The best-scoring token the grammar allows and after which the answer can still close
+    in the tokens left (if none can, the best the grammar allows: the answer will be cut)."""
+    if grammar.done:
+        return int(token_texts.eos)
+
+    def closes_in_time(text: str) -> bool:
+        after = grammar.after_text(text)
+        return after is not None and after.chars_to_close() < tokens_left
+
+    for accept in (closes_in_time, grammar.accepts):
+        for token in top:
+            if accept(token_texts.text(token)):
+                return token
+        # Structure first (a quote ends a string when time is short), then any word.
+        for chars in (grammar.next_chars() or {'"'}, set(_STARTERS)):
+            choice = _best_starting_with(chars, accept, scores, token_texts)
+            if choice is not None:
+                return choice
+    return None
+
+
+def _best_starting_with(
+    chars: set[str], accept: Any, scores: Any, token_texts: TokenTexts
+) -> int | None:
+    import torch
+
+    candidates = [t for c in chars for t in token_texts.by_first_char.get(c, ())]
+    if not candidates:
+        return None
+    order = scores[torch.tensor(candidates)].argsort(descending=True).tolist()
+    return next((candidates[i] for i in order if accept(token_texts.text(candidates[i]))), None)
+
+
+# Inside a string any character may come next: when the model's favourites all broke the
+# form, a word is a safe way on.
+_STARTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ "
