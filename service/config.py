@@ -12,6 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Quantization = Literal["nf4", "int8", "none"]
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 
 _WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*([edh])\s*$")
 _SECONDS_PER_UNIT = {"d": 86_400, "h": 3_600}
@@ -72,6 +73,10 @@ class Settings(BaseSettings):
     # "static-minilm" averages MiniLM's word vectors (scale benchmarks on a CPU, weak quality).
     embed_model: str | None = None
     embed_batch_size: int = 64
+    # How a sentence-transformers model runs on CPU: "torch", or ONNX Runtime, the same vectors
+    # with less CPU ("onnx") or int8 weights ("onnx-int8", faster, slightly different vectors).
+    # The ONNX file is exported once into <data_dir>/models. See docs/PERFORMANCE.md.
+    embed_backend: EmbedBackend = "torch"
 
     # Memory for the item vectors of an inverted index; a larger catalog gets an IVF-PQ index
     # (compressed codes, re-ranked from the vectors on disk). 4 GB: 2.7M items of MiniLM.
@@ -131,6 +136,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value} needs the bitsandbytes package, which is not installed: "
                 "pip install 'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+            )
+        return value
+
+    @field_validator("embed_backend")
+    @classmethod
+    def _check_backend_runs_here(cls, value: str) -> str:
+        if value != "torch" and not _installed("onnxruntime"):
+            raise ValueError(
+                f"{value} needs the onnxruntime package, which is not installed: "
+                "pip install 'interest-profiler[onnx]', or set IPROF_EMBED_BACKEND=torch"
             )
         return value
 

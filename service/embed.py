@@ -122,16 +122,29 @@ def static_minilm() -> SentenceTransformer:
     return SentenceTransformer(modules=[static], device="cpu")
 
 
-def load_embedder(model: str | None, batch_size: int = 64) -> Embedder:
+def load_embedder(
+    model: str | None,
+    batch_size: int = 64,
+    backend: str = "torch",
+    cache: Path | None = None,
+) -> Embedder:
     """``None``: the bundled MiniLM; ``"hashing"``: the fake; ``"static-minilm"``: its fast,
-    weak cousin; anything else: a path or hub id."""
+    weak cousin; anything else: a path or hub id. ``backend`` "onnx" or "onnx-int8" runs a
+    sentence-transformers model on ONNX Runtime, exported once into ``cache``."""
     if model == HASHING:
         return HashingEmbedder()
     if model == STATIC_MINILM:
         return SentenceTransformerEmbedder(static_minilm(), STATIC_MINILM, max(batch_size, 1024))
-    if model is None:
-        return SentenceTransformerEmbedder(bundled_model_path(), BUNDLED_MINILM, batch_size)
-    return SentenceTransformerEmbedder(model, model, batch_size)
+    path, model_id = (bundled_model_path(), BUNDLED_MINILM) if model is None else (model, model)
+    if backend.startswith("onnx"):
+        from .onnx_embed import OnnxEmbedder
+
+        if cache is None:
+            raise ValueError("the ONNX backend needs a cache folder for the exported model")
+        return OnnxEmbedder(
+            path, model_id, cache, int8=backend == "onnx-int8", batch_size=batch_size
+        )
+    return SentenceTransformerEmbedder(path, model_id, batch_size)
 
 
 def _best_device() -> str:

@@ -263,11 +263,8 @@ def fuse(sources: Sequence[_Candidates], seen: set[str], k: int) -> list[Recomme
     explainer: dict[str, int] = {}
     for position, source in enumerate(sources):
         weight, lift = source.weight, EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
-        rank = RRF_K
-        for item_id in source.ranked:
-            if item_id in seen:
-                continue
-            rank += 1
+        unseen = [item_id for item_id in source.ranked if item_id not in seen]
+        for rank, item_id in enumerate(unseen, start=RRF_K + 1):
             contribution = weight / rank
             score[item_id] = score.get(item_id, 0.0) + contribution
             if contribution + lift > claim.get(item_id, -1.0):

@@ -140,7 +140,12 @@ def build_services(
     load_item_index: bool = True,
 ) -> Services:
     store = Store(settings.database_path)
-    embedder = embedder or load_embedder(settings.embed_model, settings.embed_batch_size)
+    embedder = embedder or load_embedder(
+        settings.embed_model,
+        settings.embed_batch_size,
+        settings.embed_backend,
+        cache=settings.data_dir / "models",
+    )
     summarizer = summarizer or build_summarizer(settings)
     holder = IndexHolder(settings.index_dir, embedder, settings.index_memory_mb)
     if load_item_index:

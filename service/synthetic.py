@@ -67,12 +67,16 @@ def item_topic(item_number: int, seed: int = 0) -> int:
     return _item_rng(item_number, seed).randrange(TOPICS)
 
 
-def synthetic_items(count: int, seed: int = 0, chunk: int = CHUNK) -> Iterator[list[Item]]:
-    """``count`` items in chunks, ids ``s0`` .. ``s{count-1}``; item n is the same whatever
-    the count and the chunk size."""
+def synthetic_items(
+    count: int, seed: int = 0, chunk: int = CHUNK, first: int = 0
+) -> Iterator[list[Item]]:
+    """``count`` items in chunks, ids ``s{first}`` .. ``s{first+count-1}``; item n is the same
+    whatever the count and the chunk size. Items past a catalog's end (``first`` = its size)
+    are held-out items of the same catalog: drawn alike, not in it."""
     topics = _Topics(seed)
-    for start in range(0, count, chunk):
-        yield [_item(topics, number, seed) for number in range(start, min(count, start + chunk))]
+    for start in range(first, first + count, chunk):
+        numbers = range(start, min(first + count, start + chunk))
+        yield [_item(topics, number, seed) for number in numbers]
 
 
 def _item(topics: _Topics, number: int, seed: int) -> Item:

@@ -77,7 +77,7 @@ def test_empty_catalog_builds_nothing(tmp_path, embedder):
 def test_the_index_type_follows_the_catalog_size_and_the_memory_budget():
     assert choose_index(1_000, 384).factory == "Flat"
     million = choose_index(1_000_000, 384)
-    assert million.factory == "IVF1024,Flat" and million.nprobe == 32
+    assert million.factory == "IVF1024,Flat" and million.nprobe == 16
     assert "1,465 MB" in million.reason
     squeezed = choose_index(1_000_000, 384, memory_budget_mb=1_000)
     assert squeezed.factory == "IVF1024,PQ48" and "exceed" in squeezed.reason

@@ -17,6 +17,8 @@ def test_synthetic_items_are_deterministic_chunk_independent_and_realistic():
     assert small_chunks == one_chunk
     assert [i.item_id for i in one_chunk[:3]] == ["s0", "s1", "s2"]
     assert next(synthetic_items(5, seed=1)) != one_chunk[:5]
+    # Held-out items continue the same catalog.
+    assert next(synthetic_items(100, first=200, chunk=64)) == one_chunk[200:264]
     titles = [len(i.title.split()) for i in one_chunk]
     texts = [len(i.text.split()) for i in one_chunk]
     assert min(titles) >= 2 and max(titles) <= 10 and 3 <= np.median(titles) <= 6
