@@ -6,12 +6,13 @@ Usage:
     python scripts/load_test.py --profile 500                  # where a request's time goes
 
 The first run prepares a synthetic catalog and event log (service/synthetic.py) in --work, builds
-the index and profiles every user (as `iprof refresh --all` would); later runs reuse them. Then it
-starts `iprof serve` on loopback and drives it open-loop: request i is sent at start + i/rate
-whatever the earlier ones are doing, and its latency counts from that moment, so a slow server
-cannot slow the generator down and hide its own queueing (coordinated omission). Each rate is
-bounded in requests (rate x duration) and in time. Users are drawn uniformly, so most requests
-are for a user not asked for before: no cache helps.
+the index and profiles every user (as `iprof refresh --all` would); later runs reuse them
+(--rebuild-index rebuilds the index). Then it starts `iprof serve` on loopback, warms it up
+(--warmup seconds at 50 req/s, not counted) and drives it open-loop: request i is sent at
+start + i/rate whatever the earlier ones are doing, and its latency counts from then, so a
+slow server cannot slow the generator down and hide its own queueing (coordinated omission).
+Each rate is bounded in requests (rate x duration) and in time. Users are drawn uniformly, so
+most requests are for a user not asked for before: no cache helps.
 """
 
 from __future__ import annotations
@@ -41,13 +42,19 @@ from service.synthetic import synthetic_events, synthetic_items
 T = TypeVar("T")
 REQUEST_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 64
+WARMUP_RATE = 50.0
 
 
-def prepare(settings: Settings, items: int, users: int, events_per_user: int) -> Services:
-    """Catalog, events, index and profiles in the work folder; skipped when already there."""
+def prepare(
+    settings: Settings, items: int, users: int, events_per_user: int, rebuild_index: bool
+) -> Services:
+    """Catalog, events, index and profiles in the work folder; skipped when already there
+    (``rebuild_index``: the index anyway, with the index choices of this version)."""
     services = build_services(settings, load_item_index=False)
     store = services.store
-    if store.count_items() != items or store.count_users() != users:
+    if rebuild_index and store.count_items() == items and store.count_users() == users:
+        services.index.rebuild(store, progress=True)
+    elif store.count_items() != items or store.count_users() != users:
         for chunk in tqdm(synthetic_items(items), desc="items", unit="chunk"):
             store.upsert_items(chunk)
         events = list(synthetic_events(users, items, events_per_user))
@@ -133,16 +140,21 @@ def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coroutine)
 
 
-def run_rates(base: str, user_ids: list[str], rates: list[float], duration: float, k: int) -> None:
+def run_rates(
+    base: str, user_ids: list[str], rates: list[float], duration: float, k: int, warmup: float
+) -> None:
     host, port = base.split("//")[1].split(":")
     chooser = random.Random(7)
+    if warmup:
+        # Not measured: until every worker process has loaded its index and counted popularity
+        # (/ready answers as soon as one has), the first rate would be served by fewer workers.
+        paths = [_path(chooser, user_ids, k) for _ in range(int(WARMUP_RATE * warmup))]
+        _, errors = run_loop(drive(Pool(host, int(port), MAX_CONNECTIONS), paths, WARMUP_RATE))
+        print(f"warm-up: {len(paths)} requests at {WARMUP_RATE:g}/s, {errors} errors, not counted")
     print("\n| rate (req/s) | sent | errors | achieved | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rate in rates:
-        paths = [
-            f"/v1/users/{chooser.choice(user_ids)}/recommendations?k={k}"
-            for _ in range(int(rate * duration))
-        ]
+        paths = [_path(chooser, user_ids, k) for _ in range(int(rate * duration))]
         pool = Pool(host, int(port), MAX_CONNECTIONS)
         started = time.perf_counter()
         latencies, errors = run_loop(drive(pool, paths, rate))
@@ -153,6 +165,10 @@ def run_rates(base: str, user_ids: list[str], rates: list[float], duration: floa
             f"| {p90:.1f} | {p99:.1f} | {max(latencies, default=0):.1f} |",
             flush=True,
         )
+
+
+def _path(chooser: random.Random, user_ids: list[str], k: int) -> str:
+    return f"/v1/users/{chooser.choice(user_ids)}/recommendations?k={k}"
 
 
 def start_server(settings: Settings, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -217,14 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="50,100,200,300")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--warmup", type=float, default=20.0, help=f"seconds at {WARMUP_RATE:g}/s, not counted"
+    )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--workers", type=int, default=2, help="server processes (one per core)")
     parser.add_argument("--profile", type=int, default=0, help="profile N requests in process")
+    parser.add_argument(
+        "--rebuild-index", action="store_true", help="rebuild the index of an existing work folder"
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         data_dir=args.work / "data", index_dir=args.work / "index", embed_model=args.embedder
     )
-    services = prepare(settings, args.items, args.users, args.events_per_user)
+    services = prepare(settings, args.items, args.users, args.events_per_user, args.rebuild_index)
     user_ids = services.store.user_ids()
     print(
         f"{args.items} items ({services.index.get().manifest.factory}), {len(user_ids)} users, "
@@ -237,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(settings, args.port, args.workers)
     try:
         rates = [float(r) for r in args.rates.split(",")]
-        run_rates(f"http://127.0.0.1:{args.port}", user_ids, rates, args.duration, args.k)
+        run_rates(
+            f"http://127.0.0.1:{args.port}", user_ids, rates, args.duration, args.k, args.warmup
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

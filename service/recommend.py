@@ -9,7 +9,6 @@ that found an item gives its reason; otherwise the source that contributed most 
 
 from __future__ import annotations
 
-import heapq
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
@@ -258,27 +257,59 @@ def fuse(sources: Sequence[_Candidates], seen: set[str], k: int) -> list[Recomme
     """Weighted reciprocal-rank fusion; never an item in ``seen``. The reason comes from the
     source that contributed most, among those that explain first if any found the item (the
     first such source on a tie)."""
+    # About a thousand candidates a request: the loops are kept to the fewest dictionary
+    # operations per candidate, and the reasons are settled for the returned items only.
+    unseen = [[item_id for item_id in source.ranked if item_id not in seen] for source in sources]
     score: dict[str, float] = {}
-    claim: dict[str, float] = {}  # the best contribution, lifted for sources that explain first
-    explainer: dict[str, int] = {}
-    for position, source in enumerate(sources):
-        weight, lift = source.weight, EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
-        unseen = [item_id for item_id in source.ranked if item_id not in seen]
-        for rank, item_id in enumerate(unseen, start=RRF_K + 1):
-            contribution = weight / rank
-            score[item_id] = score.get(item_id, 0.0) + contribution
-            if contribution + lift > claim.get(item_id, -1.0):
-                claim[item_id] = contribution + lift
-                explainer[item_id] = position
-    top = heapq.nsmallest(k, score.items(), key=lambda pair: (-pair[1], pair[0]))
+    get = score.get
+    for source, ranked in zip(sources, unseen):
+        for item_id, contribution in zip(ranked, _reciprocal_ranks(source.weight, len(ranked))):
+            score[item_id] = get(item_id, 0.0) + contribution
+    top = _best(score, k)
     explained_by: dict[int, list[str]] = defaultdict(list)
-    for item_id, _ in top:
-        explained_by[explainer[item_id]].append(item_id)
+    for item_id, position in zip(top, _explainers(sources, unseen, top)):
+        explained_by[position].append(item_id)
     reasons: dict[str, str] = {}
     for position, items in explained_by.items():
         reasons.update(zip(items, sources[position].explain(items)))
     # Scores are scaled by 1000 only to make them readable; they are comparable within a list.
-    return [Recommendation(i, round(value * 1000, 4), reasons[i]) for i, value in top]
+    return [Recommendation(i, round(score[i] * 1000, 4), reasons[i]) for i in top]
+
+
+def _reciprocal_ranks(weight: float, count: int) -> list[float]:
+    return [weight / rank for rank in range(RRF_K + 1, RRF_K + 1 + count)]
+
+
+def _best(score: dict[str, float], k: int) -> list[str]:
+    """The ``k`` best-scored items, best first, ties by id. Only the items at or above the
+    ``k``-th best score are sorted, not all of them."""
+    if len(score) > k:
+        values = np.fromiter(score.values(), dtype=np.float64, count=len(score))
+        floor = np.partition(values, len(values) - k)[len(values) - k]
+        candidates = [(item_id, value) for item_id, value in score.items() if value >= floor]
+    else:
+        candidates = list(score.items())
+    candidates.sort(key=lambda pair: (-pair[1], pair[0]))
+    return [item_id for item_id, _ in candidates[:k]]
+
+
+def _explainers(
+    sources: Sequence[_Candidates], unseen: list[list[str]], items: list[str]
+) -> list[int]:
+    """For each item, the position of the source that contributed most to it, lifted for
+    sources that explain first (the first such source on a tie)."""
+    best: dict[str, tuple[float, int]] = {}
+    for position, (source, ranked) in enumerate(zip(sources, unseen)):
+        rank_of = dict(zip(ranked, range(RRF_K + 1, RRF_K + 1 + len(ranked))))
+        lift = EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
+        for item_id in items:
+            rank = rank_of.get(item_id)
+            if rank is None:
+                continue
+            claim = source.weight / rank + lift
+            if claim > best.get(item_id, (-1.0, 0))[0]:
+                best[item_id] = (claim, position)
+    return [best[item_id][1] for item_id in items]
 
 
 # Larger than any contribution (a weight over RRF_K + 1): an explaining source always wins.

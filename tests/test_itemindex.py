@@ -81,7 +81,8 @@ def test_the_index_type_follows_the_catalog_size_and_the_memory_budget():
     assert "1,465 MB" in million.reason
     squeezed = choose_index(1_000_000, 384, memory_budget_mb=1_000)
     assert squeezed.factory == "IVF1024,PQ48" and "exceed" in squeezed.reason
-    assert choose_index(100_000, 100, memory_budget_mb=1).factory == "IVF256,PQ10"
+    assert choose_index(100_000, 100, memory_budget_mb=1).factory == "IVF1024,PQ10"
+    assert choose_index(60_000, 384).factory == "IVF1024,Flat"  # about 4 sqrt(n) lists
 
 
 def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path, monkeypatch):
