@@ -1,10 +1,12 @@
+import random
+
 from service.config import Settings
 from service.embed import HashingEmbedder
 from service.extractive import ExtractiveSummarizer
 from service.itemindex import build_index, load_index
 from service.models import Event
 from service.profiles import Profiler
-from service.recommend import Recommender, _Candidates, fuse
+from service.recommend import RRF_K, Recommender, _Candidates, fuse
 from tests.conftest import topic_items
 
 
@@ -27,6 +29,26 @@ def test_fusion_rewards_agreement_excludes_seen_and_explains():
     sources[0] = _Candidates(["a", "b", "c"], 1.0, _each("interest"), explains_first=True)
     ranked = fuse(sources, seen={"a"}, k=3)
     assert [r.reason for r in ranked] == ["interest:c", "co:d", "interest:b"]
+
+
+def test_fusion_returns_the_k_best_of_all_candidates_with_ties_by_id():
+    rng = random.Random(5)
+    pool = [f"i{n:03d}" for n in range(200)]
+    for _ in range(200):
+        sources = [
+            _Candidates(rng.sample(pool, rng.randint(0, 150)), rng.choice([1.0, 0.5]), _each(s))
+            for s in range(rng.randint(1, 6))
+        ]
+        seen = set(rng.sample(pool, 20))
+        k = rng.randint(1, 15)
+        # The same fusion over every candidate, sorted in full: what the top-k shortcut keeps.
+        total: dict[str, float] = {}
+        for source in sources:
+            unseen = [i for i in source.ranked if i not in seen]
+            for rank, item_id in enumerate(unseen, start=RRF_K + 1):
+                total[item_id] = total.get(item_id, 0.0) + source.weight / rank
+        expected = sorted(total, key=lambda i: (-total[i], i))[:k]
+        assert [r.item_id for r in fuse(sources, seen, k)] == expected
 
 
 def _seed(store, tmp_path, embedder):
