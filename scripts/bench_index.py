@@ -98,19 +98,23 @@ def _encoded(embedder: SentenceTransformerEmbedder, chunks) -> np.ndarray:  # ty
     return embedder.encode([item.embedding_text() for chunk in chunks for item in chunk])
 
 
-def _search_row(index, query_sets, truths, nprobe, exact_qps, note) -> None:  # type: ignore[no-untyped-def]
+def _recall(index, found, truth) -> float:  # type: ignore[no-untyped-def]
     rows = index._rows
-    recalls = []
-    for name, queries in query_sets.items():
-        found = index.search(queries, 10, nprobe=nprobe)
-        recalls.append(
-            np.mean(
-                [
-                    len({rows[i] for i, _ in hits} & set(true.tolist())) / 10
-                    for hits, true in zip(found, truths[name])
-                ]
-            )
+    return float(
+        np.mean(
+            [
+                len({rows[i] for i, _ in hits} & set(t.tolist())) / 10
+                for hits, t in zip(found, truth)
+            ]
         )
+    )
+
+
+def _search_row(index, query_sets, truths, nprobe, exact_qps, note) -> None:  # type: ignore[no-untyped-def]
+    recalls = [
+        _recall(index, index.search(queries, 10, nprobe=nprobe), truths[name])
+        for name, queries in query_sets.items()
+    ]
     qps = _qps(lambda q: index.search(q, 10, nprobe=nprobe), query_sets["held-out"])
     default = " (default)" if nprobe == index.manifest.nprobe else ""
     print(

@@ -52,9 +52,10 @@ def prepare(
     (``rebuild_index``: the index anyway, with the index choices of this version)."""
     services = build_services(settings, load_item_index=False)
     store = services.store
-    if rebuild_index and store.count_items() == items and store.count_users() == users:
+    prepared = store.count_items() == items and store.count_users() == users
+    if prepared and rebuild_index:
         services.index.rebuild(store, progress=True)
-    elif store.count_items() != items or store.count_users() != users:
+    elif not prepared:
         for chunk in tqdm(synthetic_items(items), desc="items", unit="chunk"):
             store.upsert_items(chunk)
         events = list(synthetic_events(users, items, events_per_user))
