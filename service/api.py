@@ -1,13 +1,14 @@
 """The REST API: an app factory, its lifespan, auth, metrics and thin routes.
 
 Routes are plain ``def``: FastAPI runs them in its thread pool, so model, index and database
-work never blocks the event loop.
+work never blocks the event loop. The read routes under ``/users`` are the hot ones: their work
+and its JSON encoding run in one thread call (``_answer``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -146,46 +148,61 @@ def _v1() -> APIRouter:
         "/users/{user_id}/profile",
         tags=["profiles"],
         operation_id="get_profile",
+        response_model=ProfileOut,
         responses=USER_ERRORS,
     )
-    def get_profile(user_id: str, services: ServicesDep, refresh: bool = False) -> ProfileOut:
-        return profile_out(_known(services.profiler.current, user_id, refresh=refresh))
+    async def get_profile(user_id: str, services: ServicesDep, refresh: bool = False) -> Response:
+        return await _answer(
+            lambda: profile_out(_known(services.profiler.current, user_id, refresh=refresh))
+        )
 
     @router.get(
         "/users/{user_id}/profiles",
         tags=["profiles"],
         operation_id="get_profile_history",
+        response_model=HistoryOut,
         responses=USER_ERRORS,
     )
-    def get_history(
+    async def get_history(
         user_id: str,
         services: ServicesDep,
         limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    ) -> HistoryOut:
-        profiles = _known(services.profiler.history, user_id, limit=limit)
-        return HistoryOut(user_id=user_id, profiles=[profile_out(p) for p in profiles])
+    ) -> Response:
+        def history() -> HistoryOut:
+            profiles = _known(services.profiler.history, user_id, limit=limit)
+            return HistoryOut(user_id=user_id, profiles=[profile_out(p) for p in profiles])
+
+        return await _answer(history)
 
     @router.get(
-        "/users/{user_id}/drift", tags=["profiles"], operation_id="get_drift", responses=USER_ERRORS
+        "/users/{user_id}/drift",
+        tags=["profiles"],
+        operation_id="get_drift",
+        response_model=DriftOut,
+        responses=USER_ERRORS,
     )
-    def get_drift(user_id: str, services: ServicesDep) -> DriftOut:
-        return drift_out(_known(services.profiler.drift, user_id))
+    async def get_drift(user_id: str, services: ServicesDep) -> Response:
+        return await _answer(lambda: drift_out(_known(services.profiler.drift, user_id)))
 
     @router.get(
         "/users/{user_id}/recommendations",
         tags=["recommendations"],
         operation_id="get_recommendations",
+        response_model=RecommendationsOut,
         responses={**USER_ERRORS, **UNAVAILABLE},
     )
-    def get_recommendations(
+    async def get_recommendations(
         user_id: str, services: ServicesDep, k: Annotated[int, Query(ge=1, le=1000)] = 10
-    ) -> RecommendationsOut:
-        profile, history = _known(services.profiler.current_with_history, user_id)
-        try:
-            items = services.recommender.recommend(profile, k, history)
-        except IndexUnavailable as error:
-            raise ApiError(503, "index_unavailable", str(error)) from error
-        return recommendations_out(user_id, items)
+    ) -> Response:
+        def recommendations() -> RecommendationsOut:
+            profile, history = _known(services.profiler.current_with_history, user_id)
+            try:
+                items = services.recommender.recommend(profile, k, history)
+            except IndexUnavailable as error:
+                raise ApiError(503, "index_unavailable", str(error)) from error
+            return recommendations_out(user_id, items)
+
+        return await _answer(recommendations)
 
     @router.delete(
         "/users/{user_id}",
@@ -215,6 +232,14 @@ def _v1() -> APIRouter:
         return RebuildOut(**{**manifest.__dict__, "built_at": iso(manifest.built_at)})
 
     return router
+
+
+async def _answer(work: Callable[[], BaseModel]) -> Response:
+    """``work`` and the JSON encoding of its answer in one handler-thread call. A plain ``def``
+    route costs two (FastAPI validates a sync route's return value in the pool again) and
+    encodes on the event loop; under load each hand-off is a wait for the GIL."""
+    body = await to_thread.run_sync(lambda: work().model_dump_json().encode())
+    return Response(body, media_type="application/json")
 
 
 def _known(fetch, user_id: str, **options):  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from fastapi.testclient import TestClient
 
 from scripts.smoke_client import events as scenario_events
 from service.api import create_app
+from service.schemas import DriftOut, HistoryOut, ProfileOut, RecommendationsOut
 from tests.conftest import topic_items
 
 DAY = 86_400
@@ -308,3 +309,20 @@ def test_metrics_count_errors_and_refusals(client):
     text = client.get("/metrics").text
     assert 'route="/v1/users/{user_id}/profile",status="404"' in text
     assert 'status="413"' in text
+
+
+@pytest.mark.parametrize("route", ["profile", "profiles", "drift", "recommendations"])
+def test_user_reads_answer_exactly_their_documented_model(loaded, route):
+    # These routes encode their answer themselves (one thread call): the body must still be
+    # JSON, declared as such, and validate against the model the OpenAPI document names.
+    models = {
+        "profile": ProfileOut,
+        "profiles": HistoryOut,
+        "drift": DriftOut,
+        "recommendations": RecommendationsOut,
+    }
+    answer = loaded.get(f"/v1/users/shifter/{route}")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert models[route].model_validate(body).model_dump(mode="json") == body
