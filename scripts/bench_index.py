@@ -9,7 +9,9 @@ Build: `build_index` (the service's code: streamed chunks, vectors to disk, inde
 against plain sentence-transformers `encode` of the same texts. Search: the built index at
 several nprobe against exact search (FAISS Flat), one query per call as the service searches,
 on one thread: recall@10 on held-out items of the same catalog (the target's queries) and on
-items of an unrelated catalog (a stress case), and queries/s.
+items of an unrelated catalog (a stress case), and queries/s. The same lists with
+full-precision vectors (`IVF<n>,Flat`) are measured beside the half-precision ones the service
+builds, and with --pq the IVF-PQ index a tight memory budget picks.
 """
 
 from __future__ import annotations
@@ -88,8 +90,15 @@ def _search_tables(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool
     candidates = [n for n in (4, 8, 16, 32, 64, 128) if n <= lists]
     for nprobe in candidates:
         _search_row(index, query_sets, truths, nprobe, exact_qps, "")
-    if pq and lists:
-        pq_index = _pq_copy(index, folder)
+    if not lists:
+        return
+    # The same lists with full-precision vectors: what the half-precision ones are measured by.
+    full = _rebuilt_as(index, index.manifest.factory.replace("SQfp16", "Flat"), "full precision")
+    for nprobe in candidates:
+        _search_row(full, query_sets, truths, nprobe, exact_qps, "")
+    if pq:
+        choice = choose_index(len(index), index.manifest.dimension, memory_budget_mb=1)
+        pq_index = _rebuilt_as(index, choice.factory, choice.reason)
         for nprobe in candidates:
             _search_row(pq_index, query_sets, truths, nprobe, exact_qps, " (re-ranked)")
 
@@ -123,19 +132,16 @@ def _search_row(index, query_sets, truths, nprobe, exact_qps, note) -> None:  # 
     )
 
 
-def _pq_copy(index, folder: Path):  # type: ignore[no-untyped-def]
-    """The same vectors built into the IVF-PQ index the memory budget would pick."""
+def _rebuilt_as(index, factory: str, reason: str):  # type: ignore[no-untyped-def]
+    """The same vectors built into another index type (``factory``), as the service would."""
     from service import itemindex
 
-    pq_folder = folder.with_name(folder.name + "-pq")
-    shutil.rmtree(pq_folder, ignore_errors=True)
-    choice = choose_index(len(index), index.manifest.dimension, memory_budget_mb=1)
+    choice = itemindex.IndexChoice(factory, index.manifest.nprobe, reason)
     started = time.perf_counter()
     built = itemindex._fill_index(index.vectors, choice, progress=True)
-    seconds = time.perf_counter() - started
-    print(f"\nIVF-PQ ({choice.factory}) trained and filled in {seconds:.0f} s")
+    print(f"\n{factory} trained and filled in {time.perf_counter() - started:.0f} s")
     manifest = itemindex.Manifest(
-        **{**index.manifest.__dict__, "factory": choice.factory, "choice": choice.reason}
+        **{**index.manifest.__dict__, "factory": factory, "choice": reason}
     )
     return itemindex.ItemIndex(built, index.item_ids, index.vectors, manifest)
 
@@ -167,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-            shutil.rmtree(folder.with_name(folder.name + "-pq"), ignore_errors=True)
     return 0
 
 

@@ -77,7 +77,7 @@ def _profile_texts(services, users: list[str]) -> list[str]:  # type: ignore[no-
     texts: list[str] = []
     for user in users:
         events = services.store.user_events(user)
-        for window in profiler._profiled_windows(user, events):
+        for window in profiler._profiled_windows(user, events)[0]:
             summary = profiler.summarizer.summarize([window])[0]
             texts.append(summary.summary)
             texts.extend(interest.label for interest in summary.interests)

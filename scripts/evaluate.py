@@ -55,9 +55,10 @@ SIGNALS = ("collaborative", "interests", "profile", "popularity")
 def service_ranker(
     services: Services, users: list[str], weights: FusionWeights | None = None
 ) -> Ranker:
-    """Profile every evaluated user through the service (once: later calls find the profiles
-    current), then ask its recommender, with other fusion weights for the ablation rows."""
-    services.profiler.refresh_users(users)
+    """Profile every evaluated user through the service, as `iprof refresh` does (once: later
+    calls find the profiles and candidate lists current), then ask its recommender, with other
+    fusion weights for the ablation rows."""
+    services.refresh_users(users)
     recommender = services.recommender
     if weights is not None:
         recommender = Recommender(services.store, services.embedder, services.index.get, weights)

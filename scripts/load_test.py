@@ -48,8 +48,9 @@ WARMUP_RATE = 50.0
 def prepare(
     settings: Settings, items: int, users: int, events_per_user: int, rebuild_index: bool
 ) -> Services:
-    """Catalog, events, index and profiles in the work folder; skipped when already there
-    (``rebuild_index``: the index anyway, with the index choices of this version)."""
+    """Catalog, events, index, profiles and candidate lists in the work folder, as
+    `iprof refresh --all` leaves them; what is there already is kept (``rebuild_index``: the
+    index anyway, with the index choices of this version)."""
     services = build_services(settings, load_item_index=False)
     store = services.store
     prepared = store.count_items() == items and store.count_users() == users
@@ -62,10 +63,10 @@ def prepare(
         for start in tqdm(range(0, len(events), 5_000), desc="events", unit="chunk"):
             store.add_events(events[start : start + 5_000])
         services.index.rebuild(store, progress=True)
-        user_ids = store.user_ids()
-        with tqdm(total=len(user_ids), desc="profiles", unit="user") as bar:
-            services.profiler.refresh_users(user_ids, on_progress=bar.update)
     services.index.load()
+    user_ids = store.user_ids()
+    with tqdm(total=len(user_ids), desc="profiles and candidates", unit="user") as bar:
+        services.refresh_users(user_ids, on_progress=bar.update)
     return services
 
 

@@ -141,11 +141,14 @@ def demo(
 
 
 def _profile_everyone(services: Services) -> None:
-    """Profiles (and drift) for every user up front, so the inspector's overview has data and
-    the first request for a user is fast. Unchanged windows are skipped, so reruns are quick."""
+    """Profiles (and drift) and recommendation candidates for every user up front, so the
+    inspector's overview has data and the first request for a user is fast. Unchanged
+    windows are skipped, so reruns are quick."""
     users = services.store.user_ids()
-    for user in tqdm(users, desc="profiling users", unit="user", disable=not sys.stderr.isatty()):
-        services.profiler.update(user)
+    with tqdm(
+        total=len(users), desc="profiling users", unit="user", disable=not sys.stderr.isatty()
+    ) as bar:
+        services.refresh_users(users, on_progress=bar.update)
     typer.echo(f"profiles: {len(users)} users up to date")
 
 
@@ -176,6 +179,7 @@ def _build(services: Services, skip_if_current: bool) -> Manifest | None:
         # Up to date: the same catalog, and a collaborative model fitted on the same events.
         now = (catalog_hash(services.store.iter_items()), services.store.count_events())
         if built_from == now:
+            services.index.load()
             typer.echo("index: up to date")
             return None
     try:
@@ -205,7 +209,7 @@ def refresh(
     settings = Settings()
     if batch_size is not None:
         settings = settings.model_copy(update={"llm_batch_size": batch_size})
-    services = build_services(settings, load_item_index=False)
+    services = build_services(settings)  # with the index: candidate lists are made too
     if users is not None:
         if not users.is_file():
             raise _fail(f"{users}: no such file", code=2)
@@ -215,7 +219,7 @@ def refresh(
     with tqdm(
         total=len(wanted), desc="refreshing", unit="user", disable=not sys.stderr.isatty()
     ) as bar:
-        report = services.profiler.refresh_users(wanted, force=force, on_progress=bar.update)
+        report = services.refresh_users(wanted, force=force, on_progress=bar.update)
     typer.echo(
         f"users: {report.users} refreshed, {report.unknown_users} unknown; "
         f"windows generated: {report.windows_generated}; "

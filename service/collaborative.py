@@ -59,36 +59,35 @@ def recency_weights(count: int) -> np.ndarray:
 
 
 class Scored:
-    """A history's best items (``ranked``, best first) and, on demand, the history item behind
-    each: asked only for the few items a request returns, not for every candidate."""
+    """A history's best items (``rows`` of the model, best first; ``ranked``, their ids) and,
+    on demand, the history item behind each."""
 
     def __init__(
         self,
         model: ItemModel,
-        ranked: np.ndarray,
+        rows: np.ndarray,
         history_rows: np.ndarray,
         contributions: np.ndarray,
     ) -> None:
         self._model = model
         self._history_rows = history_rows
         self._contributions = contributions
-        self.ranked = [model.item_ids[row] for row in ranked.tolist()]
+        self.rows = rows
 
-    def because_of(self, item_ids: Sequence[str]) -> dict[str, str]:
-        """For each item, the history item that contributed most to its score."""
-        rows = self._model._rows
-        wanted = np.array([rows[i] for i in item_ids if i in rows], dtype=np.int64)
-        if not len(wanted) or not len(self._history_rows):
-            return {}
-        sources = _strongest_source(
-            self._model.neighbours[self._history_rows], self._contributions, wanted
-        )
+    @property
+    def ranked(self) -> list[str]:
         names = self._model.item_ids
-        return {
-            names[target]: names[self._history_rows[source]]
-            for target, source in zip(wanted.tolist(), sources.tolist())
-            if source >= 0
-        }
+        return [names[row] for row in self.rows.tolist()]
+
+    def anchors(self) -> np.ndarray:
+        """For each of ``rows``, the history item (a model row) that contributed most to its
+        score; -1 where none did."""
+        if not len(self.rows) or not len(self._history_rows):
+            return np.full(len(self.rows), -1, dtype=np.int64)
+        sources = _strongest_source(
+            self._model.neighbours[self._history_rows], self._contributions, self.rows
+        )
+        return np.where(sources >= 0, self._history_rows[np.maximum(sources, 0)], -1)
 
 
 class ItemModel:
@@ -184,12 +183,14 @@ def _strongest_source(
     targets: np.ndarray, contributions: np.ndarray, wanted: np.ndarray
 ) -> np.ndarray:
     """For each wanted target, the history position that contributed most to it."""
-    history = np.repeat(np.arange(len(targets)), targets.shape[1])
-    targets, contributions = targets.ravel(), contributions.ravel()
-    hit = np.isin(targets, wanted)
-    targets, contributions, history = targets[hit], contributions[hit], history[hit]
-    order = np.lexsort((-contributions, targets))  # by target, largest contribution first
-    first = np.unique(targets[order], return_index=True)
+    # A mask over the model's rows picks the few wanted entries out of the history's
+    # neighbour lists (tens of thousands): cheaper than np.isin, which sorts them all.
+    is_wanted = np.zeros(max(int(targets.max(initial=0)), int(wanted.max())) + 1, dtype=bool)
+    is_wanted[wanted] = True
+    history, column = np.nonzero(is_wanted[targets])  # history positions in ascending order
+    hits, strength = targets[history, column], contributions[history, column]
+    order = np.lexsort((-strength, hits))  # by target, largest contribution first (stable)
+    first = np.unique(hits[order], return_index=True)
     source = dict(zip(first[0].tolist(), history[order][first[1]].tolist()))
     # -1: no history item points at that target (it was not among the scored items)
     return np.array([source.get(target, -1) for target in wanted.tolist()], dtype=np.int64)

@@ -78,8 +78,9 @@ class Settings(BaseSettings):
     # The ONNX file is exported once into <data_dir>/models. See docs/PERFORMANCE.md.
     embed_backend: EmbedBackend = "torch"
 
-    # Memory for the item vectors of an inverted index; a larger catalog gets an IVF-PQ index
-    # (compressed codes, re-ranked from the vectors on disk). 4 GB: 2.7M items of MiniLM.
+    # Memory for the item vectors of an inverted index (half precision); a larger catalog gets
+    # an IVF-PQ index (compressed codes, re-ranked from the vectors on disk). 4 GB: 5.5M items
+    # of MiniLM.
     index_memory_mb: float = Field(default=4_096, gt=0)
 
     # Empty: no auth, which is why the default host is loopback only.

@@ -22,7 +22,7 @@ from .drift import drift_report, drift_timeline
 from .embed import Embedder, normalize_rows
 from .models import DriftReport, Event, Profile, Summary, Window
 from .prompts import content_hash
-from .store import ProfileWrite, Store
+from .store import ProfileState, ProfileWrite, Store
 from .summarize import MODEL_DOWN, Summarizer
 from .windows import cut_windows, events_hash
 
@@ -49,6 +49,8 @@ class _Plan:
     stored: dict[int, Profile]
     stale: list[Window]
     history: list[str]  # the user's item ids, oldest first
+    events_stamp: str  # Store.events_stamp, read before the events themselves
+    closes_at: float | None  # when the first open time window closes (None: count windows)
 
 
 @dataclass
@@ -85,14 +87,37 @@ class Profiler:
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
 
     def current(self, user_id: str, refresh: bool = False) -> Profile:
+        if not refresh:
+            unchanged = self._unchanged(user_id)
+            if unchanged:
+                return unchanged[0]
         return self.update(user_id, refresh=refresh)[-1]
 
     def current_with_history(self, user_id: str) -> tuple[Profile, list[str]]:
         """The current profile and the user's item ids, oldest first (what the recommender
         needs, read once)."""
+        unchanged = self._unchanged(user_id)
+        if unchanged:
+            return unchanged
         with self._lock_for(user_id):
             plan = self._plan(user_id)
             return self._bring_up_to_date(plan)[-1], plan.history
+
+    def _unchanged(self, user_id: str) -> tuple[Profile, list[str]] | None:
+        """The newest profile and the history, when the stored profile state says nothing
+        changed since the profiles were last found up to date: the same events, summarizer
+        and embedder, and no time window closed since (item changes clear the state). Three
+        small reads instead of re-cutting and re-hashing every window (the read path of
+        every request); None sends the caller down the full check."""
+        read = self.store.current_read(user_id)
+        state = read.state
+        if state is None or read.newest is None or state.events != read.events:
+            return None
+        if state.makers != self._makers_key():
+            return None
+        if state.valid_until is not None and self.clock() >= state.valid_until:
+            return None
+        return read.newest, read.history
 
     def history(self, user_id: str, limit: int | None = None) -> list[Profile]:
         profiles = self.update(user_id)
@@ -124,9 +149,11 @@ class Profiler:
         user_ids: Sequence[str],
         force: bool = False,
         on_progress: Callable[[int], None] | None = None,
+        then: Callable[[list[tuple[Profile, list[str]]]], object] | None = None,
     ) -> RefreshReport:
         """Bring many users up to date, generating their stale windows together so the
-        summarizer fills its batches across users. ``force`` regenerates every window."""
+        summarizer fills its batches across users. ``force`` regenerates every window.
+        ``then`` is given each round's (current profile, history) pairs once stored."""
         report = RefreshReport()
         for start in range(0, len(user_ids), USERS_PER_ROUND):
             chunk = list(dict.fromkeys(user_ids[start : start + USERS_PER_ROUND]))
@@ -143,9 +170,16 @@ class Profiler:
                 made: dict[str, list[Profile]] = {}
                 for profile in fresh:
                     made.setdefault(profile.user_id, []).append(profile)
-                writes = [self._apply(plan, made.get(plan.user_id, []))[1] for plan in plans]
-                self.store.save_profiles(writes)
+                applied = [self._apply(plan, made.get(plan.user_id, [])) for plan in plans]
+                self.store.save_profiles([write for _, write in applied])
                 report.add(plans, fresh)
+                if then:
+                    then(
+                        [
+                            (profiles[-1], plan.history)
+                            for (profiles, _), plan in zip(applied, plans)
+                        ]
+                    )
             if on_progress:
                 on_progress(len(chunk))
         return report
@@ -165,8 +199,10 @@ class Profiler:
 
     def _plan(self, user_id: str, refresh_newest: bool = False, stale_all: bool = False) -> _Plan:
         """The user's windows and which of them need a (new) profile."""
+        # Read first: an event arriving after it leaves the stored state behind, never ahead.
+        events_stamp = self.store.events_stamp(user_id)
         events = self.store.user_events(user_id)
-        windows = self._profiled_windows(user_id, events)
+        windows, closes_at = self._profiled_windows(user_id, events)
         stored = {p.window.index: p for p in self.store.profiles(user_id)}
         makers = self._makers()
         stale = [
@@ -178,7 +214,8 @@ class Profiler:
             or self._retry_due(stored[w.index])
             or (refresh_newest and w is windows[-1])
         ]
-        return _Plan(user_id, windows, stored, stale, [e.item_id for e in events])
+        history = [e.item_id for e in events]
+        return _Plan(user_id, windows, stored, stale, history, events_stamp, closes_at)
 
     def _retry_due(self, profile: Profile) -> bool:
         """A profile that fell back for a passing reason is made again: as soon as the model
@@ -203,7 +240,17 @@ class Profiler:
             # Unchanged windows are rewritten only when the history around them re-scored them.
             if before is None or profile.window.index in fresh or before.drift != profile.drift:
                 changed.append(profile)
-        return profiles, ProfileWrite(plan.user_id, changed, [w.index for w in plan.windows])
+        write = ProfileWrite(
+            plan.user_id, changed, [w.index for w in plan.windows], self._state(plan, profiles)
+        )
+        return profiles, write
+
+    def _state(self, plan: _Plan, profiles: Sequence[Profile]) -> ProfileState:
+        """What the profiles are now up to date with, for ``_unchanged`` to compare."""
+        valid_until = plan.closes_at
+        if any(p.provenance.get("transient") for p in profiles):
+            valid_until = 0.0  # a passing failure is retried by the full check (_retry_due)
+        return ProfileState(plan.events_stamp, self._makers_key(), valid_until)
 
     def source_key(self, window: Window, makers: str | None = None) -> str:
         """What a profile was made from and by: its events, the summarizer (model, prompt) and
@@ -216,17 +263,25 @@ class Profiler:
             sort_keys=True,
         )
 
-    def _profiled_windows(self, user_id: str, events: Sequence[Event]) -> list[Window]:
+    def _makers_key(self) -> str:
+        return content_hash(self._makers())
+
+    def _profiled_windows(
+        self, user_id: str, events: Sequence[Event]
+    ) -> tuple[list[Window], float | None]:
         """Closed windows, plus the open one once it holds enough events to say something
-        (or when it is all there is)."""
+        (or when it is all there is); and when the first open time window closes."""
         if not events:
             raise UnknownUser(user_id)
         items = self.store.get_items(e.item_id for e in events)
-        windows = cut_windows(events, items, self.settings.window_spec, self.clock())
+        spec = self.settings.window_spec
+        windows = cut_windows(events, items, spec, self.clock())
         usable = [
             w for w in windows if w.closed or len(w.events) >= self.settings.min_window_events
         ]
-        return usable or windows[-1:]
+        # Count windows close with events, which change the stamp; time windows with time.
+        open_ends = [w.end for w in windows if not w.closed] if spec.kind == "time" else []
+        return usable or windows[-1:], min(open_ends, default=None)
 
     def _make_profiles(self, windows: Sequence[tuple[str, Window]]) -> list[Profile]:
         """Summarize and embed (user, window) pairs, all in shared batches."""

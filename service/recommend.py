@@ -5,28 +5,28 @@ main one), one for the whole profile, the collaborative item-to-item model (what
 user's history, recent items first; fitted with the index), and popularity. Reciprocal-rank
 fusion combines them without calibrating their score scales against each other. An interest
 that found an item gives its reason; otherwise the source that contributed most does.
+
+The searches and the collaborative scores are made once per profile, history and index build
+and stored (`service/candidates.py`); popularity and the fusion run per request.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .embed import Embedder, normalize_rows
+from .candidates import SHARED_K, CandidateLists, CandidateSearch, lists_key, search_depth
+from .embed import Embedder
 from .itemindex import ItemIndex
 from .models import Profile
 from .store import Store
 
 RRF_K = 60
-# A search hit counts when its similarity is at least this share of the best hit's.
-CLOSE_MATCH = 0.5
 BACKFILL_WEIGHT = 0.001
 POPULAR_ITEMS = 10_000  # popularity beyond the top 10,000 says nothing useful
-LABEL_CACHE = 50_000
 
 
 @dataclass(frozen=True)
@@ -55,53 +55,21 @@ class _Popularity:
     ranked: list[str]
 
 
-class LabelVectors:
-    """Embeddings of interest labels, remembered: labels repeat across users and requests, and
-    encoding them is the costliest step of a request otherwise (a model forward pass)."""
-
-    def __init__(self, embedder: Embedder, size: int = LABEL_CACHE) -> None:
-        self.embedder = embedder
-        self.size = size
-        self._known: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, labels: Sequence[str]) -> np.ndarray:
-        if not labels:
-            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
-        with self._lock:
-            missing = list(dict.fromkeys(label for label in labels if label not in self._known))
-        if missing:  # encoded outside the lock: other requests go on meanwhile
-            fresh = dict(zip(missing, self.embedder.encode(missing)))
-            with self._lock:
-                self._known.update(fresh)
-                while len(self._known) > self.size:
-                    self._known.popitem(last=False)
-        with self._lock:
-            rows = []
-            for label in labels:
-                vector = self._known.get(label)
-                if vector is None:  # pushed out by a burst of new labels just now
-                    vector = self.embedder.encode([label])[0]
-                else:
-                    self._known.move_to_end(label)
-                rows.append(vector)
-        return np.stack(rows)
-
-
-# The reasons for the items a source explains, in their order; asked once per request, for the
-# returned items only (a reason may need a lookup).
-Explain = Callable[[list[str]], list[str]]
+# The reasons for the items (index rows) a source explains, in their order; asked once per
+# request, for the returned items only (a reason may need a lookup).
+Explain = Callable[[list[int]], list[str]]
 
 
 @dataclass
 class _Candidates:
-    """A ranked list from one source, its weight in the fusion and how to explain its hits.
+    """A ranked list from one source (rows of the item index, best first), its weight in the
+    fusion and how to explain its hits.
 
     An interest's reason goes first: "matches your interest 'Baking'" is what ties an item to
     the profile a person reads, so it explains an item whenever an interest found it, even
     when the collaborative model contributed more to its rank."""
 
-    ranked: list[str]
+    rows: np.ndarray
     weight: float
     explain: Explain
     explains_first: bool = False
@@ -109,6 +77,10 @@ class _Candidates:
 
 def _always(reason: str) -> Explain:
     return lambda items: [reason] * len(items)
+
+
+_PROFILE_REASON = _always("close to your recent profile as a whole")
+_POPULAR_REASON = _always("popular with other users")
 
 
 class Recommender:
@@ -123,10 +95,11 @@ class Recommender:
         self.embedder = embedder
         self.index = index
         self.weights = weights or FusionWeights()
-        self.label_vectors = LabelVectors(embedder)
+        self.search = CandidateSearch(embedder)
         self._popularity = _Popularity(None, [])
         self._popularity_lock = threading.Lock()
         self._popularity_refresh: threading.Thread | None = None
+        self._popular_in_index: tuple[object, np.ndarray] = (None, np.zeros(0, dtype=np.int64))
 
     def recommend(
         self, profile: Profile, k: int, history: list[str] | None = None
@@ -136,83 +109,93 @@ class Recommender:
         index = self.index()
         if history is None:
             history = [e.item_id for e in self.store.user_events(profile.user_id)]
-        seen = set(history)
-        popular = self._popularity_snapshot()  # one look per request, shared by two sources
-        depth = min(len(index), k + len(seen) + 50)
-        # One search for the interests and the whole profile: one pass over the index's lists.
-        queries = np.vstack([self._interest_queries(profile, index), profile.embedding[None]])
-        *interest_hits, profile_hits = index.search(queries, depth)
+        lists = self._lists(profile, history, index, k)
+        depth = search_depth(k, len(set(history)), len(index)) + len(set(history))
+        popular = self._popular_rows(index)[:depth]  # one look per request
         sources = [
-            *self._interest_candidates(profile, interest_hits),
-            *self._profile_candidates(profile_hits),
-            self._collaborative_candidates(history, index, depth + len(seen)),
-            self._popular_candidates(popular, depth + len(seen)),
-        ]
-        for source in sources[-2:]:
+            *self._interest_candidates(profile, lists.interests),
+            _Candidates(lists.profile_close, self.weights.profile, _PROFILE_REASON),
+            # The rest of the profile's search weighs almost nothing: it only decides among
+            # items no other source offered, so a user always gets k items when there are any.
+            _Candidates(lists.profile_rest, BACKFILL_WEIGHT, _PROFILE_REASON),
+            self._collaborative_candidates(lists, index),
             # Events may name items not in the catalog (yet); only indexed items are offered.
-            source.ranked = index.known(source.ranked)
-        return fuse(sources, seen, k)
+            _Candidates(popular[popular >= 0], self.weights.popularity, _POPULAR_REASON),
+        ]
+        return fuse(sources, index.rows_of(history), k, index.item_ids, index.id_order)
 
-    def _interest_queries(self, profile: Profile, index: ItemIndex) -> np.ndarray:
-        """One search vector per interest: the label says what, the evidence items say which
-        kind, so both are averaged."""
-        queries = np.zeros((len(profile.interests), index.manifest.dimension), dtype=np.float32)
-        labels = self.label_vectors([i.label for i in profile.interests])
-        for row, (interest, label_vector) in enumerate(zip(profile.interests, labels)):
-            evidence = index.vectors_of(interest.evidence)
-            taste = evidence.mean(axis=0) if len(evidence) else label_vector
-            queries[row] = label_vector + taste
-        return normalize_rows(queries)
+    def prepare(self, users: Sequence[tuple[Profile, list[str]]]) -> int:
+        """Make and store the candidate lists of these (current profile, history) pairs in one
+        write, skipping those stored already; how many were made. What `iprof refresh` runs
+        after the profiles, so the first request for each user finds them."""
+        index = self.index()
+        stored = {}
+        for profile, history in users:
+            key = lists_key(profile, history, index.manifest.build_id)
+            if self._stored(profile.user_id, key) is None:
+                lists = self.search.find(profile, history, index, SHARED_K)
+                stored[profile.user_id] = (profile.user_id, key, lists.to_bytes())
+        if stored:
+            self.store.save_candidate_lists(list(stored.values()))
+        return len(stored)
 
-    def _interest_candidates(
-        self, profile: Profile, hits: list[list[tuple[str, float]]]
-    ) -> list[_Candidates]:
+    def _lists(
+        self, profile: Profile, history: list[str], index: ItemIndex, k: int
+    ) -> CandidateLists:
+        """The stored lists when they were made from this profile, history and index;
+        otherwise made now, and stored for the next requests (once per change)."""
+        if k > SHARED_K:
+            return self.search.find(profile, history, index, k)
+        key = lists_key(profile, history, index.manifest.build_id)
+        lists = self._stored(profile.user_id, key)
+        if lists is None:
+            lists = self.search.find(profile, history, index, k)
+            self.store.save_candidate_lists([(profile.user_id, key, lists.to_bytes())])
+        return lists
+
+    def _stored(self, user_id: str, key: str) -> CandidateLists | None:
+        stored = self.store.candidate_lists(user_id)
+        return CandidateLists.from_bytes(stored[1]) if stored and stored[0] == key else None
+
+    def _interest_candidates(self, profile: Profile, found: list[np.ndarray]) -> list[_Candidates]:
         return [
             _Candidates(
-                ranked=close_matches(ranked),
+                rows=rows,
                 weight=self.weights.interests * interest.weight,
                 explain=_always(f"matches your interest '{interest.label}'"),
                 explains_first=True,
             )
-            for interest, ranked in zip(profile.interests, hits)
+            for interest, rows in zip(profile.interests, found)
         ]
 
-    def _profile_candidates(self, ranked: list[tuple[str, float]]) -> list[_Candidates]:
-        """The close matches of the whole profile, and the rest of that search as a backfill
-        that weighs almost nothing: it only decides among items no other source offered, so a
-        user always gets ``k`` items when the catalog has them."""
-        close = close_matches(ranked)
-        explain = _always("close to your recent profile as a whole")
-        return [
-            _Candidates(close, self.weights.profile, explain),
-            _Candidates([i for i, _ in ranked[len(close) :]], BACKFILL_WEIGHT, explain),
-        ]
+    def _collaborative_candidates(self, lists: CandidateLists, index: ItemIndex) -> _Candidates:
+        anchor_of = dict(zip(lists.collaborative.tolist(), lists.anchors.tolist()))
+        model_ids = index.collaborative.item_ids if index.collaborative else []
 
-    def _collaborative_candidates(
-        self, history: list[str], index: ItemIndex, depth: int
-    ) -> _Candidates:
-        model = index.collaborative
-        if model is None:
-            return _Candidates([], self.weights.collaborative, _always(""))
-        found = model.scores(history, depth)
-
-        def explain(items: list[str]) -> list[str]:
-            anchors = found.because_of(items)
-            titles = self.store.get_items(anchors.values())
+        def explain(rows: list[int]) -> list[str]:
+            anchors = [anchor_of.get(row, -1) for row in rows]
+            names = [model_ids[anchor] if anchor >= 0 else "" for anchor in anchors]
+            titles = self.store.get_items(name for name in names if name)
             return [
-                f"people who chose '{titles[a].title if a in titles else a}' also chose this"
-                for a in (anchors.get(i, "") for i in items)
+                f"people who chose '{titles[n].title if n in titles else n}' also chose this"
+                for n in names
             ]
 
-        return _Candidates(found.ranked, self.weights.collaborative, explain)
-
-    def _popular_candidates(self, popular: _Popularity, depth: int) -> _Candidates:
-        ranked = popular.ranked[:depth]
-        return _Candidates(ranked, self.weights.popularity, _always("popular with other users"))
+        return _Candidates(lists.collaborative, self.weights.collaborative, explain)
 
     def warm_up(self) -> None:
         """Count popularity now, so the first requests do not wait for it."""
         self._popularity_snapshot()
+
+    def _popular_rows(self, index: ItemIndex) -> np.ndarray:
+        """The popular items as rows of ``index`` (-1 for one it does not have), translated
+        once per ranking and index."""
+        popular = self._popularity_snapshot()
+        key = (popular.version, index.manifest.build_id)
+        cached = self._popular_in_index
+        if cached[0] != key:
+            cached = self._popular_in_index = (key, index.rows_of(popular.ranked, missing=-1))
+        return cached[1]
 
     def _popularity_snapshot(self) -> _Popularity:
         """The most popular items. Counting them reads every event, so once there is a ranking,
@@ -244,72 +227,83 @@ class Recommender:
         return _Popularity(version, [item for item, _ in self.store.popularity(POPULAR_ITEMS)])
 
 
-def close_matches(ranked: Sequence[tuple[str, float]]) -> list[str]:
-    """The hits of one search that are real matches: within reach of the best one. The tail of a
-    search is other topics; letting it vote would also give those items a wrong reason."""
-    if not ranked:
+def fuse(
+    sources: Sequence[_Candidates],
+    seen: np.ndarray,
+    k: int,
+    item_ids: Sequence[str],
+    id_order: np.ndarray,
+) -> list[Recommendation]:
+    """Weighted reciprocal-rank fusion over rows of the index; never a row in ``seen``. Ties
+    go to the smaller id (``id_order``: each row's place in id order). The reason comes from
+    the source that contributed most, among those that explain first if any found the item
+    (the first such source on a tie)."""
+    # About a thousand candidates a request: all of it in a few array operations, and the
+    # reasons settled for the returned items only.
+    # Masks, not np.isin: a lookup per candidate where isin sorts every list each time.
+    seen_mask = np.zeros(len(item_ids), dtype=bool)
+    seen_mask[seen] = True
+    unseen = [source.rows[~seen_mask[source.rows]] for source in sources]
+    rows = np.concatenate([np.zeros(0, dtype=np.int64), *unseen])
+    if not len(rows):
         return []
-    floor = ranked[0][1] * CLOSE_MATCH
-    return [item_id for item_id, score in ranked if score >= floor]
-
-
-def fuse(sources: Sequence[_Candidates], seen: set[str], k: int) -> list[Recommendation]:
-    """Weighted reciprocal-rank fusion; never an item in ``seen``. The reason comes from the
-    source that contributed most, among those that explain first if any found the item (the
-    first such source on a tie)."""
-    # About a thousand candidates a request: the loops are kept to the fewest dictionary
-    # operations per candidate, and the reasons are settled for the returned items only.
-    unseen = [[item_id for item_id in source.ranked if item_id not in seen] for source in sources]
-    score: dict[str, float] = {}
-    get = score.get
-    for source, ranked in zip(sources, unseen):
-        for item_id, contribution in zip(ranked, _reciprocal_ranks(source.weight, len(ranked))):
-            score[item_id] = get(item_id, 0.0) + contribution
-    top = _best(score, k)
-    explained_by: dict[int, list[str]] = defaultdict(list)
-    for item_id, position in zip(top, _explainers(sources, unseen, top)):
-        explained_by[position].append(item_id)
-    reasons: dict[str, str] = {}
-    for position, items in explained_by.items():
-        reasons.update(zip(items, sources[position].explain(items)))
+    contributions = np.concatenate(
+        [_reciprocal_ranks(source.weight, len(r)) for source, r in zip(sources, unseen)]
+    )
+    candidates, slot = np.unique(rows, return_inverse=True)
+    # Summed in source order, as a running total per item would be: the same floats.
+    totals = np.bincount(slot, weights=contributions)
+    top = _best(totals, id_order[candidates], k)
+    claims = contributions + np.concatenate(
+        [np.full(len(r), _lift(source)) for source, r in zip(sources, unseen)]
+    )
+    by_source = np.repeat(np.arange(len(sources)), [len(r) for r in unseen])
+    explainers = _explainers(slot, claims, by_source, top)
+    reasons: dict[int, str] = {}
+    for position in np.unique(explainers).tolist():
+        explained = top[explainers == position]
+        rows = candidates[explained].tolist()
+        reasons.update(zip(explained.tolist(), sources[position].explain(rows)))
     # Scores are scaled by 1000 only to make them readable; they are comparable within a list.
-    return [Recommendation(i, round(score[i] * 1000, 4), reasons[i]) for i in top]
+    return [
+        Recommendation(item_ids[row], round(total * 1000, 4), reasons[at])
+        for at, row, total in zip(top.tolist(), candidates[top].tolist(), totals[top].tolist())
+    ]
 
 
-def _reciprocal_ranks(weight: float, count: int) -> list[float]:
-    return [weight / rank for rank in range(RRF_K + 1, RRF_K + 1 + count)]
+def _reciprocal_ranks(weight: float, count: int) -> np.ndarray:
+    return weight / np.arange(RRF_K + 1, RRF_K + 1 + count, dtype=np.float64)
 
 
-def _best(score: dict[str, float], k: int) -> list[str]:
-    """The ``k`` best-scored items, best first, ties by id. Only the items at or above the
-    ``k``-th best score are sorted, not all of them."""
-    if len(score) > k:
-        values = np.fromiter(score.values(), dtype=np.float64, count=len(score))
-        floor = np.partition(values, len(values) - k)[len(values) - k]
-        candidates = [(item_id, value) for item_id, value in score.items() if value >= floor]
+def _lift(source: _Candidates) -> float:
+    return EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
+
+
+def _best(totals: np.ndarray, id_order: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best totals, best first, ties by id. Only the totals at or
+    above the ``k``-th best are sorted, not all of them."""
+    if len(totals) > k:
+        floor = np.partition(totals, len(totals) - k)[len(totals) - k]
+        picked = np.flatnonzero(totals >= floor)
     else:
-        candidates = list(score.items())
-    candidates.sort(key=lambda pair: (-pair[1], pair[0]))
-    return [item_id for item_id, _ in candidates[:k]]
+        picked = np.arange(len(totals))
+    order = np.lexsort((id_order[picked], -totals[picked]))  # the last key sorts first
+    return picked[order[:k]]
 
 
 def _explainers(
-    sources: Sequence[_Candidates], unseen: list[list[str]], items: list[str]
-) -> list[int]:
-    """For each item, the position of the source that contributed most to it, lifted for
-    sources that explain first (the first such source on a tie)."""
-    best: dict[str, tuple[float, int]] = {}
-    for position, (source, ranked) in enumerate(zip(sources, unseen)):
-        rank_of = dict(zip(ranked, range(RRF_K + 1, RRF_K + 1 + len(ranked))))
-        lift = EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
-        for item_id in items:
-            rank = rank_of.get(item_id)
-            if rank is None:
-                continue
-            claim = source.weight / rank + lift
-            if claim > best.get(item_id, (-1.0, 0))[0]:
-                best[item_id] = (claim, position)
-    return [best[item_id][1] for item_id in items]
+    slot: np.ndarray, claims: np.ndarray, by_source: np.ndarray, top: np.ndarray
+) -> np.ndarray:
+    """For each of the ``top`` candidates, the position of the source with the largest claim
+    on it (its contribution, lifted for sources that explain first); the first on a tie."""
+    is_top = np.zeros(slot.max() + 1, dtype=bool)
+    is_top[top] = True
+    wanted = is_top[slot]
+    slot, claims, by_source = slot[wanted], claims[wanted], by_source[wanted]
+    order = np.lexsort((by_source, -claims, slot))
+    first = np.unique(slot[order], return_index=True)[1]
+    best = dict(zip(slot[order][first].tolist(), by_source[order][first].tolist()))
+    return np.array([best[at] for at in top.tolist()], dtype=np.int64)
 
 
 # Larger than any contribution (a weight over RRF_K + 1): an explaining source always wins.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .itemindex import (
     build_index,
     load_index,
 )
-from .profiles import Profiler
+from .profiles import Profiler, RefreshReport
 from .ratelimit import RateLimiter
 from .recommend import Recommender
 from .store import Store
@@ -127,6 +128,17 @@ class Services:
     recommender: Recommender
     index: IndexHolder
     limiter: RateLimiter
+
+    def refresh_users(
+        self,
+        user_ids: Sequence[str],
+        force: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> RefreshReport:
+        """Profiles up to date for these users, then, when an index is loaded, their
+        recommendation candidate lists, so a request finds both ready (`iprof refresh`)."""
+        prepare = self.recommender.prepare if self.index.loaded else None
+        return self.profiler.refresh_users(user_ids, force, on_progress, then=prepare)
 
     def close(self) -> None:
         self.store.close()

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,47 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX profiles_by_window_end ON profiles (window_end);
         """,
     ),
+    (
+        # What a user's stored profiles were last found up to date with, so a read can tell
+        # "nothing changed" from a stamp instead of re-cutting and re-hashing every window;
+        # and the recommender's candidate lists for the current profile, kept for reuse.
+        "0006_read_path",
+        """
+        CREATE TABLE profile_state (
+            user_id     TEXT PRIMARY KEY,
+            events      TEXT NOT NULL,
+            makers      TEXT NOT NULL,
+            valid_until REAL
+        );
+        CREATE TABLE candidate_lists (
+            user_id TEXT PRIMARY KEY,
+            key     TEXT NOT NULL,
+            lists   BLOB NOT NULL
+        );
+        """,
+    ),
 ]
+
+
+@dataclass(frozen=True)
+class ProfileState:
+    """What a user's profiles were found up to date with: their events (``events_stamp``),
+    the summarizer and embedder (``makers``), and until when (time windows close with time;
+    None: until one of the others changes)."""
+
+    events: str
+    makers: str
+    valid_until: float | None
+
+
+@dataclass(frozen=True)
+class CurrentRead:
+    """One consistent read of what a recommendation needs when nothing changed."""
+
+    state: ProfileState | None
+    events: str  # the events stamp now
+    newest: Profile | None
+    history: list[str]  # item ids, oldest first
 
 
 @dataclass(frozen=True)
@@ -112,6 +152,8 @@ class IngestResult:
 # The columns of the hot reads, in the order of the Item and Event fields they fill.
 ITEM_COLUMNS = "item_id, title, text, categories, attributes"
 EVENT_COLUMNS = "event_id, user_id, item_id, type, ts, value"
+# Every table that holds something of a user: what a deletion empties.
+USER_TABLES = ("events", "profiles", "drift_reports", "profile_state", "candidate_lists")
 MMAP_BYTES = 1 << 30  # address space, not memory: pages are the OS's cache, shared
 PAGE_CACHE_KIB = 65_536
 
@@ -204,6 +246,7 @@ class Store:
             for item in items
         ]
         with self.transaction() as conn:
+            changed = _changed_items(conn, rows)
             conn.executemany(
                 """INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)
                    ON CONFLICT (item_id) DO UPDATE SET title=excluded.title, text=excluded.text,
@@ -211,6 +254,15 @@ class Store:
                    updated_at=excluded.updated_at""",
                 rows,
             )
+            # A profile summarises its items' text: the users of a new or changed item must
+            # have their windows checked again.
+            for start in range(0, len(changed), 500):
+                chunk = changed[start : start + 500]
+                conn.execute(
+                    "DELETE FROM profile_state WHERE user_id IN (SELECT user_id FROM events"
+                    f" WHERE item_id IN ({','.join('?' * len(chunk))}))",
+                    chunk,
+                )
         return len(rows)
 
     def get_items(self, item_ids: Iterable[str]) -> dict[str, Item]:
@@ -279,6 +331,11 @@ class Store:
         newest = self._query("SELECT MAX(seq) FROM events")[0][0]
         return int(newest or 0), self._deletions
 
+    def events_stamp(self, user_id: str) -> str:
+        """Changes whenever the user's events do: their count and newest sequence number
+        (read from the index alone)."""
+        return _events_stamp(self._tuples(_EVENTS_STAMP, (user_id,))[0])
+
     def user_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT DISTINCT user_id FROM events ORDER BY 1")]
 
@@ -328,6 +385,12 @@ class Store:
             for write in writes:
                 conn.executemany(_SAVE_PROFILE, [_profile_row(p) for p in write.profiles])
                 _keep_only_windows(conn, write.user_id, write.keep_windows)
+                if write.state is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO profile_state SELECT ?, ?, ?, ?"
+                        " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)",  # as profiles
+                        (write.user_id, *astuple(write.state), write.user_id),
+                    )
 
     def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
         """Drop profiles and drift reports of windows that no longer exist (events arrived
@@ -342,6 +405,51 @@ class Store:
             (user_id, -1 if limit is None else limit),
         )
         return [_profile_from_row(row) for row in reversed(rows)]
+
+    def current_read(self, user_id: str) -> CurrentRead:
+        """The user's profile state, events stamp, newest profile and history, read in one
+        transaction: a request that finds the state matching the stamp needs nothing else."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                state = self._conn.execute(
+                    "SELECT events, makers, valid_until FROM profile_state WHERE user_id = ?",
+                    (user_id,),
+                ).fetchone()
+                events = _events_stamp(self._conn.execute(_EVENTS_STAMP, (user_id,)).fetchone())
+                newest = self._conn.execute(
+                    "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT 1",
+                    (user_id,),
+                ).fetchone()
+                cursor = self._conn.cursor()
+                cursor.row_factory = None
+                history = cursor.execute(
+                    "SELECT item_id FROM events WHERE user_id = ? ORDER BY ts, seq", (user_id,)
+                ).fetchall()
+            finally:
+                self._conn.execute("COMMIT")
+        return CurrentRead(
+            state=ProfileState(*state) if state else None,
+            events=events,
+            newest=_profile_from_row(newest) if newest else None,
+            history=[row[0] for row in history],
+        )
+
+    def candidate_lists(self, user_id: str) -> tuple[str, bytes] | None:
+        """The recommender's stored candidate lists for the user and the key they were made
+        for, if any."""
+        rows = self._tuples("SELECT key, lists FROM candidate_lists WHERE user_id = ?", (user_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def save_candidate_lists(self, lists: Sequence[tuple[str, str, bytes]]) -> None:
+        """(user id, key, lists) rows, one transaction; a user without events any more is
+        skipped (deleted meanwhile)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO candidate_lists SELECT ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)",
+                [(user, key, blob, user) for user, key, blob in lists],
+            )
 
     def recent_drifts(self, limit: int) -> list[Profile]:
         """Each user's latest window with detected drift, the most recent first."""
@@ -400,7 +508,7 @@ class Store:
         """Remove everything kept about a user; False when there was nothing."""
         with self.transaction() as conn:
             removed = 0
-            for table in ("events", "profiles", "drift_reports"):
+            for table in USER_TABLES:
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE user_id = ?", (user_id,)
                 ).rowcount
@@ -418,6 +526,33 @@ class ProfileWrite:
     user_id: str
     profiles: Sequence[Profile]  # new or changed
     keep_windows: Sequence[int]  # every window the user has now
+    state: ProfileState | None = None  # what they are all up to date with
+
+
+_EVENTS_STAMP = "SELECT COUNT(*), MAX(seq) FROM events WHERE user_id = ?"
+
+
+def _events_stamp(row: Sequence[Any]) -> str:
+    return f"{row[0]}:{row[1] or 0}"
+
+
+def _changed_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Ids of the rows (as upserted) that are new or whose text or categories differ."""
+    changed = []
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        stored = {
+            row[0]: row[1:]
+            for row in cursor.execute(
+                "SELECT item_id, title, text, categories FROM items"
+                f" WHERE item_id IN ({','.join('?' * len(chunk))})",
+                [row[0] for row in chunk],
+            )
+        }
+        changed += [row[0] for row in chunk if stored.get(row[0]) != tuple(row[1:4])]
+    return changed
 
 
 _SAVE_PROFILE = """INSERT OR REPLACE INTO profiles

@@ -1,5 +1,7 @@
 """The REST contract in-process: lifespan running, fake embedder, real SQLite and FAISS."""
 
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -326,3 +328,27 @@ def test_user_reads_answer_exactly_their_documented_model(loaded, route):
     assert answer.headers["content-type"] == "application/json"
     body = answer.json()
     assert models[route].model_validate(body).model_dump(mode="json") == body
+
+
+def test_handler_threads_search_with_one_openmp_thread():
+    """OpenMP settings are per thread: the handler threads must set their own (see _answer)."""
+    import faiss
+
+    from service.api import _in_handler_thread
+
+    def threads_seen(run) -> int:
+        seen = []
+        thread = threading.Thread(
+            target=lambda: run(lambda: seen.append(faiss.omp_get_max_threads()))
+        )
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    if threads_seen(lambda count: count()) == 1:
+        pytest.skip("one OpenMP thread by default on this machine: nothing to tell apart")
+
+    def in_handler(count) -> None:
+        _in_handler_thread(lambda: (count(), RecommendationsOut(user_id="u", items=[]))[1])
+
+    assert threads_seen(in_handler) == 1

@@ -23,7 +23,8 @@ def test_neighbours_follow_co_consumption_and_name_their_anchor():
     assert model is not None and set(model.item_ids) == {"a", "b", "x", "y"}
     found = model.scores(["x", "a"], depth=3)
     assert set(found.ranked) == {"b", "y"}
-    assert found.because_of(["b", "y"]) == {"b": "a", "y": "x"}
+    anchors = [model.item_ids[row] for row in found.anchors().tolist()]
+    assert dict(zip(found.ranked, anchors)) == {"b": "a", "y": "x"}
     assert "a" not in model.scores(["x"], depth=3).ranked  # never seen with 'x'
 
 
@@ -41,7 +42,7 @@ def test_too_little_data_gives_no_model_and_unknown_history_no_scores():
     assert fit_item_model([("u", "a"), ("v", "a")]) is None
     model = fit_item_model(_pairs(), regularization=1.0)
     assert model.scores(["not-in-the-model"], depth=5).ranked == []
-    assert model.scores([], depth=5).because_of(["a"]) == {}
+    assert model.scores([], depth=5).anchors().tolist() == []
 
 
 def test_model_is_stored_with_the_index_and_checked_on_load(tmp_path, embedder):

@@ -77,12 +77,12 @@ def test_empty_catalog_builds_nothing(tmp_path, embedder):
 def test_the_index_type_follows_the_catalog_size_and_the_memory_budget():
     assert choose_index(1_000, 384).factory == "Flat"
     million = choose_index(1_000_000, 384)
-    assert million.factory == "IVF1024,Flat" and million.nprobe == 16
-    assert "1,465 MB" in million.reason
-    squeezed = choose_index(1_000_000, 384, memory_budget_mb=1_000)
+    assert million.factory == "IVF1024,SQfp16" and million.nprobe == 16
+    assert "732 MB" in million.reason  # half precision
+    squeezed = choose_index(1_000_000, 384, memory_budget_mb=700)
     assert squeezed.factory == "IVF1024,PQ48" and "exceed" in squeezed.reason
     assert choose_index(100_000, 100, memory_budget_mb=1).factory == "IVF1024,PQ10"
-    assert choose_index(60_000, 384).factory == "IVF1024,Flat"  # about 4 sqrt(n) lists
+    assert choose_index(60_000, 384).factory == "IVF1024,SQfp16"  # about 4 sqrt(n) lists
 
 
 def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path, monkeypatch):

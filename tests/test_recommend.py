@@ -1,54 +1,91 @@
 import random
 
+import numpy as np
+
 from service.config import Settings
 from service.embed import HashingEmbedder
 from service.extractive import ExtractiveSummarizer
-from service.itemindex import build_index, load_index
+from service.itemindex import _ranks_of, build_index, load_index
 from service.models import Event
 from service.profiles import Profiler
-from service.recommend import RRF_K, Recommender, _Candidates, fuse
+from service.recommend import EXPLAINS_FIRST_LIFT, RRF_K, Recommender, _Candidates, fuse
 from tests.conftest import topic_items
 
 
-def _each(source):
-    return lambda items: [f"{source}:{i}" for i in items]
+def _each(source, catalog):
+    return lambda rows: [f"{source}:{catalog.item_ids[row]}" for row in rows]
+
+
+class _Catalog:
+    """Item ids as rows of an index, listed out of id order so ties by id are really tested."""
+
+    def __init__(self, item_ids):
+        self.item_ids = list(item_ids)
+        self.row = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        self.id_order = _ranks_of(self.item_ids)
+
+    def candidates(self, ranked, weight, explain, explains_first=False):
+        rows = np.array([self.row[i] for i in ranked], dtype=np.int64)
+        return _Candidates(rows, weight, explain, explains_first)
+
+    def fuse(self, sources, seen, k):
+        seen_rows = np.array([self.row[i] for i in seen], dtype=np.int64)
+        return fuse(sources, seen_rows, k, self.item_ids, self.id_order)
 
 
 def test_fusion_rewards_agreement_excludes_seen_and_explains():
+    catalog = _Catalog(["d", "a", "c", "b"])
     sources = [
-        _Candidates(["a", "b", "c"], 1.0, _each("interest")),
-        _Candidates(["c", "d"], 0.5, _each("co")),
+        catalog.candidates(["a", "b", "c"], 1.0, _each("interest", catalog)),
+        catalog.candidates(["c", "d"], 0.5, _each("co", catalog)),
     ]
-    ranked = fuse(sources, seen={"a"}, k=3)
+    ranked = catalog.fuse(sources, seen={"a"}, k=3)
     assert [r.item_id for r in ranked] == ["c", "b", "d"]
     assert ranked[0].reason == "interest:c"  # rank 2 of weight 1 beats rank 1 of weight 0.5
     assert ranked[2].reason == "co:d"
     assert ranked[0].score > ranked[1].score > ranked[2].score
     # An interest explains an item it found even when another source weighed more.
-    sources[1] = _Candidates(["c", "d"], 5.0, _each("co"))
-    sources[0] = _Candidates(["a", "b", "c"], 1.0, _each("interest"), explains_first=True)
-    ranked = fuse(sources, seen={"a"}, k=3)
+    sources[1] = catalog.candidates(["c", "d"], 5.0, _each("co", catalog))
+    sources[0] = catalog.candidates(
+        ["a", "b", "c"], 1.0, _each("interest", catalog), explains_first=True
+    )
+    ranked = catalog.fuse(sources, seen={"a"}, k=3)
     assert [r.reason for r in ranked] == ["interest:c", "co:d", "interest:b"]
 
 
-def test_fusion_returns_the_k_best_of_all_candidates_with_ties_by_id():
+def test_fusion_returns_the_k_best_of_all_candidates_with_ties_by_id_and_their_reasons():
     rng = random.Random(5)
     pool = [f"i{n:03d}" for n in range(200)]
+    catalog = _Catalog(rng.sample(pool, len(pool)))
     for _ in range(200):
         sources = [
-            _Candidates(rng.sample(pool, rng.randint(0, 150)), rng.choice([1.0, 0.5]), _each(s))
+            catalog.candidates(
+                rng.sample(pool, rng.randint(0, 150)),
+                rng.choice([1.0, 0.5]),
+                _each(s, catalog),
+                explains_first=rng.random() < 0.3,
+            )
             for s in range(rng.randint(1, 6))
         ]
         seen = set(rng.sample(pool, 20))
         k = rng.randint(1, 15)
-        # The same fusion over every candidate, sorted in full: what the top-k shortcut keeps.
+        # The same fusion item by item over every candidate, sorted in full: what the array
+        # version with its top-k shortcut must return, reasons included.
         total: dict[str, float] = {}
-        for source in sources:
-            unseen = [i for i in source.ranked if i not in seen]
+        claim: dict[str, tuple[float, int]] = {}
+        for position, source in enumerate(sources):
+            unseen = [catalog.item_ids[r] for r in source.rows.tolist()]
+            unseen = [i for i in unseen if i not in seen]
+            lift = EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
             for rank, item_id in enumerate(unseen, start=RRF_K + 1):
                 total[item_id] = total.get(item_id, 0.0) + source.weight / rank
+                if source.weight / rank + lift > claim.get(item_id, (-1.0, 0))[0]:
+                    claim[item_id] = (source.weight / rank + lift, position)
         expected = sorted(total, key=lambda i: (-total[i], i))[:k]
-        assert [r.item_id for r in fuse(sources, seen, k)] == expected
+        ranked = catalog.fuse(sources, seen, k)
+        assert [r.item_id for r in ranked] == expected
+        assert [r.reason for r in ranked] == [f"{claim[i][1]}:{i}" for i in expected]
+        assert [r.score for r in ranked] == [round(total[i] * 1000, 4) for i in expected]
 
 
 def _seed(store, tmp_path, embedder):

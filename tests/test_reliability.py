@@ -18,7 +18,7 @@ from service import itemindex
 from service.api import create_app
 from service.models import Event
 from service.ratelimit import RateLimiter
-from service.store import Store
+from service.store import USER_TABLES, Store
 from tests.conftest import topic_items
 from tests.test_api import _error, _events, _items_body
 
@@ -293,13 +293,18 @@ def test_after_delete_nothing_of_the_user_remains_in_the_database(served, settin
     user = "erase-me-7f3a"
     served.post("/v1/events", json={"events": _events(user, [f"baking-{n:02d}" for n in range(8)])})
     assert served.get(f"/v1/users/{user}/drift").status_code == 200
-    assert served.delete(f"/v1/users/{user}").status_code == 204
+    assert served.get(f"/v1/users/{user}/recommendations").status_code == 200
     conn = sqlite3.connect(settings.database_path)
-    for table in ("events", "profiles", "drift_reports"):
-        assert (
+
+    def rows() -> list[int]:
+        return [
             conn.execute(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", (user,)).fetchone()[0]
-            == 0
-        )
+            for table in USER_TABLES
+        ]
+
+    assert all(rows())  # every table held something of the user
+    assert served.delete(f"/v1/users/{user}").status_code == 204
+    assert rows() == [0] * len(USER_TABLES)
     conn.close()
     raw = b"".join(p.read_bytes() for p in settings.data_dir.iterdir() if p.is_file())
     assert user.encode() not in raw  # not in free pages, not in the WAL either

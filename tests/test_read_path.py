@@ -1,0 +1,201 @@
+"""The read path of a request: the stored profile state and the stored candidate lists, each used
+only while everything it was made from is unchanged."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from service import candidates as candidates_module
+from service.candidates import SHARED_K, CandidateLists
+from service.config import Settings
+from service.embed import HashingEmbedder
+from service.extractive import ExtractiveSummarizer
+from service.itemindex import build_index, load_index
+from service.models import Event, Item
+from service.profiles import Profiler
+from service.recommend import Recommender
+from service.services import build_services
+from tests.conftest import topic_items
+
+
+def _events(user, items, start=1_000):
+    return [
+        Event(f"{user}-{start + n}", user, item, "view", start + n) for n, item in enumerate(items)
+    ]
+
+
+def _seed(store, tmp_path, embedder, users=("me",)):
+    store.upsert_items(topic_items())
+    for user in users:
+        store.add_events(_events(user, [f"baking-{n:02d}" for n in range(8)]))
+    store.add_events(_events("other", ["baking-00", "baking-09", "astronomy-01"]))
+    build_index(
+        store.iter_items(),
+        embedder,
+        tmp_path / "index",
+        progress=False,
+        interactions=store.iter_user_items(),
+    )
+
+
+def _read_path(profiler, store, monkeypatch, user="me"):
+    """current_with_history, and whether it took the full check (which reads the events)."""
+    full_checks = []
+    monkeypatch.setattr(
+        store, "user_events", lambda u, read=store.user_events: full_checks.append(u) or read(u)
+    )
+    profile, history = profiler.current_with_history(user)
+    monkeypatch.undo()
+    return profile, history, bool(full_checks)
+
+
+@pytest.fixture
+def profiler(store, tmp_path):
+    embedder = HashingEmbedder()
+    _seed(store, tmp_path, embedder)
+    made = Profiler(store, ExtractiveSummarizer(), embedder, Settings(window="6e"))
+    made.refresh_users(["me"])
+    return made
+
+
+def test_an_unchanged_user_is_read_from_the_stored_state(profiler, store, monkeypatch):
+    profile, history, full = _read_path(profiler, store, monkeypatch)
+    assert not full
+    newest = store.profiles("me")[-1]
+    assert (profile.source_key, profile.created_at) == (newest.source_key, newest.created_at)
+    assert np.array_equal(profile.embedding, newest.embedding)
+    assert history == [e.item_id for e in store.user_events("me")]
+
+
+def test_new_events_send_the_read_down_the_full_check(profiler, store, monkeypatch):
+    assert profiler.current("me").window.index == 0  # the second window is too short yet
+    store.add_events(_events("me", ["astronomy-02", "astronomy-03", "astronomy-04"], 5_000))
+    profile, history, full = _read_path(profiler, store, monkeypatch)
+    assert full and history[-1] == "astronomy-04" and profile.window.index == 1
+    assert not _read_path(profiler, store, monkeypatch)[2]  # and the state is stored again
+
+
+def test_changed_item_text_clears_the_state_of_its_users_only(profiler, store, monkeypatch):
+    item = store.get_items(["baking-02"])["baking-02"]  # in the profiled window
+    store.upsert_items([item])  # the same text: nothing to redo
+    assert not _read_path(profiler, store, monkeypatch)[2]
+    before = profiler.current("me")
+    store.upsert_items([Item("astronomy-09", "Unrelated", "an item nobody here has")])
+    assert not _read_path(profiler, store, monkeypatch)[2]
+    store.upsert_items([replace(item, text="now about sourdough starters")])
+    profile, _, full = _read_path(profiler, store, monkeypatch)
+    assert full and profile.source_key != before.source_key
+
+
+def test_another_summarizer_sends_the_read_down_the_full_check(profiler, store, monkeypatch):
+    class Renamed(ExtractiveSummarizer):
+        def describe(self):
+            return {**super().describe(), "variant": "renamed"}
+
+    other = Profiler(store, Renamed(), profiler.embedder, profiler.settings)
+    profile, _, full = _read_path(other, store, monkeypatch)
+    assert full and profile.source_key != profiler.current("me").source_key
+
+
+def test_time_windows_leave_the_stored_state_when_a_window_closes(store, tmp_path, monkeypatch):
+    embedder = HashingEmbedder()
+    _seed(store, tmp_path, embedder)
+    now = [1_500.0]  # the events are at 1000-1007: the first hour's window is still open
+    profiler = Profiler(
+        store, ExtractiveSummarizer(), embedder, Settings(window="1h"), clock=lambda: now[0]
+    )
+    profiler.refresh_users(["me"])
+    assert not _read_path(profiler, store, monkeypatch)[2]
+    now[0] = 3_600.0  # the window's end: the windows must be cut again
+    assert _read_path(profiler, store, monkeypatch)[2]
+
+
+def test_a_passing_failure_is_always_checked_again(store, tmp_path, monkeypatch):
+    class Failing(ExtractiveSummarizer):
+        def summarize(self, windows):
+            summaries = super().summarize(windows)
+            return [
+                replace(s, provenance={**s.provenance, "transient": "timeout"}) for s in summaries
+            ]
+
+    embedder = HashingEmbedder()
+    _seed(store, tmp_path, embedder)
+    profiler = Profiler(store, Failing(), embedder, Settings(window="6e"))
+    profiler.refresh_users(["me"])
+    assert _read_path(profiler, store, monkeypatch)[2]
+
+
+def test_candidate_lists_round_trip_through_bytes():
+    lists = CandidateLists(
+        interests=[np.array([3, 1]), np.array([], dtype=np.int64), np.array([7])],
+        profile_close=np.array([2]),
+        profile_rest=np.array([9, 8, 5]),
+        collaborative=np.array([4, 6]),
+        anchors=np.array([0, -1]),
+    )
+    again = CandidateLists.from_bytes(lists.to_bytes())
+    assert [a.tolist() for a in again.interests] == [[3, 1], [], [7]]
+    for name in ("profile_close", "profile_rest", "collaborative", "anchors"):
+        assert getattr(again, name).tolist() == getattr(lists, name).tolist()
+
+
+@pytest.fixture
+def counted_searches(monkeypatch):
+    searches = []
+    real = candidates_module.CandidateSearch.find
+
+    def find(self, profile, history, index, k):
+        searches.append(profile.user_id)
+        return real(self, profile, history, index, k)
+
+    monkeypatch.setattr(candidates_module.CandidateSearch, "find", find)
+    return searches
+
+
+def test_a_request_stores_its_lists_and_the_next_ones_reuse_them(
+    profiler, store, tmp_path, counted_searches
+):
+    embedder = profiler.embedder
+    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    profile, history = profiler.current_with_history("me")
+    first = recommender.recommend(profile, 5, history)
+    assert counted_searches == ["me"] and store.candidate_lists("me") is not None
+    assert recommender.recommend(profile, 5, history) == first  # from the stored lists
+    assert recommender.recommend(profile, SHARED_K, history)[:5] == first
+    assert counted_searches == ["me"]
+    recommender.recommend(profile, SHARED_K + 1, history)  # deeper than the lists: its own
+    assert counted_searches == ["me", "me"]
+    # A fresh recommender (another worker) finds them too; the live lists give the same.
+    fresh = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    assert fresh.recommend(profile, 5, history) == first
+    assert counted_searches == ["me", "me"]
+
+
+def test_lists_are_made_again_for_new_events_or_a_new_index_build(
+    profiler, store, tmp_path, counted_searches
+):
+    embedder = profiler.embedder
+    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    recommender.recommend(*profiler.current_with_history("me")[:1], 5)
+    store.add_events(_events("me", ["astronomy-03"], start=9_000))
+    profile, history = profiler.current_with_history("me")
+    picks = recommender.recommend(profile, 5, history)
+    assert counted_searches == ["me", "me"] and "astronomy-03" not in {p.item_id for p in picks}
+    build_index(store.iter_items(), embedder, tmp_path / "index", progress=False)
+    recommender.recommend(profile, 5, history)
+    assert counted_searches == ["me", "me", "me"]
+
+
+def test_refresh_prepares_the_lists_of_every_user(settings, tmp_path, counted_searches):
+    services = build_services(settings)
+    _seed(services.store, tmp_path, services.embedder, users=("me", "you"))
+    services.index.load()
+    services.refresh_users(["me", "you", "other"])
+    assert sorted(counted_searches) == ["me", "other", "you"]
+    assert all(services.store.candidate_lists(u) for u in ("me", "you", "other"))
+    services.refresh_users(["me", "you", "other"])  # nothing changed: nothing searched again
+    profile, history = services.profiler.current_with_history("you")
+    services.recommender.recommend(profile, 10, history)
+    assert len(counted_searches) == 3
+    services.close()
