@@ -90,6 +90,11 @@ def _search_tables(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool
     candidates = [n for n in (4, 8, 16, 32, 64, 128) if n <= lists]
     for nprobe in candidates:
         _search_row(index, query_sets, truths, nprobe, exact_qps, "")
+    gpu_index = _on_gpu(index)
+    if gpu_index is not None:
+        probes = None if gpu_index.gpu.exact else index.manifest.nprobe
+        note = f" on GPU, {gpu_index.gpu.name}"
+        _search_row(gpu_index, query_sets, truths, probes, exact_qps, note)
     if not lists:
         return
     # The same lists with full-precision vectors: what the half-precision ones are measured by.
@@ -101,6 +106,20 @@ def _search_tables(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool
         pq_index = _rebuilt_as(index, choice.factory, choice.reason)
         for nprobe in candidates:
             _search_row(pq_index, query_sets, truths, nprobe, exact_qps, " (re-ranked)")
+
+
+def _on_gpu(index):  # type: ignore[no-untyped-def]
+    """The index as the service searches it where there is a GPU (service/gpu_search.py);
+    None without one."""
+    from service import itemindex
+    from service.gpu_search import gpu_search
+
+    found = gpu_search(index._index, index.vectors, index.manifest.nprobe)
+    if found is None:
+        return None
+    return itemindex.ItemIndex(
+        index._index, index.item_ids, index.vectors, index.manifest, gpu=found
+    )
 
 
 def _encoded(embedder: SentenceTransformerEmbedder, chunks) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -126,8 +145,9 @@ def _search_row(index, query_sets, truths, nprobe, exact_qps, note) -> None:  # 
     ]
     qps = _qps(lambda q: index.search(q, 10, nprobe=nprobe), query_sets["held-out"])
     default = " (default)" if nprobe == index.manifest.nprobe else ""
+    probed = "-" if nprobe is None else f"{nprobe}{default}"
     print(
-        f"| {index.manifest.factory}{note} | {nprobe}{default} | {recalls[0]:.3f} "
+        f"| {index.manifest.factory}{note} | {probed} | {recalls[0]:.3f} "
         f"| {recalls[1]:.3f} | {qps:,.0f} | {qps / exact_qps:.1f}x |"
     )
 

@@ -4,6 +4,7 @@ Usage:
     python scripts/load_test.py                                # 100k items, 10k users, 60 s/rate
     python scripts/load_test.py --items 2000 --users 200 --rates 20,50 --duration 5   # quick look
     python scripts/load_test.py --profile 500                  # where a request's time goes
+    python scripts/load_test.py --rates 200 --compare ../before  # and an older checkout's
 
 The first run prepares a synthetic catalog and event log (service/synthetic.py) in --work, builds
 the index and profiles every user (as `iprof refresh --all` would); later runs reuse them
@@ -11,8 +12,10 @@ the index and profiles every user (as `iprof refresh --all` would); later runs r
 (--warmup seconds at 50 req/s, not counted) and drives it open-loop: request i is sent at
 start + i/rate whatever the earlier ones are doing, and its latency counts from then, so a
 slow server cannot slow the generator down and hide its own queueing (coordinated omission).
-Each rate is bounded in requests (rate x duration) and in time. Users are drawn uniformly, so
-most requests are for a user not asked for before: no cache helps.
+Requests go over --connections keep-alive connections opened first, as that many clients
+would hold them. Each rate is bounded in requests (rate x duration) and in time. Users are
+drawn uniformly, so most requests are for a user not asked for before. Each row also gives
+the server's CPU time per request and each worker's share of it (from /proc).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -71,7 +75,8 @@ def prepare(
 
 
 class Pool:
-    """Keep-alive HTTP/1.1 connections on loopback; a request waits for a free one."""
+    """Keep-alive HTTP/1.1 connections on loopback; a request takes the connection idle
+    longest, or opens one, up to ``size``; past that it waits for a free one."""
 
     def __init__(self, host: str, port: int, size: int) -> None:
         self.host, self.port = host, port
@@ -79,6 +84,12 @@ class Pool:
             asyncio.Queue()
         )
         self.slots = asyncio.Semaphore(size)
+
+    async def open(self, count: int) -> None:
+        """``count`` connections now, as that many clients would hold: requests spread over
+        them, and so over the server's workers, which each take their share of connections."""
+        for _ in range(count):
+            self.idle.put_nowait(await asyncio.open_connection(self.host, self.port))
 
     async def get(self, path: str) -> int:
         async with self.slots:
@@ -104,10 +115,14 @@ class Pool:
             return status
 
 
-async def drive(pool: Pool, paths: list[str], rate: float) -> tuple[list[float], int]:
-    """Send paths[i] at start + i/rate; (latencies of the 200s in ms, errors)."""
+async def drive(
+    pool: Pool, paths: list[str], rate: float, connections: int = 0
+) -> tuple[list[float], int]:
+    """Send paths[i] at start + i/rate over ``connections`` opened first (and more when
+    they are all busy); (latencies of the 200s in ms, errors)."""
     latencies: list[float] = []
     errors = 0
+    await pool.open(connections)
 
     async def one(path: str, due: float) -> None:
         nonlocal errors
@@ -143,37 +158,82 @@ def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def run_rates(
-    base: str, user_ids: list[str], rates: list[float], duration: float, k: int, warmup: float
+    base: str,
+    user_ids: list[str],
+    rates: list[float],
+    options: argparse.Namespace,
+    workers: list[int],
 ) -> None:
     host, port = base.split("//")[1].split(":")
     chooser = random.Random(7)
-    if warmup:
+    k, connections = options.k, options.connections
+    if options.warmup:
         # Not measured: until every worker process has loaded its index and counted popularity
         # (/ready answers as soon as one has), the first rate would be served by fewer workers.
-        paths = [_path(chooser, user_ids, k) for _ in range(int(WARMUP_RATE * warmup))]
-        _, errors = run_loop(drive(Pool(host, int(port), MAX_CONNECTIONS), paths, WARMUP_RATE))
-        print(f"warm-up: {len(paths)} requests at {WARMUP_RATE:g}/s, {errors} errors, not counted")
-    print("\n| rate (req/s) | sent | errors | achieved | p50 ms | p90 ms | p99 ms | max ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for rate in rates:
-        paths = [_path(chooser, user_ids, k) for _ in range(int(rate * duration))]
+        paths = [_path(chooser, user_ids, k) for _ in range(int(WARMUP_RATE * options.warmup))]
         pool = Pool(host, int(port), MAX_CONNECTIONS)
+        _, errors = run_loop(drive(pool, paths, WARMUP_RATE, connections))
+        print(f"warm-up: {len(paths)} requests at {WARMUP_RATE:g}/s, {errors} errors, not counted")
+    print(
+        "\n| rate (req/s) | sent | errors | achieved | p50 ms | p90 ms | p99 ms | max ms "
+        "| server CPU ms/req | workers' shares |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for rate in rates:
+        paths = [_path(chooser, user_ids, k) for _ in range(int(rate * options.duration))]
+        pool = Pool(host, int(port), MAX_CONNECTIONS)
+        cpu_before = _cpu_seconds(workers)
         started = time.perf_counter()
-        latencies, errors = run_loop(drive(pool, paths, rate))
+        latencies, errors = run_loop(drive(pool, paths, rate, connections))
         elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds(workers) - cpu_before
         p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if latencies else (0, 0, 0)
+        shares = "/".join(f"{share:.0%}" for share in cpu / max(cpu.sum(), 1e-9))
         print(
             f"| {rate:g} | {len(paths)} | {errors} | {len(paths) / elapsed:.1f} | {p50:.1f} "
-            f"| {p90:.1f} | {p99:.1f} | {max(latencies, default=0):.1f} |",
+            f"| {p90:.1f} | {p99:.1f} | {max(latencies, default=0):.1f} "
+            f"| {1000 * cpu.sum() / len(paths):.2f} | {shares} |",
             flush=True,
         )
+
+
+def _cpu_seconds(pids: list[int]) -> np.ndarray:
+    """CPU time (user + system) each process has used, from /proc (zeros elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    used = []
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used.append((int(fields[11]) + int(fields[12])) / ticks)
+        except (OSError, IndexError, ValueError):
+            used.append(0.0)
+    return np.array(used)
+
+
+def _workers(server: subprocess.Popen[bytes]) -> list[int]:
+    """The server's worker processes: its children but multiprocessing's resource tracker
+    (itself when it has none)."""
+    try:
+        found = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        workers = [
+            int(pid)
+            for pid in found
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+    except OSError:
+        return [server.pid]
+    return workers or [server.pid]
 
 
 def _path(chooser: random.Random, user_ids: list[str], k: int) -> str:
     return f"/v1/users/{chooser.choice(user_ids)}/recommendations?k={k}"
 
 
-def start_server(settings: Settings, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(
+    settings: Settings, port: int, workers: int, code: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``iprof serve`` of this checkout; with ``code``, another checkout's service (an older
+    commit, say) served by uvicorn's own workers, as its ``iprof serve`` did."""
     env = {
         **os.environ,
         "IPROF_DATA_DIR": str(settings.data_dir),
@@ -181,10 +241,15 @@ def start_server(settings: Settings, port: int, workers: int) -> subprocess.Pope
         "IPROF_EMBED_MODEL": settings.embed_model or "",
         "HF_HUB_OFFLINE": "1",
     }
-    iprof = Path(sys.executable).with_name("iprof")
+    command = [str(Path(sys.executable).with_name("iprof")), "serve"]
+    if code is not None:
+        env["PYTHONPATH"] = str(code.resolve())
+        uvicorn = Path(sys.executable).with_name("uvicorn")
+        command = [str(uvicorn), "service.api:create_app", "--factory", "--app-dir", str(code)]
     server = subprocess.Popen(
-        [str(iprof), "serve", "--port", str(port), "--workers", str(workers), "--no-access-log"],
+        [*command, "--port", str(port), "--workers", str(workers), "--no-access-log"],
         env=env,
+        cwd=code,  # uvicorn puts the working directory first on the import path too
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -240,7 +305,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--workers", type=int, default=2, help="server processes (one per core)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=32,
+        help="keep-alive connections opened up front, as many clients would hold (0: open "
+        "them only when all are busy, as one client with a pool would)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="profile N requests in process")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="then the same rates against another checkout's service (e.g. a git worktree of "
+        "an older commit), on the same data",
+    )
     parser.add_argument(
         "--rebuild-index", action="store_true", help="rebuild the index of an existing work folder"
     )
@@ -258,15 +336,22 @@ def main(argv: list[str] | None = None) -> int:
         profile_requests(services, user_ids, args.profile, args.k)
         return 0
     services.close()
-    server = start_server(settings, args.port, args.workers)
-    try:
-        rates = [float(r) for r in args.rates.split(",")]
-        run_rates(
-            f"http://127.0.0.1:{args.port}", user_ids, rates, args.duration, args.k, args.warmup
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    # The generator's own pauses count as the server's latency (requests leave late). With the
+    # prepared index and models still referenced here, each full collection of the generator
+    # walked them: about 0.5 s, the slowest "request" of several runs and 0.8% of a 200 req/s
+    # minute queued behind it. Released, and what remains frozen out of the collector.
+    del services
+    gc.collect()
+    gc.freeze()
+    rates = [float(r) for r in args.rates.split(",")]
+    for code in [None, *([args.compare] if args.compare else [])]:
+        print(f"\nserved from {code or 'this checkout'}")
+        server = start_server(settings, args.port, args.workers, code)
+        try:
+            run_rates(f"http://127.0.0.1:{args.port}", user_ids, rates, args, _workers(server))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     return 0
 
 

@@ -70,8 +70,8 @@ def serve(
         bool, typer.Option(help="Log every request (costs ~10% of throughput under load)")
     ] = True,
 ) -> None:
-    """Run the REST API."""
-    import uvicorn
+    """Run the REST API (with --workers N, N processes, each on its own socket)."""
+    from .serving import serve as run_server
 
     settings = Settings()
     if (host or settings.host) not in ("127.0.0.1", "localhost", "::1") and not settings.api_keys:
@@ -80,14 +80,7 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
-    uvicorn.run(
-        "service.api:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        access_log=access_log,
-    )
+    run_server(host or settings.host, port or settings.port, workers, access_log)
 
 
 @app.command("ingest-items")
@@ -262,6 +255,8 @@ def recommend(
         items = services.recommender.recommend(current, k)
     except IndexUnavailable as error:
         raise _fail(str(error)) from None
+    finally:
+        services.close()  # stores the candidate lists it made, for the next request
     _print_json(recommendations_out(user, items))
 
 

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # an IVF-PQ index (compressed codes, re-ranked from the vectors on disk). 4 GB: 5.5M items
     # of MiniLM.
     index_memory_mb: float = Field(default=4_096, gt=0)
+    # With a CUDA device, search there (FAISS's GPU index where its kernels run on the card,
+    # else exact search with torch); false keeps the GPU to the models.
+    search_on_gpu: bool = True
 
     # Empty: no auth, which is why the default host is loopback only.
     api_keys: Annotated[list[str], NoDecode] = []

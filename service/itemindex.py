@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -32,7 +33,10 @@ import numpy as np
 
 from .collaborative import ItemModel, fit_item_model
 from .embed import Embedder
+from .gpu_search import GpuSearch, gpu_search
 from .models import Item
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # Below this many items exact search is fast enough (a few ms) and has perfect recall.
@@ -146,8 +150,10 @@ class ItemIndex:
         vectors: np.ndarray,
         manifest: Manifest,
         collaborative: ItemModel | None = None,
+        gpu: GpuSearch | None = None,
     ) -> None:
         self._index = index
+        self.gpu = gpu  # searches go there when set (service/gpu_search.py)
         self.item_ids = item_ids
         self.vectors = vectors
         self._matrix = vectors.view(np.ndarray)
@@ -198,12 +204,16 @@ class ItemIndex:
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = min(k, len(self.item_ids))
-        params = None
-        if self.manifest.nprobe:
-            # Per call, never set on the shared index: concurrent searches stay independent.
-            params = faiss.SearchParametersIVF(nprobe=nprobe or self.manifest.nprobe)  # type: ignore[call-arg]
+        if self.gpu is not None and self.gpu.exact:
+            return self.gpu.search(queries, k, None)
         fetch = min(k * REFINE_FACTOR, len(self.item_ids)) if self._refines else k
-        scores, rows = self._index.search(queries, fetch, params=params)  # type: ignore[attr-defined]
+        nprobe = (nprobe or self.manifest.nprobe) or None
+        if self.gpu is not None:
+            scores, rows = self.gpu.search(queries, fetch, nprobe)
+        else:
+            # nprobe per call, never set on the shared index: concurrent searches stay apart.
+            params = faiss.SearchParametersIVF(nprobe=nprobe) if nprobe else None  # type: ignore[call-arg]
+            scores, rows = self._index.search(queries, fetch, params=params)  # type: ignore[attr-defined]
         if self._refines:
             scores, rows = self._rerank(queries, rows, k)
         return scores, rows
@@ -482,9 +492,9 @@ def read_manifest(folder: Path) -> Manifest:
         ) from error
 
 
-def load_index(root: Path, embedder: Embedder) -> ItemIndex:
+def load_index(root: Path, embedder: Embedder, search_on_gpu: bool = False) -> ItemIndex:
     """Load the current build; refuse one made for another embedder or format, or whose files
-    do not agree with its manifest."""
+    do not agree with its manifest. ``search_on_gpu``: search on the GPU when there is one."""
     import faiss
 
     folder = current_build(root)
@@ -517,7 +527,10 @@ def load_index(root: Path, embedder: Embedder) -> ItemIndex:
             f"index {manifest.build_id}: its collaborative model disagrees with its manifest; "
             "rebuild it"
         )
-    return ItemIndex(index, item_ids, vectors, manifest, collaborative)
+    gpu = gpu_search(index, vectors, manifest.nprobe) if search_on_gpu else None
+    if gpu is not None:
+        log.info("item search on the GPU: %s", gpu.name)
+    return ItemIndex(index, item_ids, vectors, manifest, collaborative, gpu)
 
 
 def _mismatch(manifest: Manifest, embedder: Embedder) -> str | None:

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .candidates import SHARED_K, CandidateLists, CandidateSearch, lists_key, search_depth
+from .candidates import (
+    SHARED_K,
+    CandidateLists,
+    CandidateSearch,
+    ListsWriter,
+    lists_key,
+    search_depth,
+)
 from .embed import Embedder
 from .itemindex import ItemIndex
 from .models import Profile
@@ -96,6 +103,7 @@ class Recommender:
         self.index = index
         self.weights = weights or FusionWeights()
         self.search = CandidateSearch(embedder)
+        self.lists_writer = ListsWriter(store)
         self._popularity = _Popularity(None, [])
         self._popularity_lock = threading.Lock()
         self._popularity_refresh: threading.Thread | None = None
@@ -110,8 +118,8 @@ class Recommender:
         if history is None:
             history = [e.item_id for e in self.store.user_events(profile.user_id)]
         lists = self._lists(profile, history, index, k)
-        depth = search_depth(k, len(set(history)), len(index)) + len(set(history))
-        popular = self._popular_rows(index)[:depth]  # one look per request
+        seen = len(set(history))
+        popular = self._popular_rows(index)[: search_depth(k, seen, len(index)) + seen]
         sources = [
             *self._interest_candidates(profile, lists.interests),
             _Candidates(lists.profile_close, self.weights.profile, _PROFILE_REASON),
@@ -150,12 +158,15 @@ class Recommender:
         lists = self._stored(profile.user_id, key)
         if lists is None:
             lists = self.search.find(profile, history, index, k)
-            self.store.save_candidate_lists([(profile.user_id, key, lists.to_bytes())])
+            self.lists_writer.put(profile.user_id, key, lists.to_bytes())
         return lists
 
     def _stored(self, user_id: str, key: str) -> CandidateLists | None:
-        stored = self.store.candidate_lists(user_id)
+        stored = self.lists_writer.pending(user_id) or self.store.candidate_lists(user_id)
         return CandidateLists.from_bytes(stored[1]) if stored and stored[0] == key else None
+
+    def close(self) -> None:
+        self.lists_writer.flush()
 
     def _interest_candidates(self, profile: Profile, found: list[np.ndarray]) -> list[_Candidates]:
         return [

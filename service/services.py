@@ -41,11 +41,16 @@ class IndexHolder:
     search in flight finishes on the old index and none ever fails for the swap."""
 
     def __init__(
-        self, root: Path, embedder: Embedder, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB
+        self,
+        root: Path,
+        embedder: Embedder,
+        memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+        search_on_gpu: bool = False,
     ) -> None:
         self.root = root
         self.embedder = embedder
         self.memory_budget_mb = memory_budget_mb
+        self.search_on_gpu = search_on_gpu
         self._index: ItemIndex | None = None
         self.problem: str | None = "not loaded yet"
         self._rebuild_lock = threading.Lock()
@@ -87,7 +92,7 @@ class IndexHolder:
         except (OSError, ValueError):  # missing, or not text
             self._tried_build = None
         try:
-            self._index = load_index(self.root, self.embedder)
+            self._index = load_index(self.root, self.embedder, self.search_on_gpu)
             self.problem = None
         except IndexUnavailable as error:
             self.problem = str(error)
@@ -141,6 +146,7 @@ class Services:
         return self.profiler.refresh_users(user_ids, force, on_progress, then=prepare)
 
     def close(self) -> None:
+        self.recommender.close()
         self.store.close()
 
 
@@ -159,7 +165,9 @@ def build_services(
         cache=settings.data_dir / "models",
     )
     summarizer = summarizer or build_summarizer(settings)
-    holder = IndexHolder(settings.index_dir, embedder, settings.index_memory_mb)
+    holder = IndexHolder(
+        settings.index_dir, embedder, settings.index_memory_mb, settings.search_on_gpu
+    )
     if load_item_index:
         holder.load()
     return Services(

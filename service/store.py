@@ -123,7 +123,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 @dataclass(frozen=True)
 class ProfileState:
-    """What a user's profiles were found up to date with: their events (``events_stamp``),
+    """What a user's profiles were found up to date with: their events (`Store.events_stamp`),
     the summarizer and embedder (``makers``), and until when (time windows close with time;
     None: until one of the others changes)."""
 

@@ -1,6 +1,12 @@
 """The `iprof` commands and scripts/build_index.py, on the demo data, with the fake embedder."""
 
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -103,3 +109,52 @@ def test_refresh_all_or_listed_users_with_a_summary(hashing, tmp_path):
     some = _run("refresh", "--users", str(listed))
     assert "users: 1 refreshed, 1 unknown; windows generated: 0" in some.output
     assert _run("refresh").exit_code == 2  # neither --users nor --all
+
+
+def test_refresh_leaves_every_user_ready_for_fast_requests(hashing):
+    """After `iprof refresh`, each user's profile state and candidate lists are stored."""
+    from service.config import Settings
+    from service.store import Store
+
+    _run("demo")
+    assert _run("refresh", "--all").exit_code == 0
+    store = Store(Settings().database_path)
+    users = store.user_ids()
+    read = [store.current_read(u) for u in users]
+    assert all(r.state is not None and r.state.events == r.events for r in read)
+    assert all(store.candidate_lists(u) is not None for u in users)
+    store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status
+    except OSError:
+        return 0
+
+
+@pytest.mark.slow
+def test_serve_runs_workers_on_their_own_sockets_and_stops_cleanly(hashing):
+    port = _free_port()
+    iprof = str(Path(sys.executable).with_name("iprof"))
+    command = [iprof, "serve", "--workers", "2", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while _get(f"http://127.0.0.1:{port}/health") != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _get(f"http://127.0.0.1:{port}/health") == 200
+        # A second server cannot take the port over, though the workers share it.
+        second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "Address already in use" in second.stderr
+        assert _get(f"http://127.0.0.1:{port}/health") == 200
+    finally:
+        server.terminate()
+        assert server.wait(timeout=60) == 0

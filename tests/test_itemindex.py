@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from service import itemindex
+from service import gpu_search, itemindex
 from service.embed import HashingEmbedder
 from service.itemindex import (
     IndexMismatch,
@@ -143,3 +143,23 @@ def test_vector_file_writes_a_numpy_file_chunk_by_chunk(tmp_path):
             out.append(part)
     np.testing.assert_array_equal(np.load(path), np.concatenate(parts))
     assert np.load(path, mmap_mode="r").shape == (sum(len(p) for p in parts), 5)
+
+
+def test_exact_search_with_torch_finds_the_exact_neighbours(tmp_path, monkeypatch):
+    """The GPU search used where FAISS has no kernels for the card, run here on the CPU."""
+    from service.gpu_search import TorchExactSearch
+
+    monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
+    monkeypatch.setattr(gpu_search, "UPLOAD_ROWS", 700)  # several slices
+    embedder = HashingEmbedder(dimension=32)
+    items = [Item(f"i{n}", f"word{n % 97} other{n % 13} thing{n}") for n in range(3_000)]
+    build_index([items], embedder, tmp_path, progress=False)
+    index = load_index(tmp_path, embedder)
+    queries = embedder.encode([f"word{n} other{n % 13}" for n in range(20)])
+    all_scores = np.asarray(index.vectors) @ queries.T  # items x queries
+    best = -np.sort(-all_scores, axis=0)[:10].T
+    index.gpu = TorchExactSearch(index.vectors, "cpu")
+    scores, rows = index.search_rows(queries, 10)
+    assert np.allclose(scores, best, atol=1e-5)  # the exact top 10, best first
+    found = np.take_along_axis(all_scores, rows.T, axis=0).T
+    assert np.allclose(found, scores, atol=1e-5)  # and the rows that score so (ties aside)

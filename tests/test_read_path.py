@@ -16,7 +16,7 @@ from service.models import Event, Item
 from service.profiles import Profiler
 from service.recommend import Recommender
 from service.services import build_services
-from tests.conftest import topic_items
+from tests.conftest import index_store, topic_items
 
 
 def _events(user, items, start=1_000):
@@ -30,13 +30,7 @@ def _seed(store, tmp_path, embedder, users=("me",)):
     for user in users:
         store.add_events(_events(user, [f"baking-{n:02d}" for n in range(8)]))
     store.add_events(_events("other", ["baking-00", "baking-09", "astronomy-01"]))
-    build_index(
-        store.iter_items(),
-        embedder,
-        tmp_path / "index",
-        progress=False,
-        interactions=store.iter_user_items(),
-    )
+    index_store(store, embedder, tmp_path / "index")
 
 
 def _read_path(profiler, store, monkeypatch, user="me"):
@@ -160,7 +154,10 @@ def test_a_request_stores_its_lists_and_the_next_ones_reuse_them(
     recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
     profile, history = profiler.current_with_history("me")
     first = recommender.recommend(profile, 5, history)
-    assert counted_searches == ["me"] and store.candidate_lists("me") is not None
+    assert counted_searches == ["me"] and store.candidate_lists("me") is None  # not yet...
+    assert recommender.recommend(profile, 5, history) == first  # ...but known to the writer
+    recommender.close()  # written behind the requests; close writes what waits
+    assert store.candidate_lists("me") is not None
     assert recommender.recommend(profile, 5, history) == first  # from the stored lists
     assert recommender.recommend(profile, SHARED_K, history)[:5] == first
     assert counted_searches == ["me"]

@@ -5,11 +5,11 @@ import numpy as np
 from service.config import Settings
 from service.embed import HashingEmbedder
 from service.extractive import ExtractiveSummarizer
-from service.itemindex import _ranks_of, build_index, load_index
+from service.itemindex import _ranks_of, load_index
 from service.models import Event
 from service.profiles import Profiler
 from service.recommend import EXPLAINS_FIRST_LIFT, RRF_K, Recommender, _Candidates, fuse
-from tests.conftest import topic_items
+from tests.conftest import index_store, topic_items
 
 
 def _each(source, catalog):
@@ -98,13 +98,7 @@ def _seed(store, tmp_path, embedder):
         Event("o2", "other", "baking-09", "view", 11),
     ]
     store.add_events(events)
-    build_index(
-        store.iter_items(),
-        embedder,
-        tmp_path / "index",
-        progress=False,
-        interactions=store.iter_user_items(),
-    )
+    index_store(store, embedder, tmp_path / "index")
 
 
 def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp_path):

@@ -294,6 +294,7 @@ def test_after_delete_nothing_of_the_user_remains_in_the_database(served, settin
     served.post("/v1/events", json={"events": _events(user, [f"baking-{n:02d}" for n in range(8)])})
     assert served.get(f"/v1/users/{user}/drift").status_code == 200
     assert served.get(f"/v1/users/{user}/recommendations").status_code == 200
+    served.app.state.services.recommender.lists_writer.flush()  # lists are written behind
     conn = sqlite3.connect(settings.database_path)
 
     def rows() -> list[int]:
@@ -309,6 +310,21 @@ def test_after_delete_nothing_of_the_user_remains_in_the_database(served, settin
     raw = b"".join(p.read_bytes() for p in settings.data_dir.iterdir() if p.is_file())
     assert user.encode() not in raw  # not in free pages, not in the WAL either
     _error(served.get(f"/v1/users/{user}/profile"), 404, "unknown_user")
+
+
+def test_lists_waiting_to_be_written_are_not_stored_for_a_deleted_user(served, settings):
+    user = "erase-me-too"
+    served.post("/v1/events", json={"events": _events(user, ["baking-01", "baking-02"])})
+    writer = served.app.state.services.recommender.lists_writer
+    writer.delay = 60.0  # keep the lists waiting until the deletion is done
+    assert served.get(f"/v1/users/{user}/recommendations").status_code == 200
+    assert writer.pending(user) is not None
+    assert served.delete(f"/v1/users/{user}").status_code == 204
+    writer.flush()
+    conn = sqlite3.connect(settings.database_path)
+    query = "SELECT COUNT(*) FROM candidate_lists WHERE user_id = ?"
+    assert conn.execute(query, (user,)).fetchone()[0] == 0
+    conn.close()
 
 
 def test_items_added_after_the_last_build_do_not_break_recommendations(served):

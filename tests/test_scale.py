@@ -82,5 +82,10 @@ def test_bench_refresh_prints_the_ratio_to_raw_encoding(capsys):
 def test_load_test_drives_a_real_server_without_errors(tmp_path, capsys):
     argv = ["--items", "300", "--users", "20", "--work", str(tmp_path), "--embedder", "hashing"]
     assert load_test.main([*argv, "--rates", "20", "--duration", "2", "--port", "8791"]) == 0
-    row = re.search(r"\| 20 \| 40 \| (\d+) \| [\d.]+ \| ([\d.]+) \|", capsys.readouterr().out)
+    out = capsys.readouterr().out
+    row = re.search(
+        r"\| 20 \| 40 \| (\d+) \| [\d.]+ \| ([\d.]+) \|.* ([\d.]+) \| ([^|]+) \|$", out, re.M
+    )
     assert row and row.group(1) == "0" and float(row.group(2)) > 0
+    shares = [int(share) for share in re.findall(r"(\d+)%", row.group(4))]
+    assert float(row.group(3)) > 0 and len(shares) == 2 and 98 <= sum(shares) <= 102  # 2 workers
