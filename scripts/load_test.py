@@ -28,6 +28,7 @@ import io
 import os
 import pstats
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -236,8 +237,9 @@ def start_server(
     commit, say) served by uvicorn's own workers, as its ``iprof serve`` did."""
     env = {
         **os.environ,
-        "IPROF_DATA_DIR": str(settings.data_dir),
-        "IPROF_INDEX_DIR": str(settings.index_dir),
+        # Absolute: the other checkout's server runs in its own folder.
+        "IPROF_DATA_DIR": str(settings.data_dir.resolve()),
+        "IPROF_INDEX_DIR": str(settings.index_dir.resolve()),
         "IPROF_EMBED_MODEL": settings.embed_model or "",
         "HF_HUB_OFFLINE": "1",
     }
@@ -252,6 +254,7 @@ def start_server(
         cwd=code,  # uvicorn puts the working directory first on the import path too
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers too can be stopped as one group
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -262,10 +265,24 @@ def start_server(
         except OSError:
             pass
         if server.poll() is not None:
+            stop_server(server)
             raise SystemExit(f"the server exited with {server.returncode}")
         time.sleep(0.5)
-    server.kill()
+    stop_server(server)
     raise SystemExit("the server was not ready within 120 s")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's whole process group (uvicorn's workers outlive a killed parent),
+    SIGKILL if it has not ended within 30 s."""
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    except ProcessLookupError:  # the group is gone already
+        server.wait()
 
 
 def profile_requests(services: Services, user_ids: list[str], count: int, k: int) -> None:
@@ -350,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_rates(f"http://127.0.0.1:{args.port}", user_ids, rates, args, _workers(server))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_server(server)
     return 0
 
 
