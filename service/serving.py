@@ -68,8 +68,15 @@ def _wait_for_one(
 
 
 def _worker(host: str, port: int, access_log: bool) -> None:
-    import uvicorn
+    import threading
 
+    import uvicorn
+    from tqdm import tqdm
+
+    # tqdm's default lock is a named semaphore in /dev/shm; the workers left theirs behind
+    # ("leaked semaphore objects" at every shutdown). Their model-loading bars need only a
+    # thread lock.
+    tqdm.set_lock(threading.RLock())
     config = uvicorn.Config(APP, factory=True, access_log=access_log)
     uvicorn.Server(config).run(sockets=[_listening(host, port, reuse_port=True)])
 
