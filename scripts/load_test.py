@@ -193,7 +193,7 @@ def run_rates(
         print(
             f"| {rate:g} | {len(paths)} | {errors} | {len(paths) / elapsed:.1f} | {p50:.1f} "
             f"| {p90:.1f} | {p99:.1f} | {max(latencies, default=0):.1f} "
-            f"| {1000 * cpu.sum() / len(paths):.2f} | {shares} |",
+            f"| {1000 * cpu.sum() / max(len(paths), 1):.2f} | {shares} |",
             flush=True,
         )
 

@@ -97,6 +97,9 @@ class ListsWriter:
         self.delay = delay
         self._pending: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
+        # Held from taking a batch until it is stored: a flush at shutdown waits for the
+        # writer's batch in flight instead of closing the store under it.
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -115,14 +118,15 @@ class ListsWriter:
             return self._pending.get(user_id)
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, {}
-        if not batch:
-            return
-        try:
-            self.store.save_candidate_lists([(u, key, b) for u, (key, b) in batch.items()])
-        except sqlite3.Error as error:  # a cache: the next request makes them again
-            log.warning("candidate lists not stored: %s", error)
+        with self._flushing:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return
+            try:
+                self.store.save_candidate_lists([(u, key, b) for u, (key, b) in batch.items()])
+            except sqlite3.Error as error:  # a cache: the next request makes them again
+                log.warning("candidate lists not stored: %s", error)
 
     def _run(self) -> None:
         while True:

@@ -11,6 +11,7 @@ are 0.7 GiB), so it needs no nprobe.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Protocol
 
 import numpy as np
@@ -70,6 +71,9 @@ class FaissGpuSearch:
     def __init__(self, index: Any, resources: Any) -> None:
         self._index = index
         self._resources = resources  # the GPU index lives as long as they do
+        # FAISS GPU indexes and their resources are not thread-safe, searches included; the
+        # handler threads take turns (a GPU search is far shorter than a request).
+        self._lock = threading.Lock()
 
     def search(
         self, queries: np.ndarray, k: int, nprobe: int | None
@@ -77,7 +81,8 @@ class FaissGpuSearch:
         import faiss
 
         params = faiss.SearchParametersIVF(nprobe=nprobe) if nprobe else None  # type: ignore[call-arg]
-        scores, rows = self._index.search(queries, k, params=params)
+        with self._lock:
+            scores, rows = self._index.search(queries, k, params=params)
         return scores, rows.astype(np.int64)
 
 

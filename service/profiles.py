@@ -36,6 +36,9 @@ INTEREST_SHARE = 0.7
 USERS_PER_ROUND = 64
 LOCK_STRIPES = 256
 TRANSIENT_RETRY_SECONDS = 300.0
+# The state of profiles holding a passing failure: expired from the start, so every read
+# takes the full check, which retries them (_retry_due).
+TRANSIENT_STATE = 0.0
 
 
 class UnknownUser(LookupError):
@@ -50,6 +53,7 @@ class _Plan:
     stale: list[Window]
     history: list[str]  # the user's item ids, oldest first
     events_stamp: str  # Store.events_stamp, read before the events themselves
+    item_changes: int  # Store.item_changes, read before the items
     closes_at: float | None  # when the first open time window closes (None: count windows)
 
 
@@ -91,7 +95,9 @@ class Profiler:
             unchanged = self._unchanged(user_id)
             if unchanged:
                 return unchanged[0]
-        return self.update(user_id, refresh=refresh)[-1]
+        with self._lock_for(user_id):
+            plan = self._plan(user_id, refresh_newest=refresh)
+            return self._bring_up_to_date(plan, state_is_stale=True)[-1]
 
     def current_with_history(self, user_id: str) -> tuple[Profile, list[str]]:
         """The current profile and the user's item ids, oldest first (what the recommender
@@ -101,14 +107,14 @@ class Profiler:
             return unchanged
         with self._lock_for(user_id):
             plan = self._plan(user_id)
-            return self._bring_up_to_date(plan)[-1], plan.history
+            return self._bring_up_to_date(plan, state_is_stale=True)[-1], plan.history
 
     def _unchanged(self, user_id: str) -> tuple[Profile, list[str]] | None:
         """The newest profile and the history, when the stored profile state says nothing
         changed since the profiles were last found up to date: the same events, summarizer
-        and embedder, and no time window closed since (item changes clear the state). Three
-        small reads instead of re-cutting and re-hashing every window (the read path of
-        every request); None sends the caller down the full check."""
+        and embedder and window settings, and no time window closed since (item changes clear
+        the state). One read transaction instead of re-cutting and re-hashing every window
+        (the read path of every request); None sends the caller down the full check."""
         read = self.store.current_read(user_id)
         state = read.state
         if state is None or read.newest is None or state.events != read.events:
@@ -187,11 +193,19 @@ class Profiler:
     def _update_locked(self, user_id: str, refresh: bool = False) -> list[Profile]:
         return self._bring_up_to_date(self._plan(user_id, refresh_newest=refresh))
 
-    def _bring_up_to_date(self, plan: _Plan) -> list[Profile]:
+    def _bring_up_to_date(self, plan: _Plan, state_is_stale: bool = False) -> list[Profile]:
+        """``state_is_stale``: the caller found the stored profile state out of date (missing
+        after an upgrade, a time window closed, an item changed), so it is written again even
+        when the profiles need nothing; later reads then take the fast path again."""
         if not plan.stale and plan.stored.keys() == {w.index for w in plan.windows}:
-            # Nothing changed since they were stored (drift included): the read path of every
-            # profile and recommendation request, so it writes nothing.
-            return [plan.stored[w.index] for w in plan.windows]
+            # Nothing changed since they were stored (drift included): nothing to write but,
+            # when asked, the state that says so.
+            profiles = [plan.stored[w.index] for w in plan.windows]
+            state = self._state(plan, profiles)
+            if state_is_stale and state.valid_until != TRANSIENT_STATE:
+                write = ProfileWrite(plan.user_id, [], list(plan.stored), state, plan.item_changes)
+                self.store.save_profiles([write])
+            return profiles
         made = self._make_profiles([(plan.user_id, w) for w in plan.stale])
         profiles, write = self._apply(plan, made)
         self.store.save_profiles([write])
@@ -199,8 +213,10 @@ class Profiler:
 
     def _plan(self, user_id: str, refresh_newest: bool = False, stale_all: bool = False) -> _Plan:
         """The user's windows and which of them need a (new) profile."""
-        # Read first: an event arriving after it leaves the stored state behind, never ahead.
+        # Read first: an event or item change arriving after them leaves the stored state
+        # behind, never ahead.
         events_stamp = self.store.events_stamp(user_id)
+        item_changes = self.store.item_changes()
         events = self.store.user_events(user_id)
         windows, closes_at = self._profiled_windows(user_id, events)
         stored = {p.window.index: p for p in self.store.profiles(user_id)}
@@ -215,7 +231,9 @@ class Profiler:
             or (refresh_newest and w is windows[-1])
         ]
         history = [e.item_id for e in events]
-        return _Plan(user_id, windows, stored, stale, history, events_stamp, closes_at)
+        return _Plan(
+            user_id, windows, stored, stale, history, events_stamp, item_changes, closes_at
+        )
 
     def _retry_due(self, profile: Profile) -> bool:
         """A profile that fell back for a passing reason is made again: as soon as the model
@@ -241,7 +259,11 @@ class Profiler:
             if before is None or profile.window.index in fresh or before.drift != profile.drift:
                 changed.append(profile)
         write = ProfileWrite(
-            plan.user_id, changed, [w.index for w in plan.windows], self._state(plan, profiles)
+            plan.user_id,
+            changed,
+            [w.index for w in plan.windows],
+            self._state(plan, profiles),
+            plan.item_changes,
         )
         return profiles, write
 
@@ -249,7 +271,7 @@ class Profiler:
         """What the profiles are now up to date with, for ``_unchanged`` to compare."""
         valid_until = plan.closes_at
         if any(p.provenance.get("transient") for p in profiles):
-            valid_until = 0.0  # a passing failure is retried by the full check (_retry_due)
+            valid_until = TRANSIENT_STATE  # a passing failure is retried by the full check
         return ProfileState(plan.events_stamp, self._makers_key(), valid_until)
 
     def source_key(self, window: Window, makers: str | None = None) -> str:
@@ -264,7 +286,9 @@ class Profiler:
         )
 
     def _makers_key(self) -> str:
-        return content_hash(self._makers())
+        """The makers and the window settings: windows cut another way are other windows."""
+        window = [str(self.settings.window_spec), self.settings.min_window_events]
+        return content_hash(self._makers() + json.dumps(window))
 
     def _profiled_windows(
         self, user_id: str, events: Sequence[Event]

@@ -118,6 +118,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Counts the item writes that changed an item: a profile state is stored only if none
+        # came between the read of the items it was made from and its own write (a change
+        # landing while a window is summarised would otherwise be covered by the new state).
+        "0007_item_changes",
+        """
+        CREATE TABLE item_changes (
+            id    INTEGER PRIMARY KEY CHECK (id = 0),
+            count INTEGER NOT NULL
+        );
+        INSERT INTO item_changes VALUES (0, 0);
+        """,
+    ),
 ]
 
 
@@ -256,6 +269,8 @@ class Store:
             )
             # A profile summarises its items' text: the users of a new or changed item must
             # have their windows checked again.
+            if changed:
+                conn.execute("UPDATE item_changes SET count = count + 1")
             for start in range(0, len(changed), 500):
                 chunk = changed[start : start + 500]
                 conn.execute(
@@ -264,6 +279,10 @@ class Store:
                     chunk,
                 )
         return len(rows)
+
+    def item_changes(self) -> int:
+        """How many item writes changed an item so far (see ``ProfileWrite.item_changes``)."""
+        return int(self._tuples("SELECT count FROM item_changes", ())[0][0])
 
     def get_items(self, item_ids: Iterable[str]) -> dict[str, Item]:
         ids = list(dict.fromkeys(item_ids))
@@ -388,8 +407,9 @@ class Store:
                 if write.state is not None:
                     conn.execute(
                         "INSERT OR REPLACE INTO profile_state SELECT ?, ?, ?, ?"
-                        " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)",  # as profiles
-                        (write.user_id, *astuple(write.state), write.user_id),
+                        " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"  # as profiles
+                        " AND (SELECT count FROM item_changes) = ?",
+                        (write.user_id, *astuple(write.state), write.user_id, write.item_changes),
                     )
 
     def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
@@ -527,6 +547,9 @@ class ProfileWrite:
     profiles: Sequence[Profile]  # new or changed
     keep_windows: Sequence[int]  # every window the user has now
     state: ProfileState | None = None  # what they are all up to date with
+    # Store.item_changes() read before the items the profiles were made from: the state is
+    # not written if an item changed since (the profiles may hold its old text).
+    item_changes: int = -1
 
 
 _EVENTS_STAMP = "SELECT COUNT(*), MAX(seq) FROM events WHERE user_id = ?"

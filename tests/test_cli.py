@@ -1,6 +1,7 @@
 """The `iprof` commands and scripts/build_index.py, on the demo data, with the fake embedder."""
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -163,3 +164,39 @@ def test_serve_runs_workers_on_their_own_sockets_and_stops_cleanly(tmp_path):
         assert server.wait(timeout=60) == 0
         log.close()
     assert "leaked" not in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.slow
+def test_serve_workers_stop_when_the_parent_is_killed_outright(hashing):
+    port = _free_port()
+    iprof = str(Path(sys.executable).with_name("iprof"))
+    command = [iprof, "serve", "--workers", "2", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _get(f"http://127.0.0.1:{port}/health") != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    workers = [
+        int(pid)
+        for pid in children
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(workers) == 2
+    server.send_signal(signal.SIGKILL)  # as the OOM killer would: no handler runs
+    server.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+    with socket.socket() as again:  # nothing listens: the restarted service can bind
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+        again.bind(("127.0.0.1", port))
+        again.listen()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie is gone too: its new parent reaps it

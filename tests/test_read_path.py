@@ -1,13 +1,14 @@
 """The read path of a request: the stored profile state and the stored candidate lists, each used
 only while everything it was made from is unchanged."""
 
+import threading
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from service import candidates as candidates_module
-from service.candidates import SHARED_K, CandidateLists
+from service.candidates import SHARED_K, CandidateLists, ListsWriter
 from service.config import Settings
 from service.embed import HashingEmbedder
 from service.extractive import ExtractiveSummarizer
@@ -103,6 +104,42 @@ def test_time_windows_leave_the_stored_state_when_a_window_closes(store, tmp_pat
     assert not _read_path(profiler, store, monkeypatch)[2]
     now[0] = 3_600.0  # the window's end: the windows must be cut again
     assert _read_path(profiler, store, monkeypatch)[2]
+    assert not _read_path(profiler, store, monkeypatch)[2]  # and the state is stored again
+
+
+def test_a_missing_state_is_stored_by_the_next_read(profiler, store, monkeypatch):
+    # As after the upgrade that added the state, or an item change that did not touch the
+    # user's windows: the profiles need nothing, the state is written back.
+    store._conn.execute("DELETE FROM profile_state")
+    assert _read_path(profiler, store, monkeypatch)[2]
+    assert not _read_path(profiler, store, monkeypatch)[2]
+
+
+def test_other_window_settings_send_the_read_down_the_full_check(profiler, store, monkeypatch):
+    store.add_events(_events("me", ["astronomy-02", "astronomy-03", "astronomy-04"], 5_000))
+    profiler.refresh_users(["me"])
+    assert profiler.current("me").window.index == 1  # 11 events in windows of 6
+    wider = Profiler(store, profiler.summarizer, profiler.embedder, Settings(window="12e"))
+    profile, _, full = _read_path(wider, store, monkeypatch)
+    assert full and profile.window.index == 0  # all 11 events in one window
+
+
+def test_an_item_changed_while_its_window_is_summarised_is_not_hidden(store, tmp_path):
+    class ChangesAnItemMeanwhile(ExtractiveSummarizer):
+        def summarize(self, windows):
+            summaries = super().summarize(windows)  # made from the items as they were read
+            item = store.get_items(["baking-02"])["baking-02"]
+            store.upsert_items([replace(item, text="now about sourdough starters")])
+            return summaries
+
+    embedder = HashingEmbedder()
+    _seed(store, tmp_path, embedder)
+    settings = Settings(window="6e")
+    Profiler(store, ChangesAnItemMeanwhile(), embedder, settings).refresh_users(["me"])
+    profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings)
+    served = profiler.current("me")
+    assert served.source_key == profiler.update("me")[-1].source_key  # the new text's
+    assert "sourdough" in store.get_items(["baking-02"])["baking-02"].text
 
 
 def test_a_passing_failure_is_always_checked_again(store, tmp_path, monkeypatch):
@@ -118,6 +155,29 @@ def test_a_passing_failure_is_always_checked_again(store, tmp_path, monkeypatch)
     profiler = Profiler(store, Failing(), embedder, Settings(window="6e"))
     profiler.refresh_users(["me"])
     assert _read_path(profiler, store, monkeypatch)[2]
+    assert _read_path(profiler, store, monkeypatch)[2]  # no state that would skip the retry
+
+
+def test_a_flush_waits_for_the_batch_the_writer_is_storing():
+    # At shutdown: the store must not close under a batch the writer thread is storing.
+    storing, release, stored = threading.Event(), threading.Event(), []
+
+    class SlowStore:
+        def save_candidate_lists(self, rows):
+            storing.set()
+            release.wait(5)
+            stored.extend(rows)
+
+    writer = ListsWriter(SlowStore(), delay=0)
+    writer.put("me", "key", b"lists")
+    assert storing.wait(5)  # the writer thread took the batch
+    closing = threading.Thread(target=writer.flush)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive()  # the flush waits for it
+    release.set()
+    closing.join(5)
+    assert not closing.is_alive() and stored == [("me", "key", b"lists")]
 
 
 def test_candidate_lists_round_trip_through_bytes():
