@@ -137,8 +137,8 @@ MIGRATIONS: list[tuple[str, str]] = [
 @dataclass(frozen=True)
 class ProfileState:
     """What a user's profiles were found up to date with: their events (`Store.events_stamp`),
-    the summarizer and embedder (``makers``), and until when (time windows close with time;
-    None: until one of the others changes)."""
+    the summarizer, embedder and window settings (``makers``, a hash), and until when (time
+    windows close with time; None: until one of the others changes)."""
 
     events: str
     makers: str
