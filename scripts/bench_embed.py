@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.embed import Embedder, load_embedder
-from service.synthetic import synthetic_items
+from service.embedding.encoder import Embedder, load_embedder
+from service.evaluation.synthetic import synthetic_items
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.embed import STATIC_MINILM, SentenceTransformerEmbedder, load_embedder
-from service.itemindex import build_index, choose_index, load_index
-from service.synthetic import synthetic_items
+from service.embedding.encoder import STATIC_MINILM, SentenceTransformerEmbedder, load_embedder
+from service.evaluation.synthetic import synthetic_items
+from service.retrieval.index import build_index, choose_index, load_index
 
 QUERIES = 1_000
 TIMED_QUERIES = 300
@@ -111,8 +111,8 @@ def _search_tables(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool
 def _on_gpu(index):  # type: ignore[no-untyped-def]
     """The index as the service searches it where there is a GPU (service/gpu_search.py);
     None without one."""
-    from service import itemindex
-    from service.gpu_search import gpu_search
+    from service.retrieval import index as itemindex
+    from service.retrieval.gpu_search import gpu_search
 
     found = gpu_search(index._index, index.vectors, index.manifest.nprobe)
     if found is None:
@@ -154,7 +154,7 @@ def _search_row(index, query_sets, truths, nprobe, exact_qps, note) -> None:  # 
 
 def _rebuilt_as(index, factory: str, reason: str):  # type: ignore[no-untyped-def]
     """The same vectors built into another index type (``factory``), as the service would."""
-    from service import itemindex
+    from service.retrieval import index as itemindex
 
     choice = itemindex.IndexChoice(factory, index.manifest.nprobe, reason)
     started = time.perf_counter()

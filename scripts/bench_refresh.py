@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from service.config import Settings
-from service.extractive import ExtractiveSummarizer
-from service.services import build_services
-from service.synthetic import synthetic_events, synthetic_items
+from service.app.container import build_services
+from service.core.config import Settings
+from service.evaluation.synthetic import synthetic_events, synthetic_items
+from service.summarizers.extractive import ExtractiveSummarizer
 
 CATALOG = 20_000
 

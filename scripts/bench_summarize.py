@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 from scripts.tiny_llm import build_qwen2_shaped_llm, build_tiny_llm
-from service.catalog import demo_events, demo_items
-from service.config import Settings, WindowSpec
-from service.extractive import ExtractiveSummarizer
-from service.llm import LLMSummarizer
-from service.models import Window
-from service.windows import cut_windows
+from service.core.config import Settings, WindowSpec
+from service.core.records import Window
+from service.ingest.files import demo_events, demo_items
+from service.profiling.windows import cut_windows
+from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.llm.summarizer import LLMSummarizer
 
 
 def demo_windows(count: int) -> list[Window]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from service.cli import build_index_command
+from service.app.cli import build_index_command
 
 
 def main(argv: list[str] | None = None) -> int:

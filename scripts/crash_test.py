@@ -4,7 +4,7 @@ acknowledged was lost or stored twice.
 Usage:
     python scripts/crash_test.py [--kills 20] [--seed 1] [--out FILE.json]
 
-Each round starts `uvicorn service.api:create_app` on a loopback port with a fresh data
+Each round starts `uvicorn service.app.factory:create_app` on a loopback port with a fresh data
 directory shared by all rounds, streams batches of events (unique ids) from a client thread,
 kills the server at a random moment (0.1-1.2 s in), and restarts it. Every batch answered with
 2xx is recorded. At the end the database itself is read: every acknowledged event must be there
@@ -70,7 +70,7 @@ def running_server(data: Path, port: int) -> Iterator[subprocess.Popen]:
         sys.executable,
         "-m",
         "uvicorn",
-        "service.api:create_app",
+        "service.app.factory:create_app",
         "--factory",
         "--host",
         "127.0.0.1",

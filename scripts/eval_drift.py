@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from service import drift_evaluation as de
-from service.config import Settings
-from service.drift import drift_history
-from service.evaluation import load_movielens
-from service.services import Services, build_services
+from service.app.container import Services, build_services
+from service.core.config import Settings
+from service.evaluation import drift_streams as de
+from service.evaluation.protocol import load_movielens
+from service.profiling.drift import drift_history
 
 # Settings from least to most sensitive; calibration keeps the last within the alarm budget.
 GRIDS = {

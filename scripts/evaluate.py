@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from service import baselines
-from service.config import Settings
-from service.evaluation import (
+from service.app.container import Services, build_services
+from service.core.config import Settings
+from service.evaluation import baselines
+from service.evaluation.protocol import (
     Interactions,
     Ranker,
     Split,
@@ -39,8 +40,7 @@ from service.evaluation import (
     score,
     temporal_split,
 )
-from service.recommend import FusionWeights, Recommender
-from service.services import Services, build_services
+from service.retrieval.recommender import FusionWeights, Recommender
 
 PROTOCOL = (
     "per-user temporal split, last 20% held out; rank all items except the user's training "

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from service.api import create_app
-from service.config import Settings
+from service.app.factory import create_app
+from service.core.config import Settings
 
 
 def openapi_document() -> dict:

@@ -37,8 +37,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from service.api import create_app
-from service.config import Settings
+from service.app.factory import create_app
+from service.core.config import Settings
 
 KEY = "fuzz-key"
 CHECKS = [

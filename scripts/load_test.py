@@ -40,9 +40,9 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from service.config import Settings
-from service.services import Services, build_services
-from service.synthetic import synthetic_events, synthetic_items
+from service.app.container import Services, build_services
+from service.core.config import Settings
+from service.evaluation.synthetic import synthetic_events, synthetic_items
 
 T = TypeVar("T")
 REQUEST_TIMEOUT_S = 5.0
@@ -247,7 +247,7 @@ def start_server(
     if code is not None:
         env["PYTHONPATH"] = str(code.resolve())
         uvicorn = Path(sys.executable).with_name("uvicorn")
-        command = [str(uvicorn), "service.api:create_app", "--factory", "--app-dir", str(code)]
+        command = [str(uvicorn), "service.app.factory:create_app", "--factory", "--app-dir", str(code)]
     server = subprocess.Popen(
         [*command, "--port", str(port), "--workers", str(workers), "--no-access-log"],
         env=env,

@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from service.evaluation import ML100K_GENRES
+from service.evaluation.protocol import ML100K_GENRES
 
 FOLDER = "recbole/dataset_example/ml-100k/"
 # RecBole writes the genre "Children's" as it appears in the original u.genre file.

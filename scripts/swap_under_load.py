@@ -21,10 +21,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.catalog import demo_events, demo_items
-from service.config import Settings
-from service.services import build_services
+from service.app.container import build_services
+from service.app.factory import create_app
+from service.core.config import Settings
+from service.ingest.files import demo_events, demo_items
 
 
 def prepare(folder: Path, embed_model: str | None) -> Settings:

@@ -15,16 +15,16 @@ import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from scripts.smoke_client import TOPICS as SCENARIO_TOPICS  # noqa: E402
-from service.api import create_app  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.embed import (  # noqa: E402
+from service.app.factory import create_app  # noqa: E402
+from service.core.config import Settings  # noqa: E402
+from service.core.records import Item  # noqa: E402
+from service.embedding.encoder import (  # noqa: E402
     Embedder,
     HashingEmbedder,
     SentenceTransformerEmbedder,
     load_embedder,
 )
-from service.models import Item  # noqa: E402
-from service.store import Store  # noqa: E402
+from service.store.database import Store  # noqa: E402
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 
@@ -99,7 +99,7 @@ def topic_items(per_topic: int = 10) -> list[Item]:
 
 def index_store(store: Store, embedder: Embedder, folder: Path) -> None:
     """Build the item index of everything in ``store``, with its collaborative model."""
-    from service.itemindex import build_index
+    from service.retrieval.index import build_index
 
     build_index(
         store.iter_items(), embedder, folder, progress=False, interactions=store.iter_user_items()

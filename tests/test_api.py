@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from scripts.smoke_client import events as scenario_events
-from service.api import create_app
-from service.schemas import DriftOut, HistoryOut, ProfileOut, RecommendationsOut
+from service.app.factory import create_app
+from service.app.schemas import DriftOut, HistoryOut, ProfileOut, RecommendationsOut
 from tests.conftest import topic_items
 
 DAY = 86_400
@@ -266,7 +266,7 @@ def test_events_that_could_never_be_read_back_sensibly_are_refused(client, event
 
 
 def test_chunked_bodies_over_the_limit_are_refused(client, monkeypatch):
-    from service import api
+    from service.app import factory as api
 
     def chunks():
         for _ in range(20):
@@ -283,7 +283,7 @@ def test_delete_waits_for_a_profile_being_generated(settings):
     import threading
     import time
 
-    from service.extractive import ExtractiveSummarizer
+    from service.summarizers.extractive import ExtractiveSummarizer
 
     class Slow(ExtractiveSummarizer):
         def summarize(self, windows):
@@ -334,7 +334,7 @@ def test_handler_threads_search_with_one_openmp_thread():
     """OpenMP settings are per thread: the handler threads must set their own (see _answer)."""
     import faiss
 
-    from service.api import _in_handler_thread
+    from service.app.factory import _in_handler_thread
 
     def threads_seen(run) -> int:
         seen = []

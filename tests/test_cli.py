@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from scripts import build_index as build_index_script
-from service.cli import app
-from service.demo_data import demo_users
+from service.app.cli import app
+from service.ingest.demo import demo_users
 
 runner = CliRunner()
 
@@ -114,8 +114,8 @@ def test_refresh_all_or_listed_users_with_a_summary(hashing, tmp_path):
 
 def test_refresh_leaves_every_user_ready_for_fast_requests(hashing):
     """After `iprof refresh`, each user's profile state and candidate lists are stored."""
-    from service.config import Settings
-    from service.store import Store
+    from service.core.config import Settings
+    from service.store.database import Store
 
     _run("demo")
     assert _run("refresh", "--all").exit_code == 0

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from service.collaborative import MODEL_FILE, ItemModel, fit_item_model, recency_weights
-from service.itemindex import IndexMismatch, build_index, load_index
+from service.retrieval.collaborative import MODEL_FILE, ItemModel, fit_item_model, recency_weights
+from service.retrieval.index import IndexMismatch, build_index, load_index
 from tests.conftest import topic_items
 
 

@@ -3,8 +3,9 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from service import cli, config
-from service.config import Settings, WindowSpec
+from service.app import cli
+from service.core import config
+from service.core.config import Settings, WindowSpec
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from service.config import Settings
-from service.drift import cosine_distance, drift_history, drift_report, threshold_from
-from service.models import Interest, Profile, WindowInfo
+from service.core.config import Settings
+from service.core.records import Interest, Profile, WindowInfo
+from service.profiling.drift import cosine_distance, drift_history, drift_report, threshold_from
 
 RNG = np.random.default_rng(0)
 TOPIC_A, TOPIC_B = np.eye(64, dtype=np.float32)[0], np.eye(64, dtype=np.float32)[1]

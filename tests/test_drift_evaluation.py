@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from scripts import eval_drift
-from service import drift_evaluation as de
-from service.models import Event, Item
+from service.core.records import Event, Item
+from service.evaluation import drift_streams as de
 from tests.conftest import MOVIELENS
 
 WINDOW = 4

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from scripts import evaluate
-from service import baselines
-from service.evaluation import Interactions, ndcg_at, recall_at, temporal_split
-from service.models import Event
+from service.core.records import Event
+from service.evaluation import baselines
+from service.evaluation.protocol import Interactions, ndcg_at, recall_at, temporal_split
 from tests.conftest import MOVIELENS
 
 

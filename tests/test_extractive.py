@@ -1,7 +1,7 @@
 import pytest
 
-from service.extractive import ExtractiveSummarizer, action_weight, recency_weights
-from service.models import Event, Item, Window, WindowEvent
+from service.core.records import Event, Item, Window, WindowEvent
+from service.summarizers.extractive import ExtractiveSummarizer, action_weight, recency_weights
 
 
 def _window(pairs, items):

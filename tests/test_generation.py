@@ -1,9 +1,14 @@
 import pytest
 import torch
 
-from service.generation import JsonScanner, json_end_criteria, plan_batches, with_oom_halving
-from service.llm import select_events
-from service.models import Event, Item, Window, WindowEvent
+from service.core.records import Event, Item, Window, WindowEvent
+from service.summarizers.llm.batching import (
+    JsonScanner,
+    json_end_criteria,
+    plan_batches,
+    with_oom_halving,
+)
+from service.summarizers.llm.summarizer import select_events
 
 
 def test_batches_follow_a_token_budget_not_only_a_count():

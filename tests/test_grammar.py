@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from service.grammar import EVIDENCE, WEIGHT, AnswerGrammar
-from service.summarize import MAX_INTERESTS, parse_answer
+from service.summarizers.base import MAX_INTERESTS, parse_answer
+from service.summarizers.llm.grammar import EVIDENCE, WEIGHT, AnswerGrammar
 from tests.conftest import topic_items
 from tests.test_llm import HOSTILE, _window
 
@@ -100,8 +100,8 @@ def _closing_key(state: AnswerGrammar) -> tuple:
 
 @pytest.fixture(scope="module")
 def constrained(tiny_llm_path):
-    from service.config import Settings
-    from service.summarize import build_summarizer
+    from service.core.config import Settings
+    from service.summarizers.base import build_summarizer
 
     settings = Settings(llm_model=str(tiny_llm_path), llm_quant="nf4", llm_max_new_tokens=160)
     return build_summarizer(settings)

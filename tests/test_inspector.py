@@ -14,10 +14,10 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.catalog import demo_events, demo_items
-from service.config import Settings
-from service.services import build_services
+from service.app.container import build_services
+from service.app.factory import create_app
+from service.core.config import Settings
+from service.ingest.files import demo_events, demo_items
 from tests.test_api import _error, _events, _items_body
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

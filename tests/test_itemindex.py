@@ -3,9 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from service import gpu_search, itemindex
-from service.embed import HashingEmbedder
-from service.itemindex import (
+from service.core.records import Item
+from service.embedding.encoder import HashingEmbedder
+from service.retrieval import gpu_search
+from service.retrieval import index as itemindex
+from service.retrieval.index import (
     IndexMismatch,
     IndexMissing,
     VectorFile,
@@ -13,7 +15,6 @@ from service.itemindex import (
     choose_index,
     load_index,
 )
-from service.models import Item
 from tests.conftest import topic_items
 
 
@@ -101,7 +102,7 @@ def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path,
 
 
 def test_a_running_service_follows_builds_made_elsewhere(tmp_path, embedder, monkeypatch):
-    from service import services
+    from service.app import container as services
 
     monkeypatch.setattr(services, "RELOAD_CHECK_SECONDS", 0.0)
     holder = services.IndexHolder(tmp_path, embedder)
@@ -147,7 +148,7 @@ def test_vector_file_writes_a_numpy_file_chunk_by_chunk(tmp_path):
 
 def test_exact_search_with_torch_finds_the_exact_neighbours(tmp_path, monkeypatch):
     """The GPU search used where FAISS has no kernels for the card, run here on the CPU."""
-    from service.gpu_search import TorchExactSearch
+    from service.retrieval.gpu_search import TorchExactSearch
 
     monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
     monkeypatch.setattr(gpu_search, "UPLOAD_ROWS", 700)  # several slices

@@ -7,13 +7,13 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.config import Settings
-from service.embed import HashingEmbedder
-from service.extractive import ExtractiveSummarizer
-from service.llm import Generation, LLMSummarizer
-from service.models import Event, Item, Window, WindowEvent
-from service.summarize import build_summarizer
+from service.app.factory import create_app
+from service.core.config import Settings
+from service.core.records import Event, Item, Window, WindowEvent
+from service.embedding.encoder import HashingEmbedder
+from service.summarizers.base import build_summarizer
+from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.llm.summarizer import Generation, LLMSummarizer
 from tests.conftest import topic_items
 
 
@@ -226,7 +226,7 @@ def test_a_model_that_does_not_load_is_reported_by_readiness_and_profiles_still_
 
 
 def test_profiles_made_while_the_model_was_down_are_remade_once_it_loads(settings):
-    from service.llm import UnavailableLLM
+    from service.summarizers.llm.summarizer import UnavailableLLM
 
     down = UnavailableLLM("m", "nf4", "CUDA out of memory", ExtractiveSummarizer())
     item = {"item_id": "a", "title": "Jazz", "categories": ["Jazz"]}
@@ -286,7 +286,7 @@ class CountingLLM(ScriptedLLM):
 
 
 def test_refresh_batches_windows_across_users_and_skips_unchanged_ones(store):
-    from service.profiles import Profiler
+    from service.profiling.profiler import Profiler
 
     store.upsert_items(topic_items())
     for user in ("a", "b", "c"):

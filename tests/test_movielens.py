@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from service.catalog import movielens_events, movielens_items
-from service.cli import app
+from service.app.cli import app
+from service.ingest.files import movielens_events, movielens_items
 from tests.conftest import MOVIELENS
 
 pytestmark = pytest.mark.skipif(

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from service.config import Settings
-from service.embed import load_embedder
-from service.onnx_embed import OnnxEmbedder
+from service.core.config import Settings
+from service.embedding.encoder import load_embedder
+from service.embedding.onnx import OnnxEmbedder
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow

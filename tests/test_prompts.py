@@ -1,6 +1,6 @@
 import pytest
 
-from service.prompts import PromptError, load_template, parse_template
+from service.summarizers.llm.prompts import PromptError, load_template, parse_template
 
 TEMPLATE = (
     "# comment\n=== system ===\nYou list {{count}} things.\n=== user ===\nItems:\n{{ items }}\n"

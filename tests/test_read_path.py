@@ -7,16 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from service import candidates as candidates_module
-from service.candidates import SHARED_K, CandidateLists, ListsWriter
-from service.config import Settings
-from service.embed import HashingEmbedder
-from service.extractive import ExtractiveSummarizer
-from service.itemindex import build_index, load_index
-from service.models import Event, Item
-from service.profiles import Profiler
-from service.recommend import Recommender
-from service.services import build_services
+from service.app.container import build_services
+from service.core.config import Settings
+from service.core.records import Event, Item
+from service.embedding.encoder import HashingEmbedder
+from service.profiling.profiler import Profiler
+from service.retrieval import candidates as candidates_module
+from service.retrieval.candidates import SHARED_K, CandidateLists, ListsWriter
+from service.retrieval.index import build_index, load_index
+from service.retrieval.recommender import Recommender
+from service.summarizers.extractive import ExtractiveSummarizer
 from tests.conftest import index_store, topic_items
 
 

@@ -2,13 +2,13 @@ import random
 
 import numpy as np
 
-from service.config import Settings
-from service.embed import HashingEmbedder
-from service.extractive import ExtractiveSummarizer
-from service.itemindex import _ranks_of, load_index
-from service.models import Event
-from service.profiles import Profiler
-from service.recommend import EXPLAINS_FIRST_LIFT, RRF_K, Recommender, _Candidates, fuse
+from service.core.config import Settings
+from service.core.records import Event
+from service.embedding.encoder import HashingEmbedder
+from service.profiling.profiler import Profiler
+from service.retrieval.index import _ranks_of, load_index
+from service.retrieval.recommender import EXPLAINS_FIRST_LIFT, RRF_K, Recommender, _Candidates, fuse
+from service.summarizers.extractive import ExtractiveSummarizer
 from tests.conftest import index_store, topic_items
 
 

@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from scripts import crash_test, fuzz_api
-from service import itemindex
-from service.api import create_app
-from service.models import Event
-from service.ratelimit import RateLimiter
-from service.store import USER_TABLES, Store
+from service.app.factory import create_app
+from service.app.ratelimit import RateLimiter
+from service.core.records import Event
+from service.retrieval import index as itemindex
+from service.store.database import USER_TABLES, Store
 from tests.conftest import topic_items
 from tests.test_api import _error, _events, _items_body
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from scripts import bench_index, bench_refresh, load_test
-from service.embed import STATIC_MINILM, load_embedder
-from service.synthetic import item_topic, synthetic_events, synthetic_items
+from service.embedding.encoder import STATIC_MINILM, load_embedder
+from service.evaluation.synthetic import item_topic, synthetic_events, synthetic_items
 
 
 def test_synthetic_items_are_deterministic_chunk_independent_and_realistic():
@@ -56,7 +56,7 @@ def test_static_embedder_is_normalised_and_groups_a_topic():
 
 @pytest.mark.slow
 def test_bench_index_prints_build_and_search_tables(monkeypatch, capsys):
-    from service import itemindex
+    from service.retrieval import index as itemindex
 
     monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 1_000)
     monkeypatch.setattr(bench_index, "QUERIES", 50)

@@ -4,8 +4,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from scripts.smoke_client import run_scenario
-from service.api import create_app
-from service.config import Settings
+from service.app.factory import create_app
+from service.core.config import Settings
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@ import sqlite3
 
 import numpy as np
 
-from service.models import Event, Interest, Item, Profile, WindowInfo
-from service.store import MIGRATIONS, Store
+from service.core.records import Event, Interest, Item, Profile, WindowInfo
+from service.store.database import MIGRATIONS, Store
 
 
 def _event(event_id, user="u1", item="a", ts=1.0):

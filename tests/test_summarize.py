@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from service.models import Event, Item, Window, WindowEvent
-from service.summarize import InvalidAnswer, extract_json_object, parse_answer
+from service.core.records import Event, Item, Window, WindowEvent
+from service.summarizers.base import InvalidAnswer, extract_json_object, parse_answer
 
 WINDOW = Window(
     0,

@@ -1,6 +1,6 @@
-from service.config import WindowSpec
-from service.models import Event, Item
-from service.windows import cut_windows, events_hash
+from service.core.config import WindowSpec
+from service.core.records import Event, Item
+from service.profiling.windows import cut_windows, events_hash
 
 DAY = 86_400.0
 

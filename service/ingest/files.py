@@ -1,0 +1,125 @@
+"""Reading items and events from files (CSV or JSONL), the demo data and MovieLens.
+
+Every record goes through the same validation as the REST API, and a bad record is reported
+with its file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.app.schemas import EventIn, ItemIn
+from service.core.records import Event, Item
+
+
+class FileFormatError(ValueError):
+    pass
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) from a ``.jsonl``/``.json`` or ``.csv`` file."""
+    if not path.is_file():
+        raise FileFormatError(f"{path}: no such file")
+    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+        yield from _jsonl(path)
+    elif path.suffix.lower() == ".csv":
+        yield from _csv(path)
+    else:
+        raise FileFormatError(f"{path}: expected a .csv or .jsonl file")
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise FileFormatError(f"{path}:{number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise FileFormatError(f"{path}:{number}: expected a JSON object per line")
+            yield number, record
+
+
+def _csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            yield number, {key: value for key, value in row.items() if value not in ("", None)}
+
+
+def read_items(path: Path) -> Iterator[Item]:
+    for number, record in read_records(path):
+        if isinstance(record.get("categories"), str):  # CSV: "Jazz|Live music"
+            record["categories"] = [c for c in record["categories"].split("|") if c]
+        if isinstance(record.get("attributes"), str):
+            record["attributes"] = json.loads(record["attributes"])
+        yield _validated(ItemIn, record, path, number).to_item()
+
+
+def read_events(path: Path) -> Iterator[Event]:
+    for number, record in read_records(path):
+        yield _validated(EventIn, record, path, number).to_event()
+
+
+def _validated(model: type[ItemIn] | type[EventIn], record: dict, path: Path, number: int) -> Any:
+    try:
+        return model.model_validate(record)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise FileFormatError(f"{path}:{number}: {where}: {first['msg']}") from None
+
+
+def demo_items() -> list[Item]:
+    from service.ingest.demo import demo_catalog
+
+    return [Item(i.item_id, i.title, i.text, tuple(i.categories)) for i in demo_catalog()]
+
+
+def demo_events() -> list[Event]:
+    from service.ingest.demo import demo_events as generate
+
+    return [Event(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value) for e in generate()]
+
+
+def movielens_items(directory: Path) -> list[Item]:
+    """ml-latest-small ``movies.csv`` (genres become categories, tags become text)."""
+    tags: dict[str, list[str]] = {}
+    tags_path = directory / "tags.csv"
+    if tags_path.is_file():
+        with tags_path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                tags.setdefault(row["movieId"], []).append(row["tag"])
+    items = []
+    with _require(directory / "movies.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            genres = [g for g in row["genres"].split("|") if g and g != "(no genres listed)"]
+            text = ", ".join(dict.fromkeys(tags.get(row["movieId"], [])))
+            items.append(Item(row["movieId"], row["title"], text[:2000], tuple(genres)))
+    return items
+
+
+def movielens_events(directory: Path) -> Iterator[Event]:
+    with _require(directory / "ratings.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            yield Event(
+                event_id=f"ml-{row['userId']}-{row['movieId']}",
+                user_id=row["userId"],
+                item_id=row["movieId"],
+                type="rate",
+                ts=float(row["timestamp"]),
+                value=float(row["rating"]),
+            )
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise FileFormatError(f"{path} not found: expected a MovieLens ml-latest-small directory")
+    return path

@@ -1,0 +1,375 @@
+"""From a user's events to stored profiles: windows, summaries, embeddings, drift scores.
+
+A window's profile is regenerated only when its events (or their items) changed, so reading a
+profile is cheap once it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from service.core.config import Settings
+from service.core.records import DriftReport, Event, Profile, Summary, Window
+from service.embedding.encoder import Embedder, normalize_rows
+from service.profiling.drift import drift_report, drift_timeline
+from service.profiling.windows import cut_windows, events_hash
+from service.store.database import ProfileState, ProfileWrite, Store
+from service.summarizers.base import MODEL_DOWN, Summarizer
+from service.summarizers.llm.prompts import content_hash
+
+# The profile embedding leans on the interests (what drift and retrieval care about) and keeps
+# some of the summary sentence for nuance the labels miss.
+INTEREST_SHARE = 0.7
+
+
+# Users planned and generated together by refresh_users: enough windows to fill the LLM's
+# batches, few enough that their locks are held only briefly.
+USERS_PER_ROUND = 64
+LOCK_STRIPES = 256
+TRANSIENT_RETRY_SECONDS = 300.0
+# The state of profiles holding a passing failure: expired from the start, so every read
+# takes the full check, which retries them (_retry_due).
+TRANSIENT_STATE = 0.0
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+@dataclass
+class _Plan:
+    user_id: str
+    windows: list[Window]
+    stored: dict[int, Profile]
+    stale: list[Window]
+    history: list[str]  # the user's item ids, oldest first
+    events_stamp: str  # Store.events_stamp, read before the events themselves
+    item_changes: int  # Store.item_changes, read before the items
+    closes_at: float | None  # when the first open time window closes (None: count windows)
+
+
+@dataclass
+class RefreshReport:
+    users: int = 0
+    unknown_users: int = 0
+    windows_generated: int = 0
+    fallbacks: Counter[str] = field(default_factory=Counter)  # reason -> windows
+
+    def add(self, plans: Sequence[_Plan], made: Sequence[Profile]) -> None:
+        self.users += len(plans)
+        self.windows_generated += len(made)
+        for profile in made:
+            reason = profile.provenance.get("fallback_reason")
+            if reason:
+                self.fallbacks[reason] += 1
+
+
+class Profiler:
+    def __init__(
+        self,
+        store: Store,
+        summarizer: Summarizer,
+        embedder: Embedder,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.summarizer = summarizer
+        self.embedder = embedder
+        self.settings = settings
+        self.clock = clock
+        # Striped, not one lock per user: memory stays bounded whatever ids callers send.
+        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
+
+    def current(self, user_id: str, refresh: bool = False) -> Profile:
+        if not refresh:
+            unchanged = self._unchanged(user_id)
+            if unchanged:
+                return unchanged[0]
+        with self._lock_for(user_id):
+            plan = self._plan(user_id, refresh_newest=refresh)
+            return self._bring_up_to_date(plan, state_is_stale=True)[-1]
+
+    def current_with_history(self, user_id: str) -> tuple[Profile, list[str]]:
+        """The current profile and the user's item ids, oldest first (what the recommender
+        needs, read once)."""
+        unchanged = self._unchanged(user_id)
+        if unchanged:
+            return unchanged
+        with self._lock_for(user_id):
+            plan = self._plan(user_id)
+            return self._bring_up_to_date(plan, state_is_stale=True)[-1], plan.history
+
+    def _unchanged(self, user_id: str) -> tuple[Profile, list[str]] | None:
+        """The newest profile and the history, when the stored profile state says nothing
+        changed since the profiles were last found up to date: the same events, summarizer
+        and embedder and window settings, and no time window closed since (item changes clear
+        the state). One read transaction instead of re-cutting and re-hashing every window
+        (the read path of every request); None sends the caller down the full check."""
+        read = self.store.current_read(user_id)
+        state = read.state
+        if state is None or read.newest is None or state.events != read.events:
+            return None
+        if state.makers != self._makers_key():
+            return None
+        if state.valid_until is not None and self.clock() >= state.valid_until:
+            return None
+        return read.newest, read.history
+
+    def history(self, user_id: str, limit: int | None = None) -> list[Profile]:
+        profiles = self.update(user_id)
+        return profiles if limit is None else profiles[-limit:]
+
+    def drift(self, user_id: str) -> DriftReport:
+        with self._lock_for(user_id):
+            profiles = self._update_locked(user_id)
+            report = drift_report(user_id, profiles, self.settings)
+            self.store.save_drift_report(report)
+            return report
+
+    def delete(self, user_id: str) -> bool:
+        """Forget the user. Under the user's lock, so a profile being generated right now
+        cannot be written back after the deletion."""
+        with self._lock_for(user_id):
+            return self.store.delete_user(user_id)
+
+    def update(self, user_id: str, refresh: bool = False) -> list[Profile]:
+        """Bring the user's stored profiles up to date; return them, oldest first.
+
+        ``refresh`` regenerates the newest window's profile even if its events did not change.
+        """
+        with self._lock_for(user_id):
+            return self._update_locked(user_id, refresh)
+
+    def refresh_users(
+        self,
+        user_ids: Sequence[str],
+        force: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+        then: Callable[[list[tuple[Profile, list[str]]]], object] | None = None,
+    ) -> RefreshReport:
+        """Bring many users up to date, generating their stale windows together so the
+        summarizer fills its batches across users. ``force`` regenerates every window.
+        ``then`` is given each round's (current profile, history) pairs once stored."""
+        report = RefreshReport()
+        for start in range(0, len(user_ids), USERS_PER_ROUND):
+            chunk = list(dict.fromkeys(user_ids[start : start + USERS_PER_ROUND]))
+            with ExitStack() as held:
+                for lock in self._locks_for(chunk):
+                    held.enter_context(lock)
+                plans = []
+                for user in chunk:
+                    try:
+                        plans.append(self._plan(user, stale_all=force))
+                    except UnknownUser:
+                        report.unknown_users += 1
+                fresh = self._make_profiles([(p.user_id, w) for p in plans for w in p.stale])
+                made: dict[str, list[Profile]] = {}
+                for profile in fresh:
+                    made.setdefault(profile.user_id, []).append(profile)
+                applied = [self._apply(plan, made.get(plan.user_id, [])) for plan in plans]
+                self.store.save_profiles([write for _, write in applied])
+                report.add(plans, fresh)
+                if then:
+                    then(
+                        [
+                            (profiles[-1], plan.history)
+                            for (profiles, _), plan in zip(applied, plans)
+                        ]
+                    )
+            if on_progress:
+                on_progress(len(chunk))
+        return report
+
+    def _update_locked(self, user_id: str, refresh: bool = False) -> list[Profile]:
+        return self._bring_up_to_date(self._plan(user_id, refresh_newest=refresh))
+
+    def _bring_up_to_date(self, plan: _Plan, state_is_stale: bool = False) -> list[Profile]:
+        """``state_is_stale``: the caller found the stored profile state out of date (missing
+        after an upgrade, a time window closed, an item changed), so it is written again even
+        when the profiles need nothing; later reads then take the fast path again."""
+        if not plan.stale and plan.stored.keys() == {w.index for w in plan.windows}:
+            # Nothing changed since they were stored (drift included): nothing to write but,
+            # when asked, the state that says so.
+            profiles = [plan.stored[w.index] for w in plan.windows]
+            state = self._state(plan, profiles)
+            if state_is_stale and state.valid_until != TRANSIENT_STATE:
+                write = ProfileWrite(plan.user_id, [], list(plan.stored), state, plan.item_changes)
+                self.store.save_profiles([write])
+            return profiles
+        made = self._make_profiles([(plan.user_id, w) for w in plan.stale])
+        profiles, write = self._apply(plan, made)
+        self.store.save_profiles([write])
+        return profiles
+
+    def _plan(self, user_id: str, refresh_newest: bool = False, stale_all: bool = False) -> _Plan:
+        """The user's windows and which of them need a (new) profile."""
+        # Read first: an event or item change arriving after them leaves the stored state
+        # behind, never ahead.
+        events_stamp = self.store.events_stamp(user_id)
+        item_changes = self.store.item_changes()
+        events = self.store.user_events(user_id)
+        windows, closes_at = self._profiled_windows(user_id, events)
+        stored = {p.window.index: p for p in self.store.profiles(user_id)}
+        makers = self._makers()
+        stale = [
+            w
+            for w in windows
+            if stale_all
+            or w.index not in stored
+            or stored[w.index].source_key != self.source_key(w, makers)
+            or self._retry_due(stored[w.index])
+            or (refresh_newest and w is windows[-1])
+        ]
+        history = [e.item_id for e in events]
+        return _Plan(
+            user_id, windows, stored, stale, history, events_stamp, item_changes, closes_at
+        )
+
+    def _retry_due(self, profile: Profile) -> bool:
+        """A profile that fell back for a passing reason is made again: as soon as the model
+        is back when it was not loaded, and at most every TRANSIENT_RETRY_SECONDS after a
+        timeout or a crash (greedy generation may well fail the same way again)."""
+        transient = profile.provenance.get("transient")
+        if not transient:
+            return False
+        if transient == MODEL_DOWN:
+            return getattr(self.summarizer, "problem", None) is None
+        return self.clock() - profile.created_at > TRANSIENT_RETRY_SECONDS
+
+    def _apply(self, plan: _Plan, made: Sequence[Profile]) -> tuple[list[Profile], ProfileWrite]:
+        """The user's profiles with the new ones in and drift re-scored over the whole history,
+        and what the store must write for that (vanished windows are dropped)."""
+        fresh = {p.window.index: p for p in made}
+        profiles = [fresh.get(w.index) or plan.stored[w.index] for w in plan.windows]
+        profiles = self._with_drift(profiles)
+        changed = []
+        for profile in profiles:
+            before = plan.stored.get(profile.window.index)
+            # Unchanged windows are rewritten only when the history around them re-scored them.
+            if before is None or profile.window.index in fresh or before.drift != profile.drift:
+                changed.append(profile)
+        write = ProfileWrite(
+            plan.user_id,
+            changed,
+            [w.index for w in plan.windows],
+            self._state(plan, profiles),
+            plan.item_changes,
+        )
+        return profiles, write
+
+    def _state(self, plan: _Plan, profiles: Sequence[Profile]) -> ProfileState:
+        """What the profiles are now up to date with, for ``_unchanged`` to compare."""
+        valid_until = plan.closes_at
+        if any(p.provenance.get("transient") for p in profiles):
+            valid_until = TRANSIENT_STATE  # a passing failure is retried by the full check
+        return ProfileState(plan.events_stamp, self._makers_key(), valid_until)
+
+    def source_key(self, window: Window, makers: str | None = None) -> str:
+        """What a profile was made from and by: its events, the summarizer (model, prompt) and
+        the embedder. A stored profile whose key differs is regenerated."""
+        return content_hash(events_hash(window) + (makers or self._makers()))
+
+    def _makers(self) -> str:
+        return json.dumps(
+            [self.summarizer.describe(), self.embedder.model_id, self.embedder.dimension],
+            sort_keys=True,
+        )
+
+    def _makers_key(self) -> str:
+        """The makers and the window settings: windows cut another way are other windows."""
+        window = [str(self.settings.window_spec), self.settings.min_window_events]
+        return content_hash(self._makers() + json.dumps(window))
+
+    def _profiled_windows(
+        self, user_id: str, events: Sequence[Event]
+    ) -> tuple[list[Window], float | None]:
+        """Closed windows, plus the open one once it holds enough events to say something
+        (or when it is all there is); and when the first open time window closes."""
+        if not events:
+            raise UnknownUser(user_id)
+        items = self.store.get_items(e.item_id for e in events)
+        spec = self.settings.window_spec
+        windows = cut_windows(events, items, spec, self.clock())
+        usable = [
+            w for w in windows if w.closed or len(w.events) >= self.settings.min_window_events
+        ]
+        # Count windows close with events, which change the stamp; time windows with time.
+        open_ends = [w.end for w in windows if not w.closed] if spec.kind == "time" else []
+        return usable or windows[-1:], min(open_ends, default=None)
+
+    def _make_profiles(self, windows: Sequence[tuple[str, Window]]) -> list[Profile]:
+        """Summarize and embed (user, window) pairs, all in shared batches."""
+        if not windows:
+            return []
+        started = time.perf_counter()
+        summaries = self.summarizer.summarize([window for _, window in windows])
+        embeddings = self.embed_summaries(summaries)
+        per_window_ms = (time.perf_counter() - started) * 1000 / len(windows)
+        now = self.clock()
+        return [
+            Profile(
+                user_id=user_id,
+                window=window.info,
+                summary=summary.summary,
+                interests=summary.interests,
+                embedding=embedding,
+                provenance=self._provenance(summary, window, per_window_ms),
+                source_key=self.source_key(window),
+                created_at=now,
+            )
+            for (user_id, window), summary, embedding in zip(windows, summaries, embeddings)
+        ]
+
+    def embed_summaries(self, summaries: Sequence[Summary]) -> np.ndarray:
+        """One embedding per summary: its interests (by weight) mixed with its sentence."""
+        texts: list[str] = []
+        for summary in summaries:
+            texts.append(summary.summary)
+            texts.extend(interest.label for interest in summary.interests)
+        vectors = self.embedder.encode(texts)
+        rows, position = [], 0
+        for summary in summaries:
+            sentence = vectors[position]
+            labels = vectors[position + 1 : position + 1 + len(summary.interests)]
+            position += 1 + len(summary.interests)
+            if len(labels) == 0:
+                rows.append(sentence)
+                continue
+            weights = np.array([i.weight for i in summary.interests], dtype=np.float32)
+            interests = normalize_rows(weights @ labels)
+            rows.append(INTEREST_SHARE * interests + (1 - INTEREST_SHARE) * sentence)
+        return normalize_rows(np.stack(rows))
+
+    def _provenance(self, summary: Summary, window: Window, per_window_ms: float) -> dict:
+        return {
+            **summary.provenance,
+            "embedder": self.embedder.model_id,
+            "window": str(self.settings.window_spec),
+            "events_hash": events_hash(window),
+            "duration_ms": round(per_window_ms, 2),
+        }
+
+    def _with_drift(self, profiles: list[Profile]) -> list[Profile]:
+        timeline = drift_timeline(profiles, self.settings)
+        return [replace(p, drift=drift) for p, drift in zip(profiles, timeline)]
+
+    def _lock_for(self, user_id: str) -> threading.RLock:
+        return self._locks[_stripe(user_id)]
+
+    def _locks_for(self, user_ids: Sequence[str]) -> list[threading.RLock]:
+        """The locks of several users, each once, in one global order (no deadlock)."""
+        return [self._locks[i] for i in sorted({_stripe(u) for u in user_ids})]
+
+
+def _stripe(user_id: str) -> int:
+    return zlib.crc32(user_id.encode()) % LOCK_STRIPES

@@ -1,0 +1,234 @@
+"""Candidate lists: what a recommendation searches for, made once per profile and index build.
+
+The costly part of a recommendation (one FAISS search per interest and one for the whole
+profile, the collaborative model's scores over the history and the history item behind each)
+depends on the current profile, the user's history and the index build, and on nothing a
+request says. So it is made once, stored under a key of exactly those (`Store.candidate_lists`)
+and reused by every request until one of them changes. What moves with everyone's events
+(popularity) and the fusion run per request (`service/recommend.py`).
+
+The lists are searched deep enough for SHARED_K items, so every request for up to that many
+shares them; a request for more searches for itself and stores nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.core.records import Profile
+from service.embedding.encoder import Embedder, normalize_rows
+from service.retrieval.index import ItemIndex
+from service.store.database import Store
+from service.summarizers.llm.prompts import content_hash
+
+log = logging.getLogger(__name__)
+
+# Requests for up to this many items share one set of lists (the evaluation asks for 50).
+SHARED_K = 50
+# A search hit counts when its similarity is at least this share of the best hit's.
+CLOSE_MATCH = 0.5
+LABEL_CACHE = 50_000
+# Part of every key: stored lists of another format (or search rule) are never read.
+FORMAT = 1
+# How long the writer lets lists made by requests gather before storing them in one go.
+WRITE_DELAY = 0.2
+
+
+def search_depth(k: int, seen: int, catalog: int) -> int:
+    """How deep each source looks: past the user's own items (filtered out later) with room
+    to spare; at least as deep as SHARED_K items need, so every request up to that many ranks
+    the same lists."""
+    return min(catalog, max(k, SHARED_K) + seen + 50)
+
+
+@dataclass(frozen=True)
+class CandidateLists:
+    """Rows of the item index, best first, per source; ``anchors`` gives for each
+    collaborative row the history item behind it (a row of the collaborative model; -1:
+    none)."""
+
+    interests: list[np.ndarray]  # one per interest of the profile: its close matches
+    profile_close: np.ndarray
+    profile_rest: np.ndarray
+    collaborative: np.ndarray
+    anchors: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        arrays = [*self._tail(), *self.interests]
+        header = [len(arrays), *(len(a) for a in arrays)]
+        return np.concatenate([header, *arrays]).astype(np.int32).tobytes()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> CandidateLists:
+        values = np.frombuffer(blob, dtype=np.int32).astype(np.int64)
+        count = int(values[0])
+        lengths = values[1 : 1 + count]
+        arrays = np.split(values[1 + count :], np.cumsum(lengths)[:-1])
+        close, rest, collaborative, anchors, *interests = arrays
+        return cls(interests, close, rest, collaborative, anchors)
+
+    def _tail(self) -> list[np.ndarray]:
+        return [self.profile_close, self.profile_rest, self.collaborative, self.anchors]
+
+
+def lists_key(profile: Profile, history: Sequence[str], build_id: str) -> str:
+    """Everything the lists depend on: the profile (its window, what made it, when), the
+    history in order, and the index build."""
+    made = f"{profile.window.index}|{profile.source_key}|{profile.created_at!r}"
+    return f"{FORMAT}|{build_id}|{made}|{content_hash(chr(10).join(history))}"
+
+
+class ListsWriter:
+    """Stores the lists that requests made, behind them: one transaction (one fsync) a batch,
+    and no request waits for the disk. After an index rebuild every user's first request
+    makes new lists; written one by one inside the requests, their fsyncs held the store's
+    lock and took p99 at 200 req/s to over a second. Lost on a crash: they are only a cache."""
+
+    def __init__(self, store: Store, delay: float = WRITE_DELAY) -> None:
+        self.store = store
+        self.delay = delay
+        self._pending: dict[str, tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+        # Held from taking a batch until it is stored: a flush at shutdown waits for the
+        # writer's batch in flight instead of closing the store under it.
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def put(self, user_id: str, key: str, lists: bytes) -> None:
+        with self._lock:
+            self._pending[user_id] = (key, lists)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lists-writer", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def pending(self, user_id: str) -> tuple[str, bytes] | None:
+        """What is waiting to be written for the user: read before the store, so a second
+        request does not make the same lists again."""
+        with self._lock:
+            return self._pending.get(user_id)
+
+    def flush(self) -> None:
+        with self._flushing:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return
+            try:
+                self.store.save_candidate_lists([(u, key, b) for u, (key, b) in batch.items()])
+            except sqlite3.Error as error:  # a cache: the next request makes them again
+                log.warning("candidate lists not stored: %s", error)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            time.sleep(self.delay)  # let a batch gather
+            self.flush()
+
+
+class LabelVectors:
+    """Embeddings of interest labels, remembered: labels repeat across users and requests, and
+    encoding them is the costliest step of a search otherwise (a model forward pass)."""
+
+    def __init__(self, embedder: Embedder, size: int = LABEL_CACHE) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._known: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, labels: Sequence[str]) -> np.ndarray:
+        if not labels:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        with self._lock:
+            missing = list(dict.fromkeys(label for label in labels if label not in self._known))
+        if missing:  # encoded outside the lock: other requests go on meanwhile
+            fresh = dict(zip(missing, self.embedder.encode(missing)))
+            with self._lock:
+                self._known.update(fresh)
+                while len(self._known) > self.size:
+                    self._known.popitem(last=False)
+        with self._lock:
+            rows = []
+            for label in labels:
+                vector = self._known.get(label)
+                if vector is None:  # pushed out by a burst of new labels just now
+                    vector = self.embedder.encode([label])[0]
+                else:
+                    self._known.move_to_end(label)
+                rows.append(vector)
+        return np.stack(rows)
+
+
+class CandidateSearch:
+    """Makes the lists: the searches and the collaborative scores."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.label_vectors = LabelVectors(embedder)
+
+    def find(
+        self, profile: Profile, history: Sequence[str], index: ItemIndex, k: int
+    ) -> CandidateLists:
+        seen = len(set(history))
+        depth = search_depth(k, seen, len(index))
+        # One search for the interests and the whole profile: one pass over the index's lists.
+        queries = np.vstack([self._interest_queries(profile, index), profile.embedding[None]])
+        scores, rows = index.search_rows(queries, depth)
+        interests = [
+            found[close_matches(similarity, found)]
+            for similarity, found in zip(scores[:-1], rows[:-1])
+        ]
+        # The close matches of the whole profile, and the rest of that search as a backfill.
+        close = close_matches(scores[-1], rows[-1])
+        collaborative, anchors = _collaborative(history, index, depth + seen)
+        return CandidateLists(
+            interests, rows[-1][close], _indexed(rows[-1][~close]), collaborative, anchors
+        )
+
+    def _interest_queries(self, profile: Profile, index: ItemIndex) -> np.ndarray:
+        """One search vector per interest: the label says what, the evidence items say which
+        kind, so both are averaged."""
+        queries = np.zeros((len(profile.interests), index.manifest.dimension), dtype=np.float32)
+        labels = self.label_vectors([i.label for i in profile.interests])
+        for row, (interest, label_vector) in enumerate(zip(profile.interests, labels)):
+            evidence = index.vectors_of(interest.evidence)
+            taste = evidence.mean(axis=0) if len(evidence) else label_vector
+            queries[row] = label_vector + taste
+        return normalize_rows(queries)
+
+
+def _collaborative(
+    history: Sequence[str], index: ItemIndex, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The collaborative model's best items for the history (index rows; the model may know
+    items the index does not, from events for items not in the catalog) and their anchors."""
+    model = index.collaborative
+    if model is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    found = model.scores(history, depth)
+    rows = index.collaborative_rows[found.rows]
+    indexed = rows >= 0
+    return rows[indexed], found.anchors()[indexed]
+
+
+def close_matches(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Which hits of one search (similarities and rows, best first) are real matches: within
+    reach of the best one. The tail of a search is other topics; letting it vote would also
+    give those items a wrong reason. Unfilled places (row -1) never match."""
+    found = rows >= 0
+    if not found.any():
+        return found
+    return found & (scores >= scores[0] * CLOSE_MATCH)
+
+
+def _indexed(rows: np.ndarray) -> np.ndarray:
+    return rows[rows >= 0]

@@ -1,0 +1,321 @@
+"""Recommendations: candidates from several sources, fused into one ranking, each with a reason.
+
+Sources: one FAISS search per interest (so a minor interest is served too, not drowned by the
+main one), one for the whole profile, the collaborative item-to-item model (what goes with the
+user's history, recent items first; fitted with the index), and popularity. Reciprocal-rank
+fusion combines them without calibrating their score scales against each other. An interest
+that found an item gives its reason; otherwise the source that contributed most does.
+
+The searches and the collaborative scores are made once per profile, history and index build
+and stored (`service/candidates.py`); popularity and the fusion run per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.core.records import Profile
+from service.embedding.encoder import Embedder
+from service.retrieval.candidates import (
+    SHARED_K,
+    CandidateLists,
+    CandidateSearch,
+    ListsWriter,
+    lists_key,
+    search_depth,
+)
+from service.retrieval.index import ItemIndex
+from service.store.database import Store
+
+RRF_K = 60
+BACKFILL_WEIGHT = 0.001
+POPULAR_ITEMS = 10_000  # popularity beyond the top 10,000 says nothing useful
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """Set by the ablation in docs/EVALUATION.md: on MovieLens the collaborative model carries
+    the ranking (alone it beats EASE); at this weight the content sources still serve items and
+    users it knows little about without moving its ranking (NDCG@10 0.1429 against 0.1431
+    alone), where at 0.5 they pulled it down to 0.054."""
+
+    interests: float = 1.0  # shared among the interests by their weights
+    profile: float = 0.3
+    collaborative: float = 4.0
+    popularity: float = 0.15
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Popularity:
+    version: tuple[int, int] | None  # Store.events_version() it was computed at
+    ranked: list[str]
+
+
+# The reasons for the items (index rows) a source explains, in their order; asked once per
+# request, for the returned items only (a reason may need a lookup).
+Explain = Callable[[list[int]], list[str]]
+
+
+@dataclass
+class _Candidates:
+    """A ranked list from one source (rows of the item index, best first), its weight in the
+    fusion and how to explain its hits.
+
+    An interest's reason goes first: "matches your interest 'Baking'" is what ties an item to
+    the profile a person reads, so it explains an item whenever an interest found it, even
+    when the collaborative model contributed more to its rank."""
+
+    rows: np.ndarray
+    weight: float
+    explain: Explain
+    explains_first: bool = False
+
+
+def _always(reason: str) -> Explain:
+    return lambda items: [reason] * len(items)
+
+
+_PROFILE_REASON = _always("close to your recent profile as a whole")
+_POPULAR_REASON = _always("popular with other users")
+
+
+class Recommender:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        index: Callable[[], ItemIndex],
+        weights: FusionWeights | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index = index
+        self.weights = weights or FusionWeights()
+        self.search = CandidateSearch(embedder)
+        self.lists_writer = ListsWriter(store)
+        self._popularity = _Popularity(None, [])
+        self._popularity_lock = threading.Lock()
+        self._popularity_refresh: threading.Thread | None = None
+        self._popular_in_index: tuple[object, np.ndarray] = (None, np.zeros(0, dtype=np.int64))
+
+    def recommend(
+        self, profile: Profile, k: int, history: list[str] | None = None
+    ) -> list[Recommendation]:
+        """The ``k`` best items for the user; ``history`` (item ids, oldest first) is read
+        from the store unless given."""
+        index = self.index()
+        if history is None:
+            history = [e.item_id for e in self.store.user_events(profile.user_id)]
+        lists = self._lists(profile, history, index, k)
+        seen = len(set(history))
+        popular = self._popular_rows(index)[: search_depth(k, seen, len(index)) + seen]
+        sources = [
+            *self._interest_candidates(profile, lists.interests),
+            _Candidates(lists.profile_close, self.weights.profile, _PROFILE_REASON),
+            # The rest of the profile's search weighs almost nothing: it only decides among
+            # items no other source offered, so a user always gets k items when there are any.
+            _Candidates(lists.profile_rest, BACKFILL_WEIGHT, _PROFILE_REASON),
+            self._collaborative_candidates(lists, index),
+            # Events may name items not in the catalog (yet); only indexed items are offered.
+            _Candidates(popular[popular >= 0], self.weights.popularity, _POPULAR_REASON),
+        ]
+        return fuse(sources, index.rows_of(history), k, index.item_ids, index.id_order)
+
+    def prepare(self, users: Sequence[tuple[Profile, list[str]]]) -> int:
+        """Make and store the candidate lists of these (current profile, history) pairs in one
+        write, skipping those stored already; how many were made. What `iprof refresh` runs
+        after the profiles, so the first request for each user finds them."""
+        index = self.index()
+        stored = {}
+        for profile, history in users:
+            key = lists_key(profile, history, index.manifest.build_id)
+            if self._stored(profile.user_id, key) is None:
+                lists = self.search.find(profile, history, index, SHARED_K)
+                stored[profile.user_id] = (profile.user_id, key, lists.to_bytes())
+        if stored:
+            self.store.save_candidate_lists(list(stored.values()))
+        return len(stored)
+
+    def _lists(
+        self, profile: Profile, history: list[str], index: ItemIndex, k: int
+    ) -> CandidateLists:
+        """The stored lists when they were made from this profile, history and index;
+        otherwise made now, and stored for the next requests (once per change)."""
+        if k > SHARED_K:
+            return self.search.find(profile, history, index, k)
+        key = lists_key(profile, history, index.manifest.build_id)
+        lists = self._stored(profile.user_id, key)
+        if lists is None:
+            lists = self.search.find(profile, history, index, k)
+            self.lists_writer.put(profile.user_id, key, lists.to_bytes())
+        return lists
+
+    def _stored(self, user_id: str, key: str) -> CandidateLists | None:
+        stored = self.lists_writer.pending(user_id) or self.store.candidate_lists(user_id)
+        return CandidateLists.from_bytes(stored[1]) if stored and stored[0] == key else None
+
+    def close(self) -> None:
+        self.lists_writer.flush()
+
+    def _interest_candidates(self, profile: Profile, found: list[np.ndarray]) -> list[_Candidates]:
+        return [
+            _Candidates(
+                rows=rows,
+                weight=self.weights.interests * interest.weight,
+                explain=_always(f"matches your interest '{interest.label}'"),
+                explains_first=True,
+            )
+            for interest, rows in zip(profile.interests, found)
+        ]
+
+    def _collaborative_candidates(self, lists: CandidateLists, index: ItemIndex) -> _Candidates:
+        anchor_of = dict(zip(lists.collaborative.tolist(), lists.anchors.tolist()))
+        model_ids = index.collaborative.item_ids if index.collaborative else []
+
+        def explain(rows: list[int]) -> list[str]:
+            anchors = [anchor_of.get(row, -1) for row in rows]
+            names = [model_ids[anchor] if anchor >= 0 else "" for anchor in anchors]
+            titles = self.store.get_items(name for name in names if name)
+            return [
+                f"people who chose '{titles[n].title if n in titles else n}' also chose this"
+                for n in names
+            ]
+
+        return _Candidates(lists.collaborative, self.weights.collaborative, explain)
+
+    def warm_up(self) -> None:
+        """Count popularity now, so the first requests do not wait for it."""
+        self._popularity_snapshot()
+
+    def _popular_rows(self, index: ItemIndex) -> np.ndarray:
+        """The popular items as rows of ``index`` (-1 for one it does not have), translated
+        once per ranking and index."""
+        popular = self._popularity_snapshot()
+        key = (popular.version, index.manifest.build_id)
+        cached = self._popular_in_index
+        if cached[0] != key:
+            cached = self._popular_in_index = (key, index.rows_of(popular.ranked, missing=-1))
+        return cached[1]
+
+    def _popularity_snapshot(self) -> _Popularity:
+        """The most popular items. Counting them reads every event, so once there is a ranking,
+        a change of the events recounts in the background and requests serve the previous
+        ranking meanwhile (popularity a few seconds old ranks the same)."""
+        version = self.store.events_version()
+        with self._popularity_lock:
+            current = self._popularity
+            if current.version is None:
+                current = self._popularity = self._count_popularity(version)
+            elif current.version != version and not self._popularity_refresh:
+                self._popularity_refresh = threading.Thread(
+                    target=self._recount, args=(version,), name="popularity", daemon=True
+                )
+                self._popularity_refresh.start()
+            return current
+
+    def _recount(self, version: tuple[int, int]) -> None:
+        fresh = None
+        try:
+            fresh = self._count_popularity(version)
+        finally:  # a failed recount is tried again by the next request
+            with self._popularity_lock:
+                if fresh is not None:
+                    self._popularity = fresh
+                self._popularity_refresh = None
+
+    def _count_popularity(self, version: tuple[int, int]) -> _Popularity:
+        return _Popularity(version, [item for item, _ in self.store.popularity(POPULAR_ITEMS)])
+
+
+def fuse(
+    sources: Sequence[_Candidates],
+    seen: np.ndarray,
+    k: int,
+    item_ids: Sequence[str],
+    id_order: np.ndarray,
+) -> list[Recommendation]:
+    """Weighted reciprocal-rank fusion over rows of the index; never a row in ``seen``. Ties
+    go to the smaller id (``id_order``: each row's place in id order). The reason comes from
+    the source that contributed most, among those that explain first if any found the item
+    (the first such source on a tie)."""
+    # About a thousand candidates a request: all of it in a few array operations, and the
+    # reasons settled for the returned items only.
+    # Masks, not np.isin: a lookup per candidate where isin sorts every list each time.
+    seen_mask = np.zeros(len(item_ids), dtype=bool)
+    seen_mask[seen] = True
+    unseen = [source.rows[~seen_mask[source.rows]] for source in sources]
+    rows = np.concatenate([np.zeros(0, dtype=np.int64), *unseen])
+    if not len(rows):
+        return []
+    contributions = np.concatenate(
+        [_reciprocal_ranks(source.weight, len(r)) for source, r in zip(sources, unseen)]
+    )
+    candidates, slot = np.unique(rows, return_inverse=True)
+    # Summed in source order, as a running total per item would be: the same floats.
+    totals = np.bincount(slot, weights=contributions)
+    top = _best(totals, id_order[candidates], k)
+    claims = contributions + np.concatenate(
+        [np.full(len(r), _lift(source)) for source, r in zip(sources, unseen)]
+    )
+    by_source = np.repeat(np.arange(len(sources)), [len(r) for r in unseen])
+    explainers = _explainers(slot, claims, by_source, top)
+    reasons: dict[int, str] = {}
+    for position in np.unique(explainers).tolist():
+        explained = top[explainers == position]
+        rows = candidates[explained].tolist()
+        reasons.update(zip(explained.tolist(), sources[position].explain(rows)))
+    # Scores are scaled by 1000 only to make them readable; they are comparable within a list.
+    return [
+        Recommendation(item_ids[row], round(total * 1000, 4), reasons[at])
+        for at, row, total in zip(top.tolist(), candidates[top].tolist(), totals[top].tolist())
+    ]
+
+
+def _reciprocal_ranks(weight: float, count: int) -> np.ndarray:
+    return weight / np.arange(RRF_K + 1, RRF_K + 1 + count, dtype=np.float64)
+
+
+def _lift(source: _Candidates) -> float:
+    return EXPLAINS_FIRST_LIFT if source.explains_first else 0.0
+
+
+def _best(totals: np.ndarray, id_order: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best totals, best first, ties by id. Only the totals at or
+    above the ``k``-th best are sorted, not all of them."""
+    if len(totals) > k:
+        floor = np.partition(totals, len(totals) - k)[len(totals) - k]
+        picked = np.flatnonzero(totals >= floor)
+    else:
+        picked = np.arange(len(totals))
+    order = np.lexsort((id_order[picked], -totals[picked]))  # the last key sorts first
+    return picked[order[:k]]
+
+
+def _explainers(
+    slot: np.ndarray, claims: np.ndarray, by_source: np.ndarray, top: np.ndarray
+) -> np.ndarray:
+    """For each of the ``top`` candidates, the position of the source with the largest claim
+    on it (its contribution, lifted for sources that explain first); the first on a tie."""
+    is_top = np.zeros(slot.max() + 1, dtype=bool)
+    is_top[top] = True
+    wanted = is_top[slot]
+    slot, claims, by_source = slot[wanted], claims[wanted], by_source[wanted]
+    order = np.lexsort((by_source, -claims, slot))
+    first = np.unique(slot[order], return_index=True)[1]
+    best = dict(zip(slot[order][first].tolist(), by_source[order][first].tolist()))
+    return np.array([best[at] for at in top.tolist()], dtype=np.int64)
+
+
+# Larger than any contribution (a weight over RRF_K + 1): an explaining source always wins.
+EXPLAINS_FIRST_LIFT = 1_000.0

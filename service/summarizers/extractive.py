@@ -1,0 +1,193 @@
+"""The extractive summarizer: interests from item categories and keywords, no model needed.
+
+Each event counts by how strong its action is (a purchase says more than a view, a 5-star
+rating more than a 1-star one) and how recent it is within the window. Item categories carry
+the interest labels; items without categories contribute their most telling title words.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from service.core.records import Interest, Summary, Window, WindowEvent
+from service.summarizers.base import MAX_INTERESTS, normalize_weights
+
+ACTION_WEIGHTS = {
+    "view": 1.0,
+    "click": 1.5,
+    "share": 2.0,
+    "add_to_cart": 2.0,
+    "like": 2.5,
+    "purchase": 3.0,
+    "buy": 3.0,
+    "dislike": 0.1,
+}
+DEFAULT_ACTION_WEIGHT = 1.0
+EVIDENCE_PER_INTEREST = 5
+# An interest below this share of the window's weight is noise, not an interest.
+MIN_SHARE = 0.06
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+_STOPWORDS = frozenset(
+    [
+        "about",
+        "after",
+        "again",
+        "against",
+        "also",
+        "among",
+        "another",
+        "because",
+        "been",
+        "before",
+        "being",
+        "between",
+        "both",
+        "could",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "from",
+        "further",
+        "have",
+        "having",
+        "here",
+        "into",
+        "itself",
+        "just",
+        "more",
+        "most",
+        "other",
+        "over",
+        "same",
+        "should",
+        "some",
+        "such",
+        "than",
+        "that",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "under",
+        "until",
+        "very",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "with",
+        "would",
+        "your",
+        "yours",
+        "part",
+        "guide",
+        "introduction",
+        "episode",
+        "review",
+        "edition",
+        "volume",
+    ]
+)
+
+
+def action_weight(event_type: str, value: float | None) -> float:
+    """How much one event says about interest; ratings above the middle of 0-5 count more."""
+    if event_type == "rate":
+        return 1.5 if value is None else 0.5 + max(0.0, value - 2.5)
+    return ACTION_WEIGHTS.get(event_type, DEFAULT_ACTION_WEIGHT)
+
+
+def recency_weights(count: int) -> list[float]:
+    """Oldest first; the newest event weighs 1 and the weight halves every half window."""
+    half_life = max(1.0, count / 2)
+    return [0.5 ** ((count - 1 - position) / half_life) for position in range(count)]
+
+
+def item_labels(joined: WindowEvent) -> list[str]:
+    item = joined.item
+    if item is None:
+        return []
+    if item.categories:
+        return [c.strip() for c in item.categories if c.strip()]
+    words = [w.lower() for w in _WORD.findall(item.title) if w.lower() not in _STOPWORDS]
+    return list(dict.fromkeys(words))[:3]
+
+
+class ExtractiveSummarizer:
+    name = "extractive"
+
+    def __init__(self, max_interests: int = MAX_INTERESTS) -> None:
+        self.max_interests = max_interests
+
+    def describe(self) -> dict[str, Any]:
+        return {"summarizer": self.name, "model": None, "quantization": None}
+
+    def summarize(self, windows: Sequence[Window]) -> list[Summary]:
+        return [self.summarize_one(window) for window in windows]
+
+    def summarize_one(self, window: Window, fallback_reason: str | None = None) -> Summary:
+        started = time.perf_counter()
+        interests = self.interests(window)
+        provenance = {
+            **self.describe(),
+            "prompt_hash": None,
+            "fallback_reason": fallback_reason,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        return Summary(describe_interests(interests, window), interests, provenance)
+
+    def interests(self, window: Window) -> tuple[Interest, ...]:
+        label_weight: dict[str, float] = defaultdict(float)
+        label_items: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for joined, recency in zip(window.events, recency_weights(len(window.events))):
+            labels = item_labels(joined)
+            if not labels:
+                continue
+            share = action_weight(joined.event.type, joined.event.value) * recency
+            share /= math.sqrt(len(labels))  # many-genre items should not dominate
+            for label in labels:
+                label_weight[label] += share
+                label_items[label][joined.event.item_id] += share
+        total = sum(label_weight.values())
+        if total <= 0:
+            return ()
+        strongest = sorted(label_weight, key=lambda label: -label_weight[label])
+        chosen = [
+            (label, label_weight[label], _top(label_items[label], EVIDENCE_PER_INTEREST))
+            for label in strongest[: self.max_interests]
+            if label_weight[label] / total >= MIN_SHARE
+        ]
+        return normalize_weights(chosen)
+
+
+def _top(scores: dict[str, float], count: int) -> tuple[str, ...]:
+    return tuple(sorted(scores, key=lambda key: -scores[key])[:count])
+
+
+def describe_interests(interests: Sequence[Interest], window: Window) -> str:
+    """One readable sentence: the main interests with their shares, and the latest item."""
+    if not interests:
+        return "Not enough known items in this window to tell what this person is into."
+    parts = [f"{i.label} ({round(i.weight * 100)}%)" for i in interests[:3]]
+    if len(parts) == 1:
+        sentence = f"Focused on {parts[0]}"
+    else:
+        sentence = f"Mostly {parts[0]}, also {' and '.join(parts[1:])}"
+    latest = next((we.item for we in reversed(window.events) if we.item is not None), None)
+    if latest is not None:
+        sentence += f"; most recently \u201c{latest.title}\u201d"
+    return sentence + "."

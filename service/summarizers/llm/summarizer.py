@@ -1,0 +1,395 @@
+"""The LLM summarizer: a causal LM (optionally 4- or 8-bit through bitsandbytes) writes the
+profile as JSON; every answer is validated and an unusable one falls back to the extractive
+summary, with the reason recorded in the profile's provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.core.config import Settings
+from service.core.records import Summary, Window
+from service.summarizers.base import (
+    GENERATION_FAILED,
+    MAX_INTERESTS,
+    MODEL_DOWN,
+    InvalidAnswer,
+    parse_answer,
+)
+from service.summarizers.extractive import ExtractiveSummarizer, action_weight, recency_weights
+from service.summarizers.llm.batching import (
+    ANSWER_PREFIX,
+    json_end_criteria,
+    plan_batches,
+    with_oom_halving,
+)
+from service.summarizers.llm.grammar import AnswerGrammar, TokenTexts, constrained_logits
+from service.summarizers.llm.prompts import PromptTemplate, RenderedPrompt, load_template
+
+log = logging.getLogger(__name__)
+
+PROMPT_NAME = "profile"
+# The newest events say most about current interests; older ones only cost prompt tokens.
+MAX_PROMPT_EVENTS = 40
+# Each event line is bounded, so one huge title cannot push every other event out of the prompt.
+MAX_TEXT_CHARS = 160
+MAX_TITLE_CHARS = 160
+MAX_ID_CHARS = 64
+MAX_CATEGORIES = 5
+OUTPUT_EXCERPT_CHARS = 300
+ANSWER_TOKENS = 8  # the prefilled '{"summary": "' in any tokenizer, with room to spare
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    failure: str | None = None  # why this output cannot be trusted even if it parses
+
+
+def quantization_config(quantization: str, on_gpu: bool) -> Any:
+    """The ``BitsAndBytesConfig`` for a mode, or None for full precision."""
+    if quantization == "none":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+        import torch
+        from transformers import BitsAndBytesConfig
+    except ImportError as error:
+        raise ModelLoadError(
+            f"IPROF_LLM_QUANT={quantization} needs bitsandbytes: pip install "
+            "'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+        ) from error
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)  # LLM.int8 computes in float16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        # bf16 matmuls on GPU; CPU kernels want float32.
+        bnb_4bit_compute_dtype=torch.bfloat16 if on_gpu else torch.float32,
+    )
+
+
+def describe_event_line(window_event: Any) -> str:
+    """One prompt line per event. Item text is untrusted: angle brackets are neutralised so it
+    cannot close the <items> block, and newlines are folded so it cannot start a new section."""
+    event, item = window_event.event, window_event.item
+    action = event.type if event.value is None else f"{event.type} {event.value:g}"
+    if item is None:
+        return f"{_clean(event.item_id)} | {_clean(action)} | (unknown item) | | "
+    fields = [
+        item.item_id[:MAX_ID_CHARS],
+        action,
+        item.title[:MAX_TITLE_CHARS],
+        ", ".join(c[:MAX_ID_CHARS] for c in item.categories[:MAX_CATEGORIES]),
+        item.text[:MAX_TEXT_CHARS],
+    ]
+    return " | ".join(_clean(field) for field in fields)
+
+
+def select_events(window: Window, count: int) -> list[Any]:
+    """Up to ``count`` events of the window, newest first; when some must go, the weakest
+    oldest go first (strength: the action's weight times its recency)."""
+    events = list(window.events)
+    recency = recency_weights(len(events))
+    strength = [action_weight(e.event.type, e.event.value) * r for e, r in zip(events, recency)]
+    keep = sorted(range(len(events)), key=lambda i: strength[i], reverse=True)[:count]
+    return [events[i] for i in sorted(keep, reverse=True)]
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("<", "\u2039").replace(">", "\u203a").split())
+
+
+class LLMSummarizer:
+    name = "llm"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        quantization: str,
+        fallback: ExtractiveSummarizer,
+        template: PromptTemplate | None = None,
+        max_new_tokens: int = 384,
+        batch_size: int = 8,
+        batch_tokens: int = 16_384,
+        timeout_s: float = 60.0,
+        constrained: bool = True,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.quantization = quantization
+        self.fallback = fallback
+        self.template = template or load_template(PROMPT_NAME)
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.timeout_s = timeout_s
+        self.constrained = constrained
+        self._token_texts: TokenTexts | None = None  # built on first constrained generation
+        # Only benchmarks change these: a fixed number of new tokens makes runs comparable.
+        self.min_new_tokens = 0
+        self.stop_at_json_end = True
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+
+    @classmethod
+    def load(cls, settings: Settings, fallback: ExtractiveSummarizer) -> LLMSummarizer:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_id, quantization = str(settings.llm_model), settings.llm_quant
+        on_gpu = torch.cuda.is_available()
+        options: dict[str, Any] = {"dtype": torch.bfloat16 if on_gpu else torch.float32}
+        if quantization == "int8":
+            options["dtype"] = torch.float16  # else bitsandbytes casts (and warns) on every call
+        config = quantization_config(quantization, on_gpu)
+        if config is not None:
+            options["quantization_config"] = config
+            options["device_map"] = "auto" if on_gpu else "cpu"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+            model = AutoModelForCausalLM.from_pretrained(model_id, **options)
+        except Exception as error:  # any loader failure: missing files, CUDA, bad config, ...
+            hint = (
+                ""
+                if quantization == "none"
+                else (f"; if this device cannot run {quantization}, set IPROF_LLM_QUANT=none")
+            )
+            raise ModelLoadError(
+                f"cannot load IPROF_LLM_MODEL={model_id!r}: {error}{hint}"
+            ) from error
+        if config is None and on_gpu:
+            model = model.to("cuda")  # type: ignore[arg-type]
+        model.eval()
+        return cls(
+            model,
+            tokenizer,
+            model_id=model_id,
+            quantization=quantization,
+            fallback=fallback,
+            max_new_tokens=settings.llm_max_new_tokens,
+            batch_size=settings.llm_batch_size,
+            batch_tokens=settings.llm_batch_tokens,
+            timeout_s=settings.llm_timeout_s,
+            constrained=settings.llm_constrained,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        # The prompt template is part of it: a new prompt means new profiles.
+        return {
+            "summarizer": self.name,
+            "model": self.model_id,
+            "quantization": self.quantization,
+            "prompt_template": f"{self.template.name}@{self.template.hash}",
+        }
+
+    def render(self, window: Window) -> RenderedPrompt:
+        """The prompt for a window, cut to the context budget: when not every event fits, the
+        most recent and strongest ones are kept, and shown newest first."""
+        chosen = select_events(window, MAX_PROMPT_EVENTS)
+        while True:
+            prompt = self.template.render(
+                events="\n".join(describe_event_line(e) for e in chosen),
+                max_interests=MAX_INTERESTS,
+            )
+            if len(chosen) <= 1 or self._prompt_tokens(prompt) <= self._prompt_budget():
+                return prompt
+            chosen = select_events(window, max(1, len(chosen) * 3 // 4))
+
+    def _prompt_budget(self) -> int:
+        context = getattr(self.model.config, "max_position_embeddings", None) or 4096
+        return min(context, self.tokenizer.model_max_length) - self.max_new_tokens
+
+    def _prompt_tokens(self, prompt: RenderedPrompt) -> int:
+        encoded = self.tokenizer(self._chat_text(prompt), add_special_tokens=False, verbose=False)
+        return len(encoded["input_ids"])
+
+    def summarize(self, windows: Sequence[Window]) -> list[Summary]:
+        prompts = [self.render(window) for window in windows]
+        texts = [self._chat_text(prompt) for prompt in prompts]
+        encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)
+        # A row holds its prompt, the prefilled start of the answer and the answer itself.
+        lengths = [len(ids) + ANSWER_TOKENS + self.max_new_tokens for ids in encoded["input_ids"]]
+        generations: dict[int, Generation] = {}
+        durations: dict[int, float] = {}
+        for batch in plan_batches(lengths, self.batch_size, self.batch_tokens):
+            started = time.perf_counter()
+            try:
+                outputs = with_oom_halving(
+                    lambda rows: self.generate(
+                        [texts[i] for i in rows], [windows[i].item_ids for i in rows]
+                    ),
+                    batch,
+                    lambda row, error: Generation("", lengths[row], 0, failure="out of GPU memory"),
+                )
+            except Exception as error:  # the model must never take the service down
+                log.exception("generation failed for a batch of %d windows", len(batch))
+                reason = f"generation failed ({type(error).__name__})"
+                outputs = [Generation("", lengths[i], 0, failure=reason) for i in batch]
+            elapsed_ms = (time.perf_counter() - started) * 1000 / len(batch)
+            for index, output in zip(batch, outputs, strict=True):
+                generations[index], durations[index] = output, elapsed_ms
+        if len(generations) != len(windows):  # the Summarizer contract: one per window, in order
+            raise RuntimeError(f"{len(generations)} generations for {len(windows)} windows")
+        return [
+            self._summary(window, prompts[i], generations[i], durations[i])
+            for i, window in enumerate(windows)
+        ]
+
+    def generate(
+        self, texts: Sequence[str], evidence: Sequence[Sequence[str]] | None = None
+    ) -> list[Generation]:
+        """Greedy generation for one batch of chat texts, left-padded to one length, each row
+        starting inside the JSON answer and stopping when its object is closed. With
+        ``evidence`` (the item ids each row may cite) and ``constrained``, every row is kept
+        to the answer's JSON form (see ``grammar``)."""
+        import torch
+
+        prefilled = [text + ANSWER_PREFIX for text in texts]
+        encoded = self.tokenizer(
+            prefilled, return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.model.device)
+        json_end = json_end_criteria(self.tokenizer, len(texts))
+        processors = []
+        if self.constrained and evidence is not None:
+            grammars = [AnswerGrammar(ids, MAX_INTERESTS) for ids in evidence]
+            prompt_length = encoded["input_ids"].shape[1]
+            processors.append(
+                constrained_logits(self.token_texts(), grammars, prompt_length, self.max_new_tokens)
+            )
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded,
+                max_new_tokens=self.max_new_tokens,
+                min_new_tokens=self.min_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                max_time=self.timeout_s,  # stops generating, keeps what it has
+                stopping_criteria=[json_end] if self.stop_at_json_end else [],
+                logits_processor=processors,
+            )
+        timed_out = time.perf_counter() - started >= self.timeout_s
+        late = f"generation ran past its time limit ({self.timeout_s:g} s)"
+        # Rows whose answer closed before the limit keep it; only the unfinished ones failed.
+        failures = [late if timed_out and not s.closed else None for s in json_end.scanners]
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+        decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        pad = self.tokenizer.pad_token_id
+        return [
+            Generation(
+                text=ANSWER_PREFIX + text,
+                prompt_tokens=int(mask.sum()),
+                new_tokens=int((row != pad).sum()),
+                failure=failure,
+            )
+            for text, mask, row, failure in zip(
+                decoded, encoded["attention_mask"], new_tokens, failures
+            )
+        ]
+
+    def token_texts(self) -> TokenTexts:
+        if self._token_texts is None:
+            self._token_texts = TokenTexts(self.tokenizer)
+        return self._token_texts
+
+    def _chat_text(self, prompt: RenderedPrompt) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+            ]
+            return str(
+                self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=False
+                )
+            )
+        return f"{prompt.system}\n\n{prompt.user}\n"
+
+    def _summary(
+        self, window: Window, prompt: RenderedPrompt, generation: Generation, duration_ms: float
+    ) -> Summary:
+        provenance = {
+            **self.describe(),
+            "prompt_hash": prompt.hash,
+            "generation": {
+                "do_sample": False,
+                "max_new_tokens": self.max_new_tokens,
+                "constrained": self.constrained,
+            },
+            "tokens": {"prompt": generation.prompt_tokens, "generated": generation.new_tokens},
+            "fallback_reason": None,
+            "duration_ms": round(duration_ms, 2),
+        }
+        if generation.failure:
+            provenance["transient"] = GENERATION_FAILED  # a timeout or a crash: try again later
+        try:
+            if generation.failure:
+                raise InvalidAnswer(generation.failure)
+            parsed = parse_answer(generation.text, window)
+        except InvalidAnswer as reason:
+            fallback = self.fallback.summarize_one(window, fallback_reason=str(reason))
+            provenance.update(
+                summarizer=self.fallback.name,
+                fallback_reason=str(reason),
+                llm_output_excerpt=generation.text[:OUTPUT_EXCERPT_CHARS],
+            )
+            return Summary(fallback.summary, fallback.interests, provenance)
+        provenance["dropped_interests"] = parsed.dropped
+        return Summary(parsed.summary, parsed.interests, provenance)
+
+
+class UnavailableLLM:
+    """Stands in for an LLM that failed to load: every profile is the extractive one, with the
+    load error as its ``fallback_reason``, and readiness reports the problem."""
+
+    name = "llm"
+
+    def __init__(
+        self, model_id: str, quantization: str, problem: str, fallback: ExtractiveSummarizer
+    ):
+        self.model_id, self.quantization, self.problem = model_id, quantization, problem
+        self.fallback = fallback
+        template = load_template(PROMPT_NAME)
+        self.prompt_template = f"{template.name}@{template.hash}"
+
+    def describe(self) -> dict[str, Any]:
+        # The loaded model's description: stored LLM profiles stay valid while the model is
+        # down (nothing is overwritten by a fallback), and the fallbacks made meanwhile are
+        # marked transient, so they are made again once the model answers.
+        return {
+            "summarizer": self.name,
+            "model": self.model_id,
+            "quantization": self.quantization,
+            "prompt_template": self.prompt_template,
+        }
+
+    def summarize(self, windows: Sequence[Window]) -> list[Summary]:
+        reason = f"the LLM is not loaded: {self.problem}"
+        summaries = []
+        for window in windows:
+            fallback = self.fallback.summarize_one(window, fallback_reason=reason)
+            provenance = {
+                **fallback.provenance,
+                "model": self.model_id,
+                "quantization": self.quantization,
+                "transient": MODEL_DOWN,
+            }
+            summaries.append(Summary(fallback.summary, fallback.interests, provenance))
+        return summaries
