@@ -24,7 +24,7 @@ from service.embedding.encoder import (  # noqa: E402
     SentenceTransformerEmbedder,
     load_embedder,
 )
-from service.store.database import Store  # noqa: E402
+from service.store import Store  # noqa: E402
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 

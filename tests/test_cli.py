@@ -115,7 +115,7 @@ def test_refresh_all_or_listed_users_with_a_summary(hashing, tmp_path):
 def test_refresh_leaves_every_user_ready_for_fast_requests(hashing):
     """After `iprof refresh`, each user's profile state and candidate lists are stored."""
     from service.core.config import Settings
-    from service.store.database import Store
+    from service.store import Store
 
     _run("demo")
     assert _run("refresh", "--all").exit_code == 0

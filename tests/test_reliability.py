@@ -18,7 +18,8 @@ from service.app.factory import create_app
 from service.app.ratelimit import RateLimiter
 from service.core.records import Event
 from service.retrieval import index as itemindex
-from service.store.database import USER_TABLES, Store
+from service.store import Store
+from service.store.users import USER_TABLES
 from tests.conftest import topic_items
 from tests.test_api import _error, _events, _items_body
 

@@ -3,7 +3,8 @@ import sqlite3
 import numpy as np
 
 from service.core.records import Event, Interest, Item, Profile, WindowInfo
-from service.store.database import MIGRATIONS, Store
+from service.store import Store
+from service.store.migrations import MIGRATIONS
 
 
 def _event(event_id, user="u1", item="a", ts=1.0):

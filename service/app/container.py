@@ -22,7 +22,7 @@ from service.retrieval.index import (
     load_index,
 )
 from service.retrieval.recommender import Recommender
-from service.store.database import Store
+from service.store import Store
 from service.summarizers.base import Summarizer, build_summarizer
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from service.core.records import DriftReport, Event, Profile, Summary, Window
 from service.embedding.encoder import Embedder, normalize_rows
 from service.profiling.drift import drift_report, drift_timeline
 from service.profiling.windows import cut_windows, events_hash
-from service.store.database import ProfileState, ProfileWrite, Store
+from service.store import ProfileState, ProfileWrite, Store
 from service.summarizers.base import MODEL_DOWN, Summarizer
 from service.summarizers.llm.prompts import content_hash
 

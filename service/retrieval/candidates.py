@@ -26,7 +26,7 @@ import numpy as np
 from service.core.records import Profile
 from service.embedding.encoder import Embedder, normalize_rows
 from service.retrieval.index import ItemIndex
-from service.store.database import Store
+from service.store import Store
 from service.summarizers.llm.prompts import content_hash
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from service.retrieval.candidates import (
     search_depth,
 )
 from service.retrieval.index import ItemIndex
-from service.store.database import Store
+from service.store import Store
 
 RRF_K = 60
 BACKFILL_WEIGHT = 0.001

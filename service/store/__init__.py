@@ -1,1 +1,18 @@
+"""The store: one SQLite database, one table class per thing kept, one ``Store`` over them all.
 
+``Store`` is what the rest of the service uses; the table classes say where each query lives.
+"""
+
+from __future__ import annotations
+
+from service.store.candidate_lists import CandidateListTable
+from service.store.drift_reports import DriftReportTable
+from service.store.events import IngestResult
+from service.store.profiles import CurrentRead, ProfileState, ProfileTable, ProfileWrite
+from service.store.users import UserDeletion
+
+__all__ = ["CurrentRead", "IngestResult", "ProfileState", "ProfileWrite", "Store"]
+
+
+class Store(UserDeletion, ProfileTable, CandidateListTable, DriftReportTable):
+    """Items, events, profiles and their state, candidate lists and drift reports."""

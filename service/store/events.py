@@ -1,0 +1,108 @@
+"""Events: idempotent ingestion (a retried batch is never counted twice) and per-user reads."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.core.records import Event
+from service.store.items import ItemTable
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    unknown_items: int
+
+
+# The columns of the hot reads, in the order of the Event fields they fill.
+EVENT_COLUMNS = "event_id, user_id, item_id, type, ts, value"
+
+
+class EventTable(ItemTable):
+    def add_events(self, events: Sequence[Event]) -> IngestResult:
+        """Store new events; an event_id seen before for the same user (or twice in the batch)
+        is a duplicate. Ids are per user, so two clients numbering events 1, 2, 3 for their own
+        users never swallow each other's events."""
+        now = time.time()
+        with self.transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO events (event_id, user_id, item_id, type, ts, value,"
+                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value, now) for e in events],
+            )
+            accepted = conn.total_changes - before
+        known = self.get_items(e.item_id for e in events)
+        unknown = sum(1 for e in events if e.item_id not in known)
+        return IngestResult(accepted, len(events) - accepted, unknown)
+
+    def user_events(self, user_id: str) -> list[Event]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ? ORDER BY ts, seq"
+        return [Event(*row) for row in self._tuples(sql, (user_id,))]
+
+    def user_exists(self, user_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", (user_id,)))
+
+    def user_item_ids(self, user_id: str) -> set[str]:
+        rows = self._query("SELECT DISTINCT item_id FROM events WHERE user_id = ?", (user_id,))
+        return {row[0] for row in rows}
+
+    def count_events(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM events")[0][0])
+
+    def events_version(self) -> tuple[int, int]:
+        """Changes when events are added (the newest sequence number, never reused) or deleted
+        through this store; a lookup on the primary key, where COUNT(*) reads every row."""
+        newest = self._query("SELECT MAX(seq) FROM events")[0][0]
+        return int(newest or 0), self._deletions
+
+    def events_stamp(self, user_id: str) -> str:
+        """Changes whenever the user's events do: their count and newest sequence number
+        (read from the index alone)."""
+        return _events_stamp(self._tuples(_EVENTS_STAMP, (user_id,))[0])
+
+    def user_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT DISTINCT user_id FROM events ORDER BY 1")]
+
+    def popularity(self, limit: int) -> list[tuple[str, int]]:
+        """Items by number of distinct users, most popular first. It reads every event, so it
+        runs on a connection of its own: requests using the shared one are not held up."""
+        sql = (
+            "SELECT item_id, COUNT(DISTINCT user_id) AS n FROM events"
+            " GROUP BY item_id ORDER BY n DESC, item_id LIMIT ?"
+        )
+        if str(self.path) == ":memory:":
+            rows = self._query(sql, (limit,))
+        else:
+            reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                rows = reader.execute(sql, (limit,)).fetchall()
+            finally:
+                reader.close()
+        return [(row[0], int(row[1])) for row in rows]
+
+    def iter_user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str]]:
+        """Every (user id, item id) of the events, in chunks along the primary key, so the
+        collaborative model reads millions of events without holding the store's lock long."""
+        last = 0
+        while True:
+            rows = self._query(
+                "SELECT seq, user_id, item_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, chunk_size),
+            )
+            if not rows:
+                return
+            yield from ((row[1], row[2]) for row in rows)
+            last = rows[-1][0]
+
+
+_EVENTS_STAMP = "SELECT COUNT(*), MAX(seq) FROM events WHERE user_id = ?"
+
+
+def _events_stamp(row: Sequence[Any]) -> str:
+    return f"{row[0]}:{row[1] or 0}"

@@ -1,0 +1,212 @@
+"""Profiles per window, the state they were found up to date with, and the inspector's reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import asdict, astuple, dataclass
+from typing import Any
+
+import numpy as np
+
+from service.core.records import Interest, Profile, WindowDrift, WindowInfo
+from service.store.connection import Database
+from service.store.events import _EVENTS_STAMP, _events_stamp
+
+
+@dataclass(frozen=True)
+class ProfileState:
+    """What a user's profiles were found up to date with: their events (`Store.events_stamp`),
+    the summarizer, embedder and window settings (``makers``, a hash), and until when (time
+    windows close with time; None: until one of the others changes)."""
+
+    events: str
+    makers: str
+    valid_until: float | None
+
+
+@dataclass(frozen=True)
+class CurrentRead:
+    """One consistent read of what a recommendation needs when nothing changed."""
+
+    state: ProfileState | None
+    events: str  # the events stamp now
+    newest: Profile | None
+    history: list[str]  # item ids, oldest first
+
+
+@dataclass(frozen=True)
+class ProfileWrite:
+    user_id: str
+    profiles: Sequence[Profile]  # new or changed
+    keep_windows: Sequence[int]  # every window the user has now
+    state: ProfileState | None = None  # what they are all up to date with
+    # Store.item_changes() read before the items the profiles were made from: the state is
+    # not written if an item changed since (the profiles may hold its old text).
+    item_changes: int = -1
+
+
+class ProfileTable(Database):
+    def save_profile(self, profile: Profile) -> None:
+        """Store (or replace) a window's profile, unless the user has no events any more: a
+        profile generated while another process deleted the user is not written back."""
+        with self.transaction() as conn:
+            conn.execute(_SAVE_PROFILE, _profile_row(profile))
+
+    def save_profiles(self, writes: Sequence[ProfileWrite]) -> None:
+        """Several users' new profiles, and the windows each keeps, in one transaction: one
+        commit (one fsync) for a whole batch of a refresh instead of one per window."""
+        with self.transaction() as conn:
+            for write in writes:
+                conn.executemany(_SAVE_PROFILE, [_profile_row(p) for p in write.profiles])
+                _keep_only_windows(conn, write.user_id, write.keep_windows)
+                if write.state is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO profile_state SELECT ?, ?, ?, ?"
+                        " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"  # as profiles
+                        " AND (SELECT count FROM item_changes) = ?",
+                        (write.user_id, *astuple(write.state), write.user_id, write.item_changes),
+                    )
+
+    def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
+        """Drop profiles and drift reports of windows that no longer exist (events arrived
+        that re-cut the user's timeline)."""
+        with self.transaction() as conn:
+            _keep_only_windows(conn, user_id, window_indexes)
+
+    def profiles(self, user_id: str, limit: int | None = None) -> list[Profile]:
+        """The user's profiles, oldest first; with ``limit``, only the newest ``limit``."""
+        rows = self._query(
+            "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT ?",
+            (user_id, -1 if limit is None else limit),
+        )
+        return [_profile_from_row(row) for row in reversed(rows)]
+
+    def current_read(self, user_id: str) -> CurrentRead:
+        """The user's profile state, events stamp, newest profile and history, read in one
+        transaction: a request that finds the state matching the stamp needs nothing else."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                state = self._conn.execute(
+                    "SELECT events, makers, valid_until FROM profile_state WHERE user_id = ?",
+                    (user_id,),
+                ).fetchone()
+                events = _events_stamp(self._conn.execute(_EVENTS_STAMP, (user_id,)).fetchone())
+                newest = self._conn.execute(
+                    "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT 1",
+                    (user_id,),
+                ).fetchone()
+                cursor = self._conn.cursor()
+                cursor.row_factory = None
+                history = cursor.execute(
+                    "SELECT item_id FROM events WHERE user_id = ? ORDER BY ts, seq", (user_id,)
+                ).fetchall()
+            finally:
+                self._conn.execute("COMMIT")
+        return CurrentRead(
+            state=ProfileState(*state) if state else None,
+            events=events,
+            newest=_profile_from_row(newest) if newest else None,
+            history=[row[0] for row in history],
+        )
+
+    def recent_drifts(self, limit: int) -> list[Profile]:
+        """Each user's latest window with detected drift, the most recent first."""
+        rows = self._query(
+            """SELECT *, MAX(window_end) FROM profiles
+               WHERE json_extract(drift, '$.detected') = 1
+               GROUP BY user_id ORDER BY window_end DESC LIMIT ?""",
+            (limit,),
+        )
+        return [_profile_from_row(row) for row in rows]
+
+    def recent_fallbacks(self, limit: int) -> list[Profile]:
+        """Profiles whose LLM answer was rejected, the newest first."""
+        rows = self._query(
+            """SELECT * FROM profiles
+               WHERE json_extract(provenance, '$.fallback_reason') IS NOT NULL
+               ORDER BY created_at DESC LIMIT ?""",
+            (limit,),
+        )
+        return [_profile_from_row(row) for row in rows]
+
+    def count_users(self) -> int:
+        return int(self._query("SELECT COUNT(DISTINCT user_id) FROM events")[0][0])
+
+
+_SAVE_PROFILE = """INSERT OR REPLACE INTO profiles
+    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+    WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"""
+
+
+def _profile_row(profile: Profile) -> tuple[Any, ...]:
+    window = profile.window
+    return (
+        profile.user_id,
+        window.index,
+        window.start,
+        window.end,
+        window.events,
+        int(window.closed),
+        profile.summary,
+        json.dumps([_interest_to_json(i) for i in profile.interests]),
+        np.asarray(profile.embedding, dtype=np.float32).tobytes(),
+        json.dumps(profile.provenance),
+        profile.source_key,
+        profile.drift_score,
+        profile.created_at,
+        json.dumps(asdict(profile.drift)) if profile.drift else None,
+        profile.user_id,
+    )
+
+
+def _keep_only_windows(conn: sqlite3.Connection, user_id: str, indexes: Sequence[int]) -> None:
+    keep = json.dumps(list(indexes))
+    for table in ("profiles", "drift_reports"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE user_id = ?"
+            " AND window_index NOT IN (SELECT value FROM json_each(?))",
+            (user_id, keep),
+        )
+
+
+def _interest_to_json(interest: Interest) -> dict[str, Any]:
+    return {"label": interest.label, "weight": interest.weight, "evidence": list(interest.evidence)}
+
+
+def _profile_from_row(row: sqlite3.Row) -> Profile:
+    return Profile(
+        user_id=row["user_id"],
+        window=WindowInfo(
+            index=row["window_index"],
+            start=row["window_start"],
+            end=row["window_end"],
+            events=row["n_events"],
+            closed=bool(row["closed"]),
+        ),
+        summary=row["summary"],
+        interests=tuple(
+            Interest(i["label"], i["weight"], tuple(i["evidence"]))
+            for i in json.loads(row["interests"])
+        ),
+        embedding=np.frombuffer(row["embedding"], dtype=np.float32),
+        provenance=json.loads(row["provenance"]),
+        source_key=row["source_key"],
+        created_at=row["created_at"],
+        drift=_drift_from_json(row["drift"]),
+    )
+
+
+def _drift_from_json(text: str | None) -> WindowDrift | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    return WindowDrift(
+        data["score"],
+        data["threshold"],
+        data["detected"],
+        tuple(data["gained"]),
+        tuple(data["lost"]),
+    )
