@@ -27,7 +27,9 @@ import numpy as np
 
 from service.embedding.encoder import STATIC_MINILM, SentenceTransformerEmbedder, load_embedder
 from service.evaluation.synthetic import synthetic_items
-from service.retrieval.index import build_index, choose_index, load_index
+from service.retrieval.index import load_index
+from service.retrieval.index_build import build_index
+from service.retrieval.index_choice import choose_index
 
 QUERIES = 1_000
 TIMED_QUERIES = 300
@@ -154,13 +156,14 @@ def _search_row(index, query_sets, truths, nprobe, exact_qps, note) -> None:  # 
 
 def _rebuilt_as(index, factory: str, reason: str):  # type: ignore[no-untyped-def]
     """The same vectors built into another index type (``factory``), as the service would."""
+    from service.retrieval import builds, index_build, index_choice
     from service.retrieval import index as itemindex
 
-    choice = itemindex.IndexChoice(factory, index.manifest.nprobe, reason)
+    choice = index_choice.IndexChoice(factory, index.manifest.nprobe, reason)
     started = time.perf_counter()
-    built = itemindex._fill_index(index.vectors, choice, progress=True)
+    built = index_build.fill_index(index.vectors, choice, progress=True)
     print(f"\n{factory} trained and filled in {time.perf_counter() - started:.0f} s")
-    manifest = itemindex.Manifest(
+    manifest = builds.Manifest(
         **{**index.manifest.__dict__, "factory": factory, "choice": reason}
     )
     return itemindex.ItemIndex(built, index.item_ids, index.vectors, manifest)

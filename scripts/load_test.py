@@ -247,7 +247,7 @@ def start_server(
     if code is not None:
         env["PYTHONPATH"] = str(code.resolve())
         uvicorn = Path(sys.executable).with_name("uvicorn")
-        command = [str(uvicorn), "service.app.factory:create_app", "--factory", "--app-dir", str(code)]
+        command = [str(uvicorn), _app_factory(code), "--factory", "--app-dir", str(code)]
     server = subprocess.Popen(
         [*command, "--port", str(port), "--workers", str(workers), "--no-access-log"],
         env=env,
@@ -371,5 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _app_factory(code: Path) -> str:
+    """The other checkout's app factory: older checkouts kept it in a flat service/api.py."""
+    if (code / "service" / "app" / "factory.py").is_file():
+        return "service.app.factory:create_app"
+    return "service.api:create_app"
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

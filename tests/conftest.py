@@ -99,7 +99,7 @@ def topic_items(per_topic: int = 10) -> list[Item]:
 
 def index_store(store: Store, embedder: Embedder, folder: Path) -> None:
     """Build the item index of everything in ``store``, with its collaborative model."""
-    from service.retrieval.index import build_index
+    from service.retrieval.index_build import build_index
 
     build_index(
         store.iter_items(), embedder, folder, progress=False, interactions=store.iter_user_items()

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from service.retrieval.builds import IndexMismatch
 from service.retrieval.collaborative import MODEL_FILE, ItemModel, fit_item_model, recency_weights
-from service.retrieval.index import IndexMismatch, build_index, load_index
+from service.retrieval.index import load_index
+from service.retrieval.index_build import build_index
 from tests.conftest import topic_items
 
 

@@ -5,16 +5,11 @@ import pytest
 
 from service.core.records import Item
 from service.embedding.encoder import HashingEmbedder
-from service.retrieval import gpu_search
-from service.retrieval import index as itemindex
-from service.retrieval.index import (
-    IndexMismatch,
-    IndexMissing,
-    VectorFile,
-    build_index,
-    choose_index,
-    load_index,
-)
+from service.retrieval import gpu_search, index_choice
+from service.retrieval.builds import IndexMismatch, IndexMissing
+from service.retrieval.index import load_index
+from service.retrieval.index_build import VectorFile, build_index
+from service.retrieval.index_choice import choose_index
 from tests.conftest import topic_items
 
 
@@ -87,7 +82,7 @@ def test_the_index_type_follows_the_catalog_size_and_the_memory_budget():
 
 
 def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path, monkeypatch):
-    monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
+    monkeypatch.setattr(index_choice, "EXACT_SEARCH_LIMIT", 500)
     embedder = HashingEmbedder(dimension=32)
     items = [Item(f"i{n}", f"word{n % 97} other{n % 13} thing{n}") for n in range(3_000)]
     # Chunks as the store gives them: the vectors are streamed to disk a chunk at a time.
@@ -120,7 +115,7 @@ def test_a_running_service_follows_builds_made_elsewhere(tmp_path, embedder, mon
 
 
 def test_over_the_memory_budget_an_ivf_pq_index_reranks_exactly(tmp_path, monkeypatch):
-    monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
+    monkeypatch.setattr(index_choice, "EXACT_SEARCH_LIMIT", 500)
     embedder = HashingEmbedder(dimension=32)
     items = [Item(f"i{n}", f"word{n % 97} other{n % 13} thing{n}") for n in range(3_000)]
     manifest = build_index([items], embedder, tmp_path, progress=False, memory_budget_mb=0.01)
@@ -150,7 +145,7 @@ def test_exact_search_with_torch_finds_the_exact_neighbours(tmp_path, monkeypatc
     """The GPU search used where FAISS has no kernels for the card, run here on the CPU."""
     from service.retrieval.gpu_search import TorchExactSearch
 
-    monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 500)
+    monkeypatch.setattr(index_choice, "EXACT_SEARCH_LIMIT", 500)
     monkeypatch.setattr(gpu_search, "UPLOAD_ROWS", 700)  # several slices
     embedder = HashingEmbedder(dimension=32)
     items = [Item(f"i{n}", f"word{n % 97} other{n % 13} thing{n}") for n in range(3_000)]

@@ -17,7 +17,7 @@ from scripts import crash_test, fuzz_api
 from service.app.factory import create_app
 from service.app.ratelimit import RateLimiter
 from service.core.records import Event
-from service.retrieval import index as itemindex
+from service.retrieval import index_build
 from service.store import Store
 from service.store.users import USER_TABLES
 from tests.conftest import topic_items
@@ -102,7 +102,7 @@ def test_a_rebuild_that_crashes_midway_leaves_the_old_index_serving(served, sett
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(itemindex.VectorFile, "append", disk_full)
+    monkeypatch.setattr(index_build.VectorFile, "append", disk_full)
     failed = served.post("/v1/index/rebuild")
     error = _error(failed, 500, "index_build_failed")
     assert "previous index keeps serving" in error["message"] and "No space" not in error["message"]

@@ -56,9 +56,9 @@ def test_static_embedder_is_normalised_and_groups_a_topic():
 
 @pytest.mark.slow
 def test_bench_index_prints_build_and_search_tables(monkeypatch, capsys):
-    from service.retrieval import index as itemindex
+    from service.retrieval import index_choice
 
-    monkeypatch.setattr(itemindex, "EXACT_SEARCH_LIMIT", 1_000)
+    monkeypatch.setattr(index_choice, "EXACT_SEARCH_LIMIT", 1_000)
     monkeypatch.setattr(bench_index, "QUERIES", 50)
     monkeypatch.setattr(bench_index, "TIMED_QUERIES", 20)
     # Without --pq: PQ training is slow for a test; tests/test_itemindex.py covers IVF-PQ.

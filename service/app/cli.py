@@ -26,13 +26,8 @@ from service.ingest.files import (
     read_items,
 )
 from service.profiling.profiler import UnknownUser
-from service.retrieval.index import (
-    IndexUnavailable,
-    Manifest,
-    catalog_hash,
-    current_build,
-    read_manifest,
-)
+from service.retrieval.builds import IndexUnavailable, Manifest, current_build, read_manifest
+from service.retrieval.index_build import catalog_hash
 
 app = typer.Typer(
     help="interest-profiler: interest profiles, drift and recommendations.",

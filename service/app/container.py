@@ -13,14 +13,10 @@ from service.app.ratelimit import RateLimiter
 from service.core.config import Settings
 from service.embedding.encoder import Embedder, load_embedder
 from service.profiling.profiler import Profiler, RefreshReport
-from service.retrieval.index import (
-    DEFAULT_MEMORY_BUDGET_MB,
-    IndexUnavailable,
-    ItemIndex,
-    Manifest,
-    build_index,
-    load_index,
-)
+from service.retrieval.builds import IndexUnavailable, Manifest
+from service.retrieval.index import ItemIndex, load_index
+from service.retrieval.index_build import build_index
+from service.retrieval.index_choice import DEFAULT_MEMORY_BUDGET_MB
 from service.retrieval.recommender import Recommender
 from service.store import Store
 from service.summarizers.base import Summarizer, build_summarizer

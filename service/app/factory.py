@@ -56,7 +56,7 @@ from service.core.config import Settings
 from service.core.errors import ApiError, envelope, install_error_handlers
 from service.embedding.encoder import Embedder
 from service.profiling.profiler import UnknownUser
-from service.retrieval.index import IndexUnavailable
+from service.retrieval.builds import IndexUnavailable
 from service.summarizers.base import Summarizer
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -30,7 +30,7 @@ from service.app.schemas import (
 from service.core.errors import ApiError
 from service.core.records import Profile
 from service.profiling.profiler import UnknownUser
-from service.retrieval.index import IndexUnavailable
+from service.retrieval.builds import IndexUnavailable
 
 WEB = Path(__file__).resolve().parent / "web"
 RECOMMENDATIONS_SHOWN = 10
