@@ -334,7 +334,7 @@ def test_handler_threads_search_with_one_openmp_thread():
     """OpenMP settings are per thread: the handler threads must set their own (see _answer)."""
     import faiss
 
-    from service.app.factory import _in_handler_thread
+    from service.app.handler_threads import _in_handler_thread
 
     def threads_seen(run) -> int:
         seen = []

@@ -1,0 +1,34 @@
+"""The catalog: item upserts and the index rebuild."""
+
+from __future__ import annotations
+
+from service.app.container import IndexBuildFailed
+from service.app.deps import ServicesDep, check_batch
+from service.app.routes import v1_router
+from service.app.schemas import ERRORS, ErrorOut, ItemsIn, RebuildOut, UpsertedOut, iso
+from service.core.errors import ApiError
+from service.retrieval.builds import IndexUnavailable
+
+router = v1_router()
+
+
+@router.put("/items", tags=["catalog"], operation_id="upsert_items", responses=ERRORS)
+def upsert_items(body: ItemsIn, services: ServicesDep) -> UpsertedOut:
+    check_batch(len(body.items), services)
+    return UpsertedOut(upserted=services.store.upsert_items(i.to_item() for i in body.items))
+
+
+@router.post(
+    "/index/rebuild",
+    tags=["index"],
+    operation_id="rebuild_index",
+    responses={**ERRORS, 409: {"model": ErrorOut, "description": "Empty catalog"}},
+)
+def rebuild_index(services: ServicesDep) -> RebuildOut:
+    try:
+        manifest = services.index.rebuild(services.store)
+    except IndexUnavailable as error:
+        raise ApiError(409, "empty_catalog", str(error)) from error
+    except IndexBuildFailed as error:
+        raise ApiError(500, "index_build_failed", str(error)) from error
+    return RebuildOut(**{**manifest.__dict__, "built_at": iso(manifest.built_at)})

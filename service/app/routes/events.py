@@ -1,0 +1,16 @@
+"""Event ingestion: idempotent batches (a retried batch is never counted twice)."""
+
+from __future__ import annotations
+
+from service.app.deps import ServicesDep, check_batch
+from service.app.routes import v1_router
+from service.app.schemas import ERRORS, EventsIn, IngestOut
+
+router = v1_router()
+
+
+@router.post("/events", tags=["events"], operation_id="add_events", responses=ERRORS)
+def add_events(body: EventsIn, services: ServicesDep) -> IngestOut:
+    check_batch(len(body.events), services)
+    result = services.store.add_events([e.to_event() for e in body.events])
+    return IngestOut(**result.__dict__)
