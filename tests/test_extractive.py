@@ -1,7 +1,8 @@
 import pytest
 
 from service.core.records import Event, Item, Window, WindowEvent
-from service.summarizers.extractive import ExtractiveSummarizer, action_weight, recency_weights
+from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.weighting import action_weight, recency_weights
 
 
 def _window(pairs, items):

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from service.summarizers.base import MAX_INTERESTS, parse_answer
+from service.summarizers.base import MAX_INTERESTS
 from service.summarizers.llm.grammar import EVIDENCE, WEIGHT, AnswerGrammar
+from service.summarizers.llm.validation import parse_answer
 from tests.conftest import topic_items
 from tests.test_llm import HOSTILE, _window
 
@@ -101,7 +102,7 @@ def _closing_key(state: AnswerGrammar) -> tuple:
 @pytest.fixture(scope="module")
 def constrained(tiny_llm_path):
     from service.core.config import Settings
-    from service.summarizers.base import build_summarizer
+    from service.summarizers.factory import build_summarizer
 
     settings = Settings(llm_model=str(tiny_llm_path), llm_quant="nf4", llm_max_new_tokens=160)
     return build_summarizer(settings)

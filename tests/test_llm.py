@@ -11,8 +11,8 @@ from service.app.factory import create_app
 from service.core.config import Settings
 from service.core.records import Event, Item, Window, WindowEvent
 from service.embedding.encoder import HashingEmbedder
-from service.summarizers.base import build_summarizer
 from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.factory import build_summarizer
 from service.summarizers.llm.summarizer import Generation, LLMSummarizer
 from tests.conftest import topic_items
 

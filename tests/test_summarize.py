@@ -3,7 +3,7 @@ import json
 import pytest
 
 from service.core.records import Event, Item, Window, WindowEvent
-from service.summarizers.base import InvalidAnswer, extract_json_object, parse_answer
+from service.summarizers.llm.validation import InvalidAnswer, extract_json_object, parse_answer
 
 WINDOW = Window(
     0,

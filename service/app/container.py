@@ -19,7 +19,8 @@ from service.retrieval.index_build import build_index
 from service.retrieval.index_choice import DEFAULT_MEMORY_BUDGET_MB
 from service.retrieval.recommender import Recommender
 from service.store import Store
-from service.summarizers.base import Summarizer, build_summarizer
+from service.summarizers.base import Summarizer
+from service.summarizers.factory import build_summarizer
 
 log = logging.getLogger(__name__)
 

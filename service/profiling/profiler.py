@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from service.core.config import Settings
+from service.core.hashing import content_hash
 from service.core.records import DriftReport, Event, Profile, Summary, Window
 from service.embedding.encoder import Embedder, normalize_rows
 from service.profiling.drift import drift_report, drift_timeline
 from service.profiling.windows import cut_windows, events_hash
 from service.store import ProfileState, ProfileWrite, Store
 from service.summarizers.base import MODEL_DOWN, Summarizer
-from service.summarizers.llm.prompts import content_hash
 
 # The profile embedding leans on the interests (what drift and retrieval care about) and keeps
 # some of the summary sentence for nuance the labels miss.

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.core.hashing import content_hash
 from service.core.records import Profile
 from service.embedding.encoder import Embedder, normalize_rows
 from service.retrieval.index import ItemIndex
 from service.store import Store
-from service.summarizers.llm.prompts import content_hash
 
 log = logging.getLogger(__name__)
 

@@ -1,28 +1,17 @@
-"""The summarizer interface, the checks every LLM answer goes through, and the factory."""
+"""What every summarizer is: windows in, one summary per window out, and a description of what
+made them (for provenance and readiness)."""
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import re
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
-
-from service.core.config import Settings
 from service.core.records import Interest, Summary, Window
-
-log = logging.getLogger(__name__)
 
 MAX_INTERESTS = 5
 # Why a fallback is worth redoing (provenance "transient"): see Profiler._retry_due.
 MODEL_DOWN, GENERATION_FAILED = "model not loaded", "generation failed"
-MAX_LABEL_WORDS = 6
-MAX_LABEL_CHARS = 80
 
 
 class Summarizer(Protocol):
@@ -37,154 +26,8 @@ class Summarizer(Protocol):
         ...
 
 
-class InvalidAnswer(ValueError):
-    """The model's answer cannot be used; the message becomes ``fallback_reason``."""
-
-
-class _AnswerInterest(BaseModel):
-    # Lenient on purpose: one bad interest is dropped below, it does not sink the answer.
-    label: str
-    weight: float = Field(ge=0, le=1e6, allow_inf_nan=False)
-    evidence: list[str | int] = Field(default_factory=list)  # MovieLens-like ids come as numbers
-
-
-class _Answer(BaseModel):
-    summary: str = Field(max_length=600)
-    interests: list[_AnswerInterest]
-
-    @field_validator("summary")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = " ".join(value.split())
-        if not value:
-            raise ValueError("the summary is empty")
-        return value
-
-
-def extract_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in ``text`` (models like to add words around it)."""
-    decoder = json.JSONDecoder()
-    first_error = None
-    for start in (m.start() for m in re.finditer(r"\{", text)):
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except json.JSONDecodeError as error:
-            first_error = first_error or error
-            continue
-        if isinstance(value, dict):
-            return value
-    if first_error is None:
-        raise InvalidAnswer("no JSON object in the model output")
-    raise InvalidAnswer(f"model output is not valid JSON ({first_error.msg})")
-
-
-@dataclass(frozen=True)
-class ParsedAnswer:
-    summary: str
-    interests: tuple[Interest, ...]
-    dropped: dict[str, int]  # why interests (or the sentence) were removed: reason -> count
-
-
-def parse_answer(text: str, window: Window) -> ParsedAnswer:
-    """Validate a model answer against the window: schema, grounding, weights, sensitivity.
-
-    An interest with a blank, overlong or sensitive label, or whose evidence names no item of
-    the window, is dropped; if none is left the whole answer is rejected. A summary sentence
-    that makes a sensitive inference is replaced by one built from the kept interests.
-    """
-    try:
-        answer = _Answer.model_validate(extract_json_object(text))
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidAnswer(
-            f"model output does not fit the schema ({where}: {first['msg']})"
-        ) from None
-    window_items = set(window.item_ids)
-    kept: dict[str, tuple[str, float, tuple[str, ...]]] = {}
-    dropped: Counter[str] = Counter()
-    for interest in answer.interests:
-        label = " ".join(interest.label.split())
-        cited = (str(item) for item in interest.evidence)
-        evidence = tuple(item for item in dict.fromkeys(cited) if item in window_items)
-        problem = _label_problem(label) or (None if evidence else "ungrounded")
-        problem = problem or ("duplicate" if label.lower() in kept else None)
-        if problem:
-            dropped[problem] += 1
-            continue
-        kept[label.lower()] = (label, interest.weight, evidence)
-    if not kept:
-        reasons = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "none given"
-        raise InvalidAnswer(f"no usable interest in the model output (dropped: {reasons})")
-    chosen = sorted(kept.values(), key=lambda interest: interest[1], reverse=True)
-    interests = normalize_weights(chosen[:MAX_INTERESTS])
-    summary = answer.summary
-    if is_sensitive(summary):
-        dropped["sensitive summary"] += 1
-        summary = "Interested in " + ", ".join(i.label for i in interests) + "."
-    return ParsedAnswer(summary, interests, dict(dropped))
-
-
-def _label_problem(label: str) -> str | None:
-    if not 0 < len(label) <= MAX_LABEL_CHARS or len(label.split()) > MAX_LABEL_WORDS:
-        return "bad label"
-    return "sensitive" if is_sensitive(label) else None
-
-
-# Labels that would say who a person is rather than what they like: age, gender, ethnicity,
-# religion, health, sexuality, political views. The prompt forbids them; this catches the rest.
-# Topics stay allowed ("Ancient History", "Black holes", "Yoga"): only inferences about the
-# person match.
-_SENSITIVE = re.compile(
-    r"\b("
-    # age
-    r"middle[- ]aged|aged \d+|\d+\s*(?:-|to)?\s*\d*\s*(?:years?|yrs?)[- ]old|in (?:their|his|her) "
-    r"\d0s|teens?|teenagers?|elderly|retirees?|senior citizens?|millennials?|boomers?|"
-    r"gen(?:eration)?[- ]?[xyz]|"
-    # gender
-    r"males?|females?|wom[ae]n|gender|transgender|non-?binary|masculine|feminine|"
-    r"single (?:mom|dad|mother|father|parent)s?|"
-    # ethnicity
-    r"ethnic(?:ity)?|racial|caucasians?|hispanics?|latin[oax]s?|african[- ]americans?|"
-    # religion
-    r"religio(?:n|us)|christians?|christianity|muslims?|islam(?:ic)?|jews?|jewish|judaism|"
-    r"hindus?|hinduism|buddhists?|catholics?|catholicism|atheists?|"
-    # health
-    r"illness|disease|disorder|diabet(?:es|ic)|depress(?:ion|ed)|anxiety|cancer|"
-    r"pregnan(?:t|cy)|disab(?:led|ility)|chronic(?:ally)? ill|mental health|adhd|autis(?:m|tic)|"
-    r"hiv|"
-    # sexuality
-    r"gay|lesbians?|bisexual|lgbtq?\+?|queer|(?:homo|hetero)?sexual(?:ity| orientation)?|"
-    # political views
-    r"liberals|conservatives?|democrats?|democratic party|republicans?|left[- ]wing|"
-    r"right[- ]wing|socialists?|libertarians?|political views?"
-    r")\b",
-    re.IGNORECASE,
-)
-
-
-def is_sensitive(label: str) -> bool:
-    return bool(_SENSITIVE.search(label))
-
-
 def normalize_weights(raw: Sequence[tuple[str, float, tuple[str, ...]]]) -> tuple[Interest, ...]:
     total = sum(weight for _, weight, _ in raw)
     if not 0 < total < math.inf:  # all zero: the order is all the model told us
         return tuple(Interest(label, round(1 / len(raw), 4), ev) for label, _, ev in raw)
     return tuple(Interest(label, round(weight / total, 4), ev) for label, weight, ev in raw)
-
-
-def build_summarizer(settings: Settings) -> Summarizer:
-    from service.summarizers.extractive import ExtractiveSummarizer
-
-    extractive = ExtractiveSummarizer()
-    if settings.llm_model is None:
-        return extractive
-    from service.summarizers.llm.summarizer import LLMSummarizer, ModelLoadError, UnavailableLLM
-
-    try:
-        return LLMSummarizer.load(settings, fallback=extractive)
-    except ModelLoadError as error:
-        # Serve (extractive profiles, readiness false) rather than not start at all.
-        log.error("%s", error)
-        return UnavailableLLM(settings.llm_model, settings.llm_quant, str(error), extractive)

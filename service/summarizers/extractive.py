@@ -16,18 +16,8 @@ from typing import Any
 
 from service.core.records import Interest, Summary, Window, WindowEvent
 from service.summarizers.base import MAX_INTERESTS, normalize_weights
+from service.summarizers.weighting import action_weight, recency_weights
 
-ACTION_WEIGHTS = {
-    "view": 1.0,
-    "click": 1.5,
-    "share": 2.0,
-    "add_to_cart": 2.0,
-    "like": 2.5,
-    "purchase": 3.0,
-    "buy": 3.0,
-    "dislike": 0.1,
-}
-DEFAULT_ACTION_WEIGHT = 1.0
 EVIDENCE_PER_INTEREST = 5
 # An interest below this share of the window's weight is noise, not an interest.
 MIN_SHARE = 0.06
@@ -102,19 +92,6 @@ _STOPWORDS = frozenset(
         "volume",
     ]
 )
-
-
-def action_weight(event_type: str, value: float | None) -> float:
-    """How much one event says about interest; ratings above the middle of 0-5 count more."""
-    if event_type == "rate":
-        return 1.5 if value is None else 0.5 + max(0.0, value - 2.5)
-    return ACTION_WEIGHTS.get(event_type, DEFAULT_ACTION_WEIGHT)
-
-
-def recency_weights(count: int) -> list[float]:
-    """Oldest first; the newest event weighs 1 and the weight halves every half window."""
-    half_life = max(1.0, count / 2)
-    return [0.5 ** ((count - 1 - position) / half_life) for position in range(count)]
 
 
 def item_labels(joined: WindowEvent) -> list[str]:

@@ -8,7 +8,7 @@ tokens come next. ``AnswerGrammar`` is a character automaton for the one form we
 with the evidence ids restricted to the items of the window (no id twice in one interest),
 bounded strings, at most ``max_interests`` interests, and a weight in [0, 1].
 Whatever the model and whatever the item texts say, the answer parses and cites only the
-window. The validation in ``summarize.parse_answer`` still runs: it is the contract, this only
+window. The validation in ``llm.validation.parse_answer`` still runs: it is the contract, this only
 makes a valid answer the likely one.
 
 Decoding is greedy, so only the best allowed token matters: the processor tries the model's

@@ -7,10 +7,11 @@ reaches a model.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.core.hashing import content_hash
 
 _VARIABLE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _SECTION = re.compile(r"^=== (system|user) ===$", re.MULTILINE)
@@ -24,10 +25,6 @@ def default_prompts_dir() -> Path:
     package = Path(__file__).resolve().parents[2]  # service/summarizers/llm/prompts.py
     shipped = package / "_prompts"  # inside an installed wheel
     return shipped if shipped.is_dir() else package.parent / "prompts"
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

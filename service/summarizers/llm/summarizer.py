@@ -13,14 +13,8 @@ from typing import Any
 
 from service.core.config import Settings
 from service.core.records import Summary, Window
-from service.summarizers.base import (
-    GENERATION_FAILED,
-    MAX_INTERESTS,
-    MODEL_DOWN,
-    InvalidAnswer,
-    parse_answer,
-)
-from service.summarizers.extractive import ExtractiveSummarizer, action_weight, recency_weights
+from service.summarizers.base import GENERATION_FAILED, MAX_INTERESTS, MODEL_DOWN
+from service.summarizers.extractive import ExtractiveSummarizer
 from service.summarizers.llm.batching import (
     ANSWER_PREFIX,
     json_end_criteria,
@@ -28,7 +22,10 @@ from service.summarizers.llm.batching import (
     with_oom_halving,
 )
 from service.summarizers.llm.grammar import AnswerGrammar, TokenTexts, constrained_logits
+from service.summarizers.llm.loading import load_model
 from service.summarizers.llm.prompts import PromptTemplate, RenderedPrompt, load_template
+from service.summarizers.llm.validation import InvalidAnswer, parse_answer
+from service.summarizers.weighting import action_weight, recency_weights
 
 log = logging.getLogger(__name__)
 
@@ -44,40 +41,12 @@ OUTPUT_EXCERPT_CHARS = 300
 ANSWER_TOKENS = 8  # the prefilled '{"summary": "' in any tokenizer, with room to spare
 
 
-class ModelLoadError(RuntimeError):
-    pass
-
-
 @dataclass(frozen=True)
 class Generation:
     text: str
     prompt_tokens: int
     new_tokens: int
     failure: str | None = None  # why this output cannot be trusted even if it parses
-
-
-def quantization_config(quantization: str, on_gpu: bool) -> Any:
-    """The ``BitsAndBytesConfig`` for a mode, or None for full precision."""
-    if quantization == "none":
-        return None
-    try:
-        import bitsandbytes  # noqa: F401
-        import torch
-        from transformers import BitsAndBytesConfig
-    except ImportError as error:
-        raise ModelLoadError(
-            f"IPROF_LLM_QUANT={quantization} needs bitsandbytes: pip install "
-            "'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
-        ) from error
-    if quantization == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)  # LLM.int8 computes in float16
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        # bf16 matmuls on GPU; CPU kernels want float32.
-        bnb_4bit_compute_dtype=torch.bfloat16 if on_gpu else torch.float32,
-    )
 
 
 def describe_event_line(window_event: Any) -> str:
@@ -150,38 +119,12 @@ class LLMSummarizer:
 
     @classmethod
     def load(cls, settings: Settings, fallback: ExtractiveSummarizer) -> LLMSummarizer:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model_id, quantization = str(settings.llm_model), settings.llm_quant
-        on_gpu = torch.cuda.is_available()
-        options: dict[str, Any] = {"dtype": torch.bfloat16 if on_gpu else torch.float32}
-        if quantization == "int8":
-            options["dtype"] = torch.float16  # else bitsandbytes casts (and warns) on every call
-        config = quantization_config(quantization, on_gpu)
-        if config is not None:
-            options["quantization_config"] = config
-            options["device_map"] = "auto" if on_gpu else "cpu"
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_id)
-            model = AutoModelForCausalLM.from_pretrained(model_id, **options)
-        except Exception as error:  # any loader failure: missing files, CUDA, bad config, ...
-            hint = (
-                ""
-                if quantization == "none"
-                else (f"; if this device cannot run {quantization}, set IPROF_LLM_QUANT=none")
-            )
-            raise ModelLoadError(
-                f"cannot load IPROF_LLM_MODEL={model_id!r}: {error}{hint}"
-            ) from error
-        if config is None and on_gpu:
-            model = model.to("cuda")  # type: ignore[arg-type]
-        model.eval()
+        model, tokenizer = load_model(settings)
         return cls(
             model,
             tokenizer,
-            model_id=model_id,
-            quantization=quantization,
+            model_id=str(settings.llm_model),
+            quantization=settings.llm_quant,
             fallback=fallback,
             max_new_tokens=settings.llm_max_new_tokens,
             batch_size=settings.llm_batch_size,

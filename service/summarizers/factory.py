@@ -1,0 +1,26 @@
+"""The summarizer the settings ask for: extractive, or an LLM with the extractive one as its
+fallback (and in its place, reporting why, when the model cannot load)."""
+
+from __future__ import annotations
+
+import logging
+
+from service.core.config import Settings
+from service.summarizers.base import Summarizer
+from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.llm.loading import ModelLoadError
+from service.summarizers.llm.summarizer import LLMSummarizer, UnavailableLLM
+
+log = logging.getLogger(__name__)
+
+
+def build_summarizer(settings: Settings) -> Summarizer:
+    extractive = ExtractiveSummarizer()
+    if settings.llm_model is None:
+        return extractive
+    try:
+        return LLMSummarizer.load(settings, fallback=extractive)
+    except ModelLoadError as error:
+        # Serve (extractive profiles, readiness false) rather than not start at all.
+        log.error("%s", error)
+        return UnavailableLLM(settings.llm_model, settings.llm_quant, str(error), extractive)

@@ -1,0 +1,65 @@
+"""Loading a causal LM and its tokenizer, quantized with bitsandbytes as the settings say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.core.config import Settings
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def quantization_config(quantization: str, on_gpu: bool) -> Any:
+    """The ``BitsAndBytesConfig`` for a mode, or None for full precision."""
+    if quantization == "none":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+        import torch
+        from transformers import BitsAndBytesConfig
+    except ImportError as error:
+        raise ModelLoadError(
+            f"IPROF_LLM_QUANT={quantization} needs bitsandbytes: pip install "
+            "'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+        ) from error
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)  # LLM.int8 computes in float16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        # bf16 matmuls on GPU; CPU kernels want float32.
+        bnb_4bit_compute_dtype=torch.bfloat16 if on_gpu else torch.float32,
+    )
+
+
+def load_model(settings: Settings) -> tuple[Any, Any]:
+    """The model (in eval mode, on the GPU when there is one) and its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_id, quantization = str(settings.llm_model), settings.llm_quant
+    on_gpu = torch.cuda.is_available()
+    options: dict[str, Any] = {"dtype": torch.bfloat16 if on_gpu else torch.float32}
+    if quantization == "int8":
+        options["dtype"] = torch.float16  # else bitsandbytes casts (and warns) on every call
+    config = quantization_config(quantization, on_gpu)
+    if config is not None:
+        options["quantization_config"] = config
+        options["device_map"] = "auto" if on_gpu else "cpu"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        model = AutoModelForCausalLM.from_pretrained(model_id, **options)
+    except Exception as error:  # any loader failure: missing files, CUDA, bad config, ...
+        hint = (
+            ""
+            if quantization == "none"
+            else (f"; if this device cannot run {quantization}, set IPROF_LLM_QUANT=none")
+        )
+        raise ModelLoadError(f"cannot load IPROF_LLM_MODEL={model_id!r}: {error}{hint}") from error
+    if config is None and on_gpu:
+        model = model.to("cuda")  # type: ignore[arg-type]
+    model.eval()
+    return model, tokenizer

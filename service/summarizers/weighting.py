@@ -1,0 +1,29 @@
+"""How much each event of a window says about the user's interests: the action's strength
+(a purchase says more than a view, a 5-star rating more than a 1-star one) times its recency."""
+
+from __future__ import annotations
+
+ACTION_WEIGHTS = {
+    "view": 1.0,
+    "click": 1.5,
+    "share": 2.0,
+    "add_to_cart": 2.0,
+    "like": 2.5,
+    "purchase": 3.0,
+    "buy": 3.0,
+    "dislike": 0.1,
+}
+DEFAULT_ACTION_WEIGHT = 1.0
+
+
+def action_weight(event_type: str, value: float | None) -> float:
+    """How much one event says about interest; ratings above the middle of 0-5 count more."""
+    if event_type == "rate":
+        return 1.5 if value is None else 0.5 + max(0.0, value - 2.5)
+    return ACTION_WEIGHTS.get(event_type, DEFAULT_ACTION_WEIGHT)
+
+
+def recency_weights(count: int) -> list[float]:
+    """Oldest first; the newest event weighs 1 and the weight halves every half window."""
+    half_life = max(1.0, count / 2)
+    return [0.5 ** ((count - 1 - position) / half_life) for position in range(count)]
