@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.app.schemas import EventIn, ItemIn
 from service.core.records import Event, Item
+from service.ingest.validation import EventIn, ItemIn
 
 
 class FileFormatError(ValueError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from service.app.deps import ServicesDep, check_batch
 from service.app.routes import v1_router
-from service.app.schemas import ERRORS, EventsIn, IngestOut
+from service.app.schemas import ERRORS, IngestOut
+from service.ingest.validation import EventsIn
 
 router = v1_router()
 
