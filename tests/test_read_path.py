@@ -13,10 +13,11 @@ from service.core.records import Event, Item
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
 from service.retrieval import candidates as candidates_module
-from service.retrieval.candidates import SHARED_K, CandidateLists, ListsWriter
+from service.retrieval.candidates import SHARED_K, CandidateLists
 from service.retrieval.index import load_index
 from service.retrieval.index_build import build_index
 from service.retrieval.recommender import Recommender
+from service.store.candidate_lists import ListsWriter
 from service.summarizers.extractive import ExtractiveSummarizer
 from tests.conftest import index_store, topic_items
 

@@ -5,7 +5,7 @@ profile, the collaborative model's scores over the history and the history item 
 depends on the current profile, the user's history and the index build, and on nothing a
 request says. So it is made once, stored under a key of exactly those (`Store.candidate_lists`)
 and reused by every request until one of them changes. What moves with everyone's events
-(popularity) and the fusion run per request (`service/recommend.py`).
+(popularity) and the fusion run per request (`service/retrieval/recommender.py`).
 
 The lists are searched deep enough for SHARED_K items, so every request for up to that many
 shares them; a request for more searches for itself and stores nothing.
@@ -13,10 +13,7 @@ shares them; a request for more searches for itself and stores nothing.
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,9 +24,6 @@ from service.core.hashing import content_hash
 from service.core.records import Profile
 from service.embedding.encoder import Embedder, normalize_rows
 from service.retrieval.index import ItemIndex
-from service.store import Store
-
-log = logging.getLogger(__name__)
 
 # Requests for up to this many items share one set of lists (the evaluation asks for 50).
 SHARED_K = 50
@@ -38,8 +32,6 @@ CLOSE_MATCH = 0.5
 LABEL_CACHE = 50_000
 # Part of every key: stored lists of another format (or search rule) are never read.
 FORMAT = 1
-# How long the writer lets lists made by requests gather before storing them in one go.
-WRITE_DELAY = 0.2
 
 
 def search_depth(k: int, seen: int, catalog: int) -> int:
@@ -84,56 +76,6 @@ def lists_key(profile: Profile, history: Sequence[str], build_id: str) -> str:
     history in order, and the index build."""
     made = f"{profile.window.index}|{profile.source_key}|{profile.created_at!r}"
     return f"{FORMAT}|{build_id}|{made}|{content_hash(chr(10).join(history))}"
-
-
-class ListsWriter:
-    """Stores the lists that requests made, behind them: one transaction (one fsync) a batch,
-    and no request waits for the disk. After an index rebuild every user's first request
-    makes new lists; written one by one inside the requests, their fsyncs held the store's
-    lock and took p99 at 200 req/s to over a second. Lost on a crash: they are only a cache."""
-
-    def __init__(self, store: Store, delay: float = WRITE_DELAY) -> None:
-        self.store = store
-        self.delay = delay
-        self._pending: dict[str, tuple[str, bytes]] = {}
-        self._lock = threading.Lock()
-        # Held from taking a batch until it is stored: a flush at shutdown waits for the
-        # writer's batch in flight instead of closing the store under it.
-        self._flushing = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def put(self, user_id: str, key: str, lists: bytes) -> None:
-        with self._lock:
-            self._pending[user_id] = (key, lists)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="lists-writer", daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-    def pending(self, user_id: str) -> tuple[str, bytes] | None:
-        """What is waiting to be written for the user: read before the store, so a second
-        request does not make the same lists again."""
-        with self._lock:
-            return self._pending.get(user_id)
-
-    def flush(self) -> None:
-        with self._flushing:
-            with self._lock:
-                batch, self._pending = self._pending, {}
-            if not batch:
-                return
-            try:
-                self.store.save_candidate_lists([(u, key, b) for u, (key, b) in batch.items()])
-            except sqlite3.Error as error:  # a cache: the next request makes them again
-                log.warning("candidate lists not stored: %s", error)
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            time.sleep(self.delay)  # let a batch gather
-            self.flush()
 
 
 class LabelVectors:

@@ -24,12 +24,12 @@ from service.retrieval.candidates import (
     SHARED_K,
     CandidateLists,
     CandidateSearch,
-    ListsWriter,
     lists_key,
     search_depth,
 )
 from service.retrieval.index import ItemIndex
 from service.store import Store
+from service.store.candidate_lists import ListsWriter
 
 RRF_K = 60
 BACKFILL_WEIGHT = 0.001
