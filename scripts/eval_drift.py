@@ -30,7 +30,7 @@ from tqdm import tqdm
 from service.app.container import Services, build_services
 from service.core.config import Settings
 from service.evaluation import drift_streams as de
-from service.evaluation.protocol import load_movielens
+from service.ingest.movielens import load_movielens
 from service.profiling.drift import drift_history
 
 # Settings from least to most sensitive; calibration keeps the last within the alarm budget.

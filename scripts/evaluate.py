@@ -4,9 +4,10 @@ Usage:
     python scripts/evaluate.py --data ../shared/data/ml-latest-small [--out FILE.json]
         [--plot FILE.png] [--ablation] [--users N] [--embedder hashing] [--seed 0]
 
-Detects ml-latest-small (ratings.csv, movies.csv, tags.csv) or ml-100k (u.data, u.item). Each
-user's events sorted by time, the last 20% held out; every method ranks all items except the
-user's training items; Recall@10, Recall@50 and NDCG@10 averaged over users. Methods:
+Detects ml-latest-small (ratings.csv, movies.csv, tags.csv), ml-100k (u.data, u.item) or
+RecBole's ml-100k (ml-100k.inter, ml-100k.item). Each user's events sorted by time, the last
+20% held out; every method ranks all items except the user's training items; Recall@10,
+Recall@50 and NDCG@10 averaged over users. Methods:
 popularity, item-kNN (cosine), EASE (λ chosen on a validation split carved from the training
 part), the centroid of the user's last 20 item embeddings, and the service itself: the training
 events loaded into its store, its index built, each user profiled through its own code and its
@@ -36,10 +37,10 @@ from service.evaluation.protocol import (
     Interactions,
     Ranker,
     Split,
-    load_movielens,
     score,
     temporal_split,
 )
+from service.ingest.movielens import load_movielens
 from service.retrieval.recommender import FusionWeights, Recommender
 
 PROTOCOL = (

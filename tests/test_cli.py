@@ -33,9 +33,11 @@ def test_demo_loads_builds_and_is_idempotent(hashing, tmp_path):
     first = _run("demo")
     assert first.exit_code == 0, first.output
     assert "items: 336" in first.output and "index: 336 items, Flat" in first.output
+    assert "windows profiled now" in first.output and "up to date" not in first.output
     again = _run("demo")
     assert again.exit_code == 0
     assert "0 new" in again.output and "index: up to date" in again.output
+    assert "all up to date" in again.output
     assert (tmp_path / "index" / "CURRENT").is_file()
 
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.app.cli import app
-from service.ingest.files import movielens_events, movielens_items
+from service.ingest.movielens import movielens_events, movielens_items
 from tests.conftest import MOVIELENS
 
 pytestmark = pytest.mark.skipif(

@@ -20,11 +20,10 @@ from service.ingest.files import (
     FileFormatError,
     demo_events,
     demo_items,
-    movielens_events,
-    movielens_items,
     read_events,
     read_items,
 )
+from service.ingest.movielens import NotMovieLens, movielens_events, movielens_items
 from service.profiling.profiler import UnknownUser
 from service.retrieval.builds import IndexUnavailable, Manifest, current_build, read_manifest
 from service.retrieval.index_build import catalog_hash
@@ -112,7 +111,10 @@ def ingest_events(path: Path) -> None:
 @app.command()
 def demo(
     movielens: Annotated[
-        Path | None, typer.Option(help="Load a MovieLens (ml-latest-small CSV) directory instead")
+        Path | None,
+        typer.Option(
+            help="Load a MovieLens folder instead (ml-latest-small, ml-100k or RecBole's)"
+        ),
     ] = None,
 ) -> None:
     """Load the bundled demo catalog and events (or MovieLens) and build the index. Idempotent."""
@@ -120,7 +122,7 @@ def demo(
     try:
         items = movielens_items(movielens) if movielens else demo_items()
         events: Iterable = movielens_events(movielens) if movielens else demo_events()
-    except FileFormatError as error:
+    except (FileFormatError, NotMovieLens) as error:
         raise _fail(str(error)) from None
     upserted = services.store.upsert_items(items)
     accepted = duplicates = 0
@@ -142,8 +144,13 @@ def _profile_everyone(services: Services) -> None:
     with tqdm(
         total=len(users), desc="profiling users", unit="user", disable=not sys.stderr.isatty()
     ) as bar:
-        services.refresh_users(users, on_progress=bar.update)
-    typer.echo(f"profiles: {len(users)} users up to date")
+        report = services.refresh_users(users, on_progress=bar.update)
+    made = report.windows_generated
+    typer.echo(
+        f"profiles: {len(users)} users, {made} windows profiled now"
+        if made
+        else f"profiles: {len(users)} users, all up to date"
+    )
 
 
 @app.command("build-index")

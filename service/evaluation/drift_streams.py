@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from service.core.config import WindowSpec
 from service.core.records import Event, Item, Profile
 from service.embedding.encoder import normalize_rows
+from service.profiling.windows import cut_windows
 
 KINDS = ("stable", "shuffled", "spliced", "gradual", "a_b_a")
 STREAM_WINDOWS = 10
@@ -128,7 +130,10 @@ def build_streams(
 
 
 def _windows(events: Sequence[Event], size: int) -> list[list[Event]]:
-    return [list(events[i : i + size]) for i in range(0, STREAM_WINDOWS * size, size)]
+    """The first ``STREAM_WINDOWS`` windows, cut as the service cuts a history (count windows;
+    the items do not matter here, only which events fall in which window)."""
+    windows = cut_windows(events, {}, WindowSpec(kind="count", size=size), now=0.0)
+    return [[joined.event for joined in window.events] for window in windows[:STREAM_WINDOWS]]
 
 
 def _partner(

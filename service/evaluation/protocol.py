@@ -9,86 +9,21 @@ ranking scores 1 whatever the user's history length.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from service.core.records import Event, Item
-from service.ingest.files import movielens_events, movielens_items
+from service.core.records import Event
 
 HELD_OUT_SHARE = 0.2
-ML100K_GENRES = [
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    items: list[Item]
-    events: list[Event]
 
 
 @dataclass(frozen=True)
 class Split:
     train: dict[str, list[Event]]  # user -> events, oldest first
     test: dict[str, set[str]]  # user -> held-out item ids
-
-
-def load_movielens(directory: Path) -> Dataset:
-    """ml-latest-small (ratings.csv, movies.csv, tags.csv) or ml-100k (u.data, u.item)."""
-    if (directory / "ratings.csv").is_file():
-        return Dataset(
-            directory.name, movielens_items(directory), list(movielens_events(directory))
-        )
-    if (directory / "u.data").is_file():
-        return Dataset(directory.name, _ml100k_items(directory), _ml100k_events(directory))
-    raise FileNotFoundError(
-        f"{directory}: neither ratings.csv nor u.data, not a MovieLens directory"
-    )
-
-
-def _ml100k_items(directory: Path) -> list[Item]:
-    items = []
-    with (directory / "u.item").open(encoding="latin-1") as handle:
-        for row in csv.reader(handle, delimiter="|"):
-            flags = row[-19:]
-            genres = tuple(
-                g for g, flag in zip(ML100K_GENRES, flags) if flag == "1" and g != "unknown"
-            )
-            items.append(Item(row[0], row[1], "", genres))
-    return items
-
-
-def _ml100k_events(directory: Path) -> list[Event]:
-    events = []
-    with (directory / "u.data").open(encoding="latin-1") as handle:
-        for line in handle:
-            user, item, rating, ts = line.split("\t")
-            events.append(Event(f"ml-{user}-{item}", user, item, "rate", float(ts), float(rating)))
-    return events
 
 
 def temporal_split(events: Iterable[Event], held_out: float = HELD_OUT_SHARE) -> Split:

@@ -1,4 +1,4 @@
-"""Reading items and events from files (CSV or JSONL), the demo data and MovieLens.
+"""Reading items and events from files (CSV or JSONL), and the demo data.
 
 Every record goes through the same validation as the REST API, and a bad record is reported
 with its file and line.
@@ -87,39 +87,3 @@ def demo_events() -> list[Event]:
     from service.ingest.demo import demo_events as generate
 
     return [Event(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value) for e in generate()]
-
-
-def movielens_items(directory: Path) -> list[Item]:
-    """ml-latest-small ``movies.csv`` (genres become categories, tags become text)."""
-    tags: dict[str, list[str]] = {}
-    tags_path = directory / "tags.csv"
-    if tags_path.is_file():
-        with tags_path.open(encoding="utf-8", newline="") as handle:
-            for row in csv.DictReader(handle):
-                tags.setdefault(row["movieId"], []).append(row["tag"])
-    items = []
-    with _require(directory / "movies.csv").open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            genres = [g for g in row["genres"].split("|") if g and g != "(no genres listed)"]
-            text = ", ".join(dict.fromkeys(tags.get(row["movieId"], [])))
-            items.append(Item(row["movieId"], row["title"], text[:2000], tuple(genres)))
-    return items
-
-
-def movielens_events(directory: Path) -> Iterator[Event]:
-    with _require(directory / "ratings.csv").open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            yield Event(
-                event_id=f"ml-{row['userId']}-{row['movieId']}",
-                user_id=row["userId"],
-                item_id=row["movieId"],
-                type="rate",
-                ts=float(row["timestamp"]),
-                value=float(row["rating"]),
-            )
-
-
-def _require(path: Path) -> Path:
-    if not path.is_file():
-        raise FileFormatError(f"{path} not found: expected a MovieLens ml-latest-small directory")
-    return path
