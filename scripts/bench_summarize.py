@@ -28,7 +28,8 @@ from pathlib import Path
 from scripts.tiny_llm import build_qwen2_shaped_llm, build_tiny_llm
 from service.core.config import Settings, WindowSpec
 from service.core.records import Window
-from service.ingest.files import demo_events, demo_items
+from service.ingest.demo import demo_catalog
+from service.ingest.demo_events import demo_events
 from service.profiling.windows import cut_windows
 from service.summarizers.extractive import ExtractiveSummarizer
 from service.summarizers.llm.summarizer import LLMSummarizer
@@ -36,7 +37,7 @@ from service.summarizers.llm.summarizer import LLMSummarizer
 
 def demo_windows(count: int) -> list[Window]:
     """``count`` windows of the demo users (repeated if there are fewer)."""
-    items = {item.item_id: item for item in demo_items()}
+    items = {item.item_id: item for item in demo_catalog()}
     events = demo_events()
     windows: list[Window] = []
     for user in sorted({e.user_id for e in events}):

@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 from service.app.container import build_services
 from service.app.factory import create_app
 from service.core.config import Settings
-from service.ingest.files import demo_events, demo_items
+from service.ingest.demo import demo_catalog
+from service.ingest.demo_events import demo_events
 
 
 def prepare(folder: Path, embed_model: str | None) -> Settings:
@@ -35,7 +36,7 @@ def prepare(folder: Path, embed_model: str | None) -> Settings:
         rate_limit_per_second=0,
     )
     services = build_services(settings, load_item_index=False)
-    services.store.upsert_items(demo_items())
+    services.store.upsert_items(demo_catalog())
     services.store.add_events(demo_events())
     services.index.rebuild(services.store)
     services.close()

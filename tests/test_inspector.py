@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from service.app.container import build_services
 from service.app.factory import create_app
 from service.core.config import Settings
-from service.ingest.files import demo_events, demo_items
+from service.ingest.demo import demo_catalog
+from service.ingest.demo_events import demo_events
 from tests.test_api import _error, _events, _items_body
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -111,7 +112,7 @@ def demo_settings(tmp_path_factory, minilm) -> Settings:
     root = tmp_path_factory.mktemp("inspector")
     settings = Settings(data_dir=root / "data", index_dir=root / "index")
     services = build_services(settings, embedder=minilm, load_item_index=False)
-    services.store.upsert_items(demo_items())
+    services.store.upsert_items(demo_catalog())
     services.store.add_events(demo_events())
     services.index.rebuild(services.store)
     for user in services.store.user_ids():

@@ -16,10 +16,10 @@ from tqdm import tqdm
 from service.app.container import Services, build_services
 from service.app.schemas import drift_out, profile_out, recommendations_out
 from service.core.config import Settings
+from service.ingest.demo import demo_catalog
+from service.ingest.demo_events import demo_events
 from service.ingest.files import (
     FileFormatError,
-    demo_events,
-    demo_items,
     read_events,
     read_items,
 )
@@ -120,7 +120,7 @@ def demo(
     """Load the bundled demo catalog and events (or MovieLens) and build the index. Idempotent."""
     services = _services(load_index=False)
     try:
-        items = movielens_items(movielens) if movielens else demo_items()
+        items = movielens_items(movielens) if movielens else demo_catalog()
         events: Iterable = movielens_events(movielens) if movielens else demo_events()
     except (FileFormatError, NotMovieLens) as error:
         raise _fail(str(error)) from None

@@ -1,4 +1,4 @@
-"""Reading items and events from files (CSV or JSONL), and the demo data.
+"""Reading items and events from files (CSV or JSONL).
 
 Every record goes through the same validation as the REST API, and a bad record is reported
 with its file and line.
@@ -75,15 +75,3 @@ def _validated(model: type[ItemIn] | type[EventIn], record: dict, path: Path, nu
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise FileFormatError(f"{path}:{number}: {where}: {first['msg']}") from None
-
-
-def demo_items() -> list[Item]:
-    from service.ingest.demo import demo_catalog
-
-    return [Item(i.item_id, i.title, i.text, tuple(i.categories)) for i in demo_catalog()]
-
-
-def demo_events() -> list[Event]:
-    from service.ingest.demo import demo_events as generate
-
-    return [Event(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value) for e in generate()]
