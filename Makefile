@@ -33,6 +33,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check service scripts tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Regenerate the committed OpenAPI snapshot after an intended API change.
 openapi: setup
