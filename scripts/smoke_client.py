@@ -1,7 +1,9 @@
 """Exercise a running service the way a new client would, and check what comes back.
 
 Usage:
-    python scripts/smoke_client.py [--url http://127.0.0.1:8000] [--api-key KEY]
+    python scripts/smoke_client.py [--url URL] [--api-key KEY]
+
+The URL defaults to http://127.0.0.1:$PORT (PORT as for `make run`, 8000 when unset).
 
 It puts 120 items in two unrelated topics (astronomy, baking), posts 60 events one day apart
 for a new user (30 astronomy, then 30 baking) and 60 astronomy events for a steady user, then
@@ -13,6 +15,7 @@ same scenario in-process (tests/test_scenario.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -206,12 +209,17 @@ def _bad_requests(user: str) -> dict[str, Callable[[httpx.Client], httpx.Respons
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check a running interest-profiler service.")
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    port = os.environ.get("PORT", "8000")
+    parser.add_argument("--url", default=f"http://127.0.0.1:{port}", help="the service's address")
     parser.add_argument("--api-key")
     args = parser.parse_args(argv)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
-        report = run_scenario(client)
+    try:
+        with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
+            report = run_scenario(client)
+    except httpx.TransportError as error:
+        print(f"cannot reach the service at {args.url} ({error}); is it running? pass --url")
+        return 2
     for name, ok, detail in report.results:
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
     failed = sum(not ok for _, ok, _ in report.results)

@@ -187,6 +187,7 @@ def test_overview_links_to_users_and_unknown_users_get_a_message(demo_settings, 
         name = first_user.inner_text()
         first_user.click()
         page.get_by_role("heading", name=f"User {name}").wait_for()
+        assert page.get_by_role("button", name="Forget the API key").is_hidden()  # no keys here
         page.get_by_label("User id").fill("nobody-here")
         page.get_by_role("button", name="Open profile").click()
         alert = page.get_by_role("alert")
@@ -210,3 +211,7 @@ def test_with_api_keys_the_page_asks_and_keeps_the_key_out_of_the_url(demo_setti
         assert "s3cret" not in page.url
         assert page.evaluate("sessionStorage.getItem('iprof-api-key')") == "s3cret-key"
         assert page.locator("#key-panel").is_hidden()
+        page.get_by_role("button", name="Forget the API key").click()
+        page.get_by_role("heading", name="API key needed").wait_for()
+        assert page.evaluate("sessionStorage.getItem('iprof-api-key')") is None
+        assert page.get_by_role("button", name="Forget the API key").is_hidden()

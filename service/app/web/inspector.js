@@ -279,7 +279,13 @@ function provenanceSection(provenance) {
 
 // --- wiring ---------------------------------------------------------------------------------
 
+// Offered only while this tab holds a key: with no keys configured there is nothing to forget.
+function showForgetKey() {
+  document.getElementById("forget-key-item").hidden = !sessionStorage.getItem(KEY_STORAGE);
+}
+
 async function route() {
+  showForgetKey();
   try {
     const path = decodeURIComponent(location.pathname);
     if (path.startsWith("/users/")) await renderUser(path.slice("/users/".length));
