@@ -111,7 +111,7 @@ def _search_tables(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool
 
 
 def _on_gpu(index):  # type: ignore[no-untyped-def]
-    """The index as the service searches it where there is a GPU (service/gpu_search.py);
+    """The index as the service searches it where there is a GPU (service/retrieval/gpu_search.py);
     None without one."""
     from service.retrieval import index as itemindex
     from service.retrieval.gpu_search import gpu_search

@@ -6,7 +6,7 @@ Usage:
 
 Streams with injected change points (two users of different taste spliced at a known window, a
 gradual mix, A→B→A) and without (a user's own history, and the same shuffled), built by
-``service/drift_evaluation.py``. The service profiles every window through its own store,
+``service/evaluation/drift_streams.py``. The service profiles every window through its own store,
 summarizer and embedder, and its own drift code judges them. Peers on the same windows: river's
 ADWIN (clock=1) and Page-Hinkley on the distances between consecutive profile embeddings, a
 mean-embedding distance test in the manner of Evidently's, and a dummy that fires periodically.

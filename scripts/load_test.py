@@ -6,10 +6,10 @@ Usage:
     python scripts/load_test.py --profile 500                  # where a request's time goes
     python scripts/load_test.py --rates 200 --compare ../before  # and an older checkout's
 
-The first run prepares a synthetic catalog and event log (service/synthetic.py) in --work, builds
-the index and profiles every user (as `iprof refresh --all` would); later runs reuse them
-(--rebuild-index rebuilds the index). Then it starts `iprof serve` on loopback, warms it up
-(--warmup seconds at 50 req/s, not counted) and drives it open-loop: request i is sent at
+The first run prepares a synthetic catalog and event log (service/evaluation/synthetic.py) in
+--work, builds the index and profiles every user (as `iprof refresh --all` would); later runs
+reuse them (--rebuild-index rebuilds the index). Then it starts `iprof serve` on loopback,
+warms it up (--warmup seconds at 50 req/s, not counted) and drives it open-loop: request i is sent at
 start + i/rate whatever the earlier ones are doing, and its latency counts from then, so a
 slow server cannot slow the generator down and hide its own queueing (coordinated omission).
 Requests go over --connections keep-alive connections opened first, as that many clients

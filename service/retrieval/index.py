@@ -40,7 +40,7 @@ class ItemIndex:
         gpu: GpuSearch | None = None,
     ) -> None:
         self._index = index
-        self.gpu = gpu  # searches go there when set (service/gpu_search.py)
+        self.gpu = gpu  # searches go there when set (service/retrieval/gpu_search.py)
         self.item_ids = item_ids
         self.vectors = vectors
         self._matrix = vectors.view(np.ndarray)

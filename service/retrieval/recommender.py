@@ -7,7 +7,7 @@ fusion combines them without calibrating their score scales against each other. 
 that found an item gives its reason; otherwise the source that contributed most does.
 
 The searches and the collaborative scores are made once per profile, history and index build
-and stored (`service/candidates.py`); popularity and the fusion run per request.
+and stored (`service/retrieval/candidates.py`); popularity and the fusion run per request.
 """
 
 from __future__ import annotations
