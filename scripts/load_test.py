@@ -9,8 +9,8 @@ Usage:
 The first run prepares a synthetic catalog and event log (service/evaluation/synthetic.py) in
 --work, builds the index and profiles every user (as `iprof refresh --all` would); later runs
 reuse them (--rebuild-index rebuilds the index). Then it starts `iprof serve` on loopback,
-warms it up (--warmup seconds at 50 req/s, not counted) and drives it open-loop: request i is sent at
-start + i/rate whatever the earlier ones are doing, and its latency counts from then, so a
+warms it up (--warmup seconds at 50 req/s, not counted) and drives it open-loop: request i is
+sent at start + i/rate whatever the earlier ones are doing, and its latency counts from then, so a
 slow server cannot slow the generator down and hide its own queueing (coordinated omission).
 Requests go over --connections keep-alive connections opened first, as that many clients
 would hold them. Each rate is bounded in requests (rate x duration) and in time. Users are
