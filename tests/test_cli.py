@@ -153,7 +153,8 @@ def test_serve_runs_workers_on_their_own_sockets_and_stops_cleanly(tmp_path):
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180  # two workers each load the embedder: slow on a busy 2-core machine
+        # Each worker loads the embedder: on a busy 2-core machine that took over 60 s.
+        deadline = time.monotonic() + 180
         while _get(f"http://127.0.0.1:{port}/health") != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _get(f"http://127.0.0.1:{port}/health") == 200
