@@ -352,3 +352,43 @@ def test_handler_threads_search_with_one_openmp_thread():
         _in_handler_thread(lambda: (count(), RecommendationsOut(user_id="u", items=[]))[1])
 
     assert threads_seen(in_handler) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"items": [{"item_id": "a", "title": "bad\u0000title"}]}, "items.0.title"),
+        ({"items": [{"item_id": "a", "title": "bad\u001ftitle"}]}, "items.0.title"),
+        ({"items": [{"item_id": "a\u0007", "title": "t"}]}, "items.0.item_id"),
+        ({"items": [{"item_id": "a", "title": "t", "text": "x\u0000"}]}, "items.0.text"),
+        (
+            {"items": [{"item_id": "a", "title": "t", "categories": ["ok", "\u009b"]}]},
+            "items.0.categories",
+        ),
+    ],
+)
+def test_control_characters_in_item_texts_are_refused_naming_the_field(client, body, field):
+    error = _error(client.put("/v1/items", json=body), 422, "invalid_request")
+    assert field in error["message"] and "control character" in error["message"]
+    assert client.app.state.services.store.count_items() == 0  # nothing was stored
+
+
+def test_tabs_and_line_breaks_stay_allowed_in_item_text(client):
+    body = {"items": [{"item_id": "a", "title": "t", "text": "one\ttwo\nthree\r\n"}]}
+    assert client.put("/v1/items", json=body).json() == {"upserted": 1}
+    assert client.app.state.services.store.get_items(["a"])["a"].text == "one\ttwo\nthree\r\n"
+
+
+@pytest.mark.parametrize("field", ["event_id", "user_id", "item_id", "type"])
+def test_control_characters_in_event_fields_are_refused(client, field):
+    event = {"event_id": "e1", "user_id": "u", "item_id": "i", "type": "view", "ts": 1}
+    event[field] = "x\u0000y"
+    error = _error(client.post("/v1/events", json={"events": [event]}), 422, "invalid_request")
+    assert f"events.0.{field}" in error["message"]
+
+
+def test_a_body_that_is_not_utf8_is_told_so(client):
+    body = b'{"items": [{"item_id": "a", "title": "caf\xe9"}]}'  # Latin-1, not UTF-8
+    response = client.put("/v1/items", content=body, headers={"content-type": "application/json"})
+    error = _error(response, 400, "invalid_encoding")
+    assert "UTF-8" in error["message"] and f"byte {body.index(0xE9)}" in error["message"]

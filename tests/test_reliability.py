@@ -210,16 +210,24 @@ def test_invalid_utf8_and_deep_nesting_are_4xx(client):
     assert 400 <= response.status_code < 500 and response.json()["error"]["code"]
 
 
-def test_control_characters_and_long_text_round_trip_as_data(client):
-    title = "Tab\there, bell \x07, NUL-free \u202e reversed, 🎷 " + "x" * 900
+def test_control_characters_are_refused_and_long_unicode_text_round_trips(client):
+    refused = client.put(
+        "/v1/items", json={"items": [{"item_id": "odd", "title": "bell \x07", "categories": []}]}
+    )
+    assert refused.status_code == 422 and "items.0.title" in refused.json()["error"]["message"]
+    title = "\u202e reversed, 🎷 " + "x" * 900
+    text = "Tab\there\nand a new line"
     client.put(
-        "/v1/items", json={"items": [{"item_id": "odd", "title": title, "categories": ["Jazz\n"]}]}
+        "/v1/items",
+        json={"items": [{"item_id": "odd", "title": title, "text": text, "categories": ["Jazz"]}]},
     )
     client.post(
         "/v1/events", json={"events": [{"user_id": "u", "item_id": "odd", "type": "view", "ts": 1}]}
     )
     profile = client.get("/v1/users/u/profile")
     assert profile.status_code == 200 and profile.json()["interests"][0]["evidence"] == ["odd"]
+    stored = client.app.state.services.store.get_items(["odd"])["odd"]
+    assert (stored.title, stored.text) == (title, text)
 
 
 def test_duplicate_ids_within_one_batch_count_once(client):

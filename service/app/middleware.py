@@ -1,7 +1,9 @@
-"""ASGI middleware: request metrics per route template, and the request body size limit."""
+"""ASGI middleware: request metrics per route template, and the request body's checks (size
+limit, UTF-8)."""
 
 from __future__ import annotations
 
+import codecs
 import time
 
 from fastapi import FastAPI, Response
@@ -17,7 +19,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.core.errors import envelope
+from service.core.errors import BodyError, envelope
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -69,7 +71,9 @@ class Metrics:
 
 class BodyLimit:
     """Refuses bodies over ``limit`` bytes with 413, whether or not they declare a length:
-    a chunked upload is counted as it arrives."""
+    a chunked upload is counted as it arrives. A JSON body that is not UTF-8 (RFC 8259 allows
+    no other encoding) gets a 400 saying so, checked as it arrives too: the framework would
+    only say "There was an error parsing the body"."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -83,14 +87,18 @@ class BodyLimit:
             await self._refuse()(scope, receive, send)
             return
         received = 0
+        decoder = codecs.getincrementaldecoder("utf-8")() if _is_json(scope) else None
 
         async def counted() -> Message:
             nonlocal received
             message = await receive()
-            received += len(message.get("body", b""))
+            chunk = message.get("body", b"")
+            received += len(chunk)
             if received > self.limit:
                 # FastAPI re-raises HTTPException from body reading; the error handler answers.
                 raise StarletteHTTPException(413, self._message())
+            if decoder is not None:
+                _check_utf8(decoder, chunk, received - len(chunk), message.get("more_body", False))
             return message
 
         await self.app(scope, counted, send)
@@ -100,3 +108,21 @@ class BodyLimit:
 
     def _refuse(self) -> JSONResponse:
         return envelope(413, "payload_too_large", self._message())
+
+
+def _is_json(scope: Scope) -> bool:
+    """A JSON body, or one that does not say (the API reads every body as JSON)."""
+    kind = Headers(scope=scope).get("content-type", "application/json").split(";")[0].strip()
+    return kind == "application/json" or kind.endswith("+json") or not kind
+
+
+def _check_utf8(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int, more: bool) -> None:
+    try:
+        decoder.decode(chunk, final=not more)
+    except UnicodeDecodeError as error:
+        where = offset + error.start
+        raise BodyError(
+            400,
+            "invalid_encoding",
+            f"the request body is not valid UTF-8 (byte {where}); JSON must be sent as UTF-8",
+        ) from None

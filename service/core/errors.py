@@ -45,6 +45,16 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class BodyError(StarletteHTTPException):
+    """A request body refused while it is read, with its own code: FastAPI lets HTTP
+    exceptions from body reading through, and would turn anything else into "There was an
+    error parsing the body"."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message)
+        self.code = code
+
+
 def envelope(
     status: int,
     code: str,
@@ -82,7 +92,7 @@ async def _on_validation(request: Request, error: RequestValidationError) -> JSO
 
 
 async def _on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-    code = _CODES.get(error.status_code, "error")
+    code = getattr(error, "code", None) or _CODES.get(error.status_code, "error")
     message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
     return envelope(error.status_code, code, message, headers=getattr(error, "headers", None))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +20,20 @@ MIN_TS, MAX_TS = 0.0, 7_258_118_400.0
 Identifier = Field(min_length=1, max_length=256)
 # User ids travel in URL paths: a "/" would make a user that can never be read or deleted.
 UserId = Field(min_length=1, max_length=256, pattern=r"^[^/]+$")
+# Control characters (C0, DEL, C1) have no place in an id, a title or a category, and NUL
+# cannot be stored in a PostgreSQL text column at all: refused on both engines alike. An item's
+# text may keep its tabs and line breaks.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _refuse_controls(value: str, pattern: re.Pattern[str] = _CONTROL) -> str:
+    found = pattern.search(value)
+    if found:
+        raise ValueError(
+            f"must not contain control characters (U+{ord(found.group()):04X} at {found.start()})"
+        )
+    return value
 
 
 class _Strict(BaseModel):
@@ -31,6 +46,23 @@ class ItemIn(_Strict):
     text: str = Field(default="", max_length=20_000)
     categories: list[str] = Field(default_factory=list, max_length=50)
     attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("item_id", "title")
+    @classmethod
+    def _no_controls(cls, value: str) -> str:
+        return _refuse_controls(value)
+
+    @field_validator("text")
+    @classmethod
+    def _no_controls_but_layout(cls, value: str) -> str:
+        return _refuse_controls(value, _CONTROL_IN_TEXT)
+
+    @field_validator("categories")
+    @classmethod
+    def _no_controls_in_categories(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _refuse_controls(value)
+        return values
 
     def to_item(self) -> Item:
         return Item(self.item_id, self.title, self.text, tuple(self.categories), self.attributes)
@@ -47,6 +79,11 @@ class EventIn(_Strict):
     type: str = Field(min_length=1, max_length=64)
     ts: float | str = Field(description="ISO-8601 date-time or epoch seconds")
     value: float | None = None
+
+    @field_validator("event_id", "user_id", "item_id", "type")
+    @classmethod
+    def _no_controls(cls, value: str | None) -> str | None:
+        return value if value is None else _refuse_controls(value)
 
     @field_validator("user_id")
     @classmethod
