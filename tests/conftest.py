@@ -8,12 +8,14 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from scripts.pg_server import postgres_server, unavailable_reason  # noqa: E402
 from scripts.smoke_client import TOPICS as SCENARIO_TOPICS  # noqa: E402
 from service.app.factory import create_app  # noqa: E402
 from service.core.config import Settings  # noqa: E402
@@ -52,6 +54,38 @@ def store(settings: Settings) -> Iterator[Store]:
     opened = Store(settings.database_path)
     yield opened
     opened.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the session (initdb + pg_ctl in a temp folder)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no PostgreSQL here: {reason}")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield pg_server.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, settings: Settings) -> Path | str:
+    """What a store opens, once per engine: the SQLite file, or a fresh PostgreSQL database
+    (skipped, saying why, where no server can start)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return settings.database_path
 
 
 @pytest.fixture

@@ -112,7 +112,8 @@ def test_time_windows_leave_the_stored_state_when_a_window_closes(store, tmp_pat
 def test_a_missing_state_is_stored_by_the_next_read(profiler, store, monkeypatch):
     # As after the upgrade that added the state, or an item change that did not touch the
     # user's windows: the profiles need nothing, the state is written back.
-    store._conn.execute("DELETE FROM profile_state")
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM profile_state")
     assert _read_path(profiler, store, monkeypatch)[2]
     assert not _read_path(profiler, store, monkeypatch)[2]
 

@@ -1,26 +1,90 @@
+"""The store's tests, each run on both engines (SQLite, and PostgreSQL where a throwaway
+server can start: the ``store_target`` fixture)."""
+
 import sqlite3
+import threading
+from collections.abc import Iterator
 
 import numpy as np
+import pytest
 
-from service.core.records import Event, Interest, Item, Profile, WindowInfo
-from service.store import Store
-from service.store.migrations import MIGRATIONS
+from service.core.records import (
+    DriftReport,
+    Event,
+    Interest,
+    Item,
+    Profile,
+    WindowDrift,
+    WindowInfo,
+)
+from service.store import ProfileState, ProfileWrite, Store
+from service.store.migrations import FOLDERS, migrations_for
+from service.store.users import USER_TABLES
 
 
 def _event(event_id, user="u1", item="a", ts=1.0):
     return Event(event_id, user, item, "view", ts)
 
 
-def test_migrations_are_applied_once_and_recorded(settings):
-    first = Store(settings.database_path)
-    assert first.applied_migrations() == [name for name, _ in MIGRATIONS]
+def _profile(user="u1", index=0, **changes):
+    fields = dict(
+        user_id=user,
+        window=WindowInfo(index, 1.0 + index, 2.0 + index, 3, True),
+        summary="likes a",
+        interests=(Interest("A things", 1.0, ("a",)),),
+        embedding=np.array([0.6, 0.8], dtype=np.float32),
+        provenance={"summarizer": "extractive"},
+        source_key="h",
+        created_at=5.0 + index,
+    )
+    return Profile(**{**fields, **changes})
+
+
+@pytest.fixture
+def store(store_target) -> Iterator[Store]:
+    opened = Store(store_target)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def second(store, store_target) -> Iterator[Store]:
+    """Another instance over the same database (another process, another machine)."""
+    opened = Store(store_target)
+    yield opened
+    opened.close()
+
+
+def test_both_engines_have_the_same_migrations_in_the_same_order():
+    sqlite_names = [name for name, _ in migrations_for("sqlite")]
+    assert sqlite_names == [name for name, _ in migrations_for("postgresql")]
+    assert sqlite_names == sorted(sqlite_names) and len(sqlite_names) >= 8
+    assert set(FOLDERS) == {"sqlite", "postgresql"}
+
+
+def test_migrations_are_applied_once_and_recorded(store_target):
+    first = Store(store_target)
+    assert first.applied_migrations() == [name for name, _ in migrations_for(first.dialect)]
     first.close()
-    again = Store(settings.database_path)
+    again = Store(store_target)
     assert again.migrate() == []
     again.close()
 
 
-def test_schema_has_the_expected_tables_and_wal(settings):
+def test_two_instances_starting_at_once_migrate_once(store_target):
+    opened: list[Store] = []
+    threads = [threading.Thread(target=lambda: opened.append(Store(store_target))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(opened) == 2
+    assert opened[0].applied_migrations() == [name for name, _ in migrations_for(opened[0].dialect)]
+    for one in opened:
+        one.close()
+
+
+def test_sqlite_schema_has_the_expected_tables_and_wal(settings):
     Store(settings.database_path).close()
     conn = sqlite3.connect(settings.database_path)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -28,6 +92,16 @@ def test_schema_has_the_expected_tables_and_wal(settings):
     event_columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
     assert {"event_id", "user_id", "item_id", "type", "ts", "value"} <= event_columns
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_postgres_commits_are_durable_and_times_keep_double_precision(pg_url):
+    store = Store(pg_url)
+    assert store.dialect == "postgresql"
+    assert store._tuples("SHOW synchronous_commit") == [("on",)]
+    assert "password" not in store.describe() and store.describe().startswith("postgresql://")
+    store.add_events([_event("e1", ts=1_700_000_000.123456)])
+    assert store.user_events("u1")[0].ts == 1_700_000_000.123456  # REAL would keep 7 digits
+    store.close()
 
 
 def test_events_are_idempotent_by_event_id(store):
@@ -39,12 +113,12 @@ def test_events_are_idempotent_by_event_id(store):
     assert [e.event_id for e in store.user_events("u1")] == ["e1", "e2"]
 
 
-def test_acknowledged_writes_survive_reopening(settings):
-    store = Store(settings.database_path)
+def test_acknowledged_writes_survive_reopening(store_target):
+    store = Store(store_target)
     store.upsert_items([Item("a", "A", categories=("x",))])
     store.add_events([_event("e1")])
     # No close(): a crashed process never gets to close its connection.
-    reopened = Store(settings.database_path)
+    reopened = Store(store_target)
     assert reopened.get_items(["a"])["a"].categories == ("x",)
     assert reopened.count_events() == 1
 
@@ -64,16 +138,7 @@ def test_iter_items_streams_everything_in_chunks(store):
 
 
 def test_profile_round_trip_and_user_deletion(store):
-    profile = Profile(
-        user_id="u1",
-        window=WindowInfo(0, 1.0, 2.0, 3, True),
-        summary="likes a",
-        interests=(Interest("A things", 1.0, ("a",)),),
-        embedding=np.array([0.6, 0.8], dtype=np.float32),
-        provenance={"summarizer": "extractive"},
-        source_key="h",
-        created_at=5.0,
-    )
+    profile = _profile()
     store.add_events([_event("e1")])
     store.save_profile(profile)
     (loaded,) = store.profiles("u1")
@@ -103,18 +168,153 @@ def test_popularity_counts_distinct_users_and_all_events_are_streamed(store):
 def test_a_profile_of_a_user_deleted_meanwhile_is_not_written_back(store):
     # Another process may delete the user while this one generates: the store refuses the
     # late write instead of resurrecting the user.
-    profile = Profile(
-        user_id="gone",
-        window=WindowInfo(0, 1.0, 2.0, 3, True),
-        summary="x",
-        interests=(),
-        embedding=np.zeros(2, dtype=np.float32),
-        provenance={},
-        source_key="k",
-        created_at=1.0,
-    )
+    profile = _profile("gone")
     store.save_profile(profile)
     assert store.profiles("gone") == []
     store.add_events([_event("e1", user="gone")])
     store.save_profile(profile)
     assert len(store.profiles("gone")) == 1
+
+
+def test_a_batch_sent_to_two_instances_at_once_is_counted_once(store, second):
+    batch = [_event(f"e{n}", user=f"u{n % 7}") for n in range(300)]
+    results = []
+    barrier = threading.Barrier(2)
+
+    def send(instance: Store) -> None:
+        barrier.wait()
+        results.append(instance.add_events(batch))
+
+    threads = [threading.Thread(target=send, args=(one,)) for one in (store, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(r.accepted for r in results) == 300
+    assert sum(r.duplicates for r in results) == 300
+    assert store.count_events() == second.count_events() == 300
+
+
+def test_what_one_instance_writes_the_other_reads(store, second):
+    store.upsert_items([Item("a", "A")])
+    store.add_events([_event("e1")])
+    store.save_profile(_profile())
+    assert second.get_items(["a"])["a"].title == "A"
+    assert [p.summary for p in second.profiles("u1")] == ["likes a"]
+    version = second.events_version()
+    assert store.delete_user("u1")
+    assert second.events_version() != version  # a deletion elsewhere changes the version
+    assert second.profiles("u1") == [] and not second.user_exists("u1")
+
+
+def test_a_profile_write_racing_a_deletion_elsewhere_is_not_written(store, second):
+    store.add_events([_event("e1")])
+    writer = threading.Thread(target=second.save_profile, args=(_profile(),))
+    with store.transaction() as conn:  # the deletion of delete_user, held open
+        store.engine.lock_users(conn, ["u1"])
+        for table in USER_TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE user_id = ?", ("u1",))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive()  # the write waits for the deletion to commit...
+    writer.join(30)
+    assert store.profiles("u1") == []  # ...and then finds no events: nothing written back
+
+
+def test_deletion_leaves_no_row_of_the_user_in_any_table(store):
+    store.upsert_items([Item("a", "A")])
+    store.add_events([_event("e1"), _event("e2", user="keep")])
+    store.save_profiles(
+        [
+            ProfileWrite(
+                "u1", [_profile()], [0], ProfileState("1:1", "m", None), store.item_changes()
+            )
+        ]
+    )
+    store.save_drift_report(DriftReport("u1", True, 0.5, 0.3, _profile().window, [], ["x"], []))
+    store.save_candidate_lists([("u1", "key", b"lists")])
+    counts = [
+        store._tuples(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", ("u1",))[0][0]
+        for t in USER_TABLES
+    ]
+    assert all(counts)
+    assert store.delete_user("u1")
+    for table in _tables_with_user_id(store):
+        assert table in USER_TABLES
+        assert store._tuples(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", ("u1",)) == [(0,)]
+    assert store.user_exists("keep")
+
+
+def _tables_with_user_id(store: Store) -> set[str]:
+    if store.dialect == "sqlite":
+        names = [
+            row[0] for row in store._tuples("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        return {
+            n
+            for n in names
+            if any(c[1] == "user_id" for c in store._tuples(f"PRAGMA table_info({n})"))
+        }
+    rows = store._tuples(
+        "SELECT table_name FROM information_schema.columns"
+        " WHERE column_name = 'user_id' AND table_schema = 'public'"
+    )
+    return {row[0] for row in rows}
+
+
+def test_profile_state_is_written_only_if_no_item_changed_since(store):
+    store.upsert_items([Item("a", "A")])
+    store.add_events([_event("e1")])
+    before = store.item_changes()
+    store.upsert_items([Item("a", "A changed")])
+    state = ProfileState("1:1", "m", None)
+    store.save_profiles([ProfileWrite("u1", [_profile()], [0], state, before)])
+    assert store.current_read("u1").state is None
+    store.save_profiles([ProfileWrite("u1", [], [0], state, store.item_changes())])
+    read = store.current_read("u1")
+    assert read.state == state and read.events == store.events_stamp("u1")
+    assert read.newest is not None and read.newest.summary == "likes a" and read.history == ["a"]
+    store.upsert_items([Item("a", "A changed again")])  # clears the state of its users
+    assert store.current_read("u1").state is None
+
+
+def test_windows_no_longer_cut_are_dropped_and_a_profile_is_replaced(store):
+    store.add_events([_event("e1")])
+    store.save_profiles([ProfileWrite("u1", [_profile(index=i) for i in range(3)], [0, 1, 2])])
+    store.save_profiles([ProfileWrite("u1", [_profile(index=1, summary="new")], [0, 1])])
+    assert [(p.window.index, p.summary) for p in store.profiles("u1")] == [
+        (0, "likes a"),
+        (1, "new"),
+    ]
+    assert [p.window.index for p in store.profiles("u1", limit=1)] == [1]
+    store.keep_only_windows("u1", [])
+    assert store.profiles("u1") == []
+
+
+def test_the_inspector_reads_drifts_and_fallbacks_on_either_engine(store):
+    drift = WindowDrift(0.9, 0.3, True, ("new",), ())
+    store.add_events([_event("e1"), _event("e2", user="u2")])
+    store.save_profiles(
+        [
+            ProfileWrite(
+                "u1", [_profile(index=0, drift=drift), _profile(index=1, drift=drift)], [0, 1]
+            ),
+            ProfileWrite("u2", [_profile("u2", drift=WindowDrift(0.1, 0.3, False, (), ()))], [0]),
+        ]
+    )
+    store.save_profile(_profile("u2", index=1, provenance={"fallback_reason": "bad json"}))
+    assert [(p.user_id, p.window.index) for p in store.recent_drifts(10)] == [("u1", 1)]
+    assert [(p.user_id, p.window.index) for p in store.recent_fallbacks(10)] == [("u2", 1)]
+
+
+def test_candidate_lists_and_drift_reports_round_trip(store):
+    store.add_events([_event("e1")])
+    store.save_candidate_lists([("u1", "k1", b"one"), ("nobody", "k", b"x")])
+    store.save_candidate_lists([("u1", "k2", b"\x00two")])
+    assert store.candidate_lists("u1") == ("k2", b"\x00two")
+    assert store.candidate_lists("nobody") is None  # no events: not written
+    report = DriftReport("u1", True, 0.5, 0.3, _profile().window, [], ["x"], [])
+    store.save_drift_report(report)
+    store.save_drift_report(report)
+    (stored,) = store.drift_reports("u1")
+    assert stored["drift_detected"] is True and stored["gained"] == ["x"]

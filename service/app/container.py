@@ -154,7 +154,7 @@ def build_services(
     embedder: Embedder | None = None,
     load_item_index: bool = True,
 ) -> Services:
-    store = Store(settings.database_path)
+    store = Store(settings.store_target, settings.database_pool)
     embedder = embedder or load_embedder(
         settings.embed_model,
         settings.embed_batch_size,

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # Relative to the working directory, so `make run` in a checkout keeps everything inside it.
     data_dir: Path = Path("./data")
     index_dir: Path = Path("./index")
+    # Unset: SQLite in <data_dir>/iprof.sqlite3. A postgresql:// URL: that server, which several
+    # instances can share (the `postgres` extra). See the README's "Running at scale".
+    database_url: str | None = None
+    # Connections each instance keeps to PostgreSQL at most (SQLite has one).
+    database_pool: int = Field(default=10, ge=1)
 
     # Unset: the extractive summarizer, which needs no weights. A local path or a hub id otherwise.
     llm_model: str | None = None
@@ -153,10 +158,19 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("llm_model", "embed_model", mode="before")
+    @field_validator("llm_model", "embed_model", "database_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "IPROF_DATABASE_URL must be a postgresql:// URL (unset it to use SQLite)"
+            )
+        return value
 
     @property
     def window_spec(self) -> WindowSpec:
@@ -165,6 +179,11 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "iprof.sqlite3"
+
+    @property
+    def store_target(self) -> Path | str:
+        """What the store opens: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.database_url or self.database_path
 
     @property
     def auth_enabled(self) -> bool:

@@ -1,4 +1,5 @@
-"""The store: one SQLite database, one table class per thing kept, one ``Store`` over them all.
+"""The store: one table class per thing kept, one ``Store`` over them all, on SQLite (a file,
+the default) or PostgreSQL (``IPROF_DATABASE_URL``; see ``connection.py``).
 
 ``Store`` is what the rest of the service uses; the table classes say where each query lives.
 """

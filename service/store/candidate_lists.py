@@ -4,7 +4,6 @@ the writer that stores them behind the requests that made them."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -28,9 +27,11 @@ class CandidateListTable(Database):
         """(user id, key, lists) rows, one transaction; a user without events any more is
         skipped (deleted meanwhile)."""
         with self.transaction() as conn:
+            self.engine.lock_users(conn, [user for user, _, _ in lists])
             conn.executemany(
-                "INSERT OR REPLACE INTO candidate_lists SELECT ?, ?, ?"
-                " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)",
+                "INSERT INTO candidate_lists (user_id, key, lists) SELECT ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET key = excluded.key, lists = excluded.lists",
                 [(user, key, blob, user) for user, key, blob in lists],
             )
 
@@ -74,7 +75,7 @@ class ListsWriter:
                 return
             try:
                 self.store.save_candidate_lists([(u, key, b) for u, (key, b) in batch.items()])
-            except sqlite3.Error as error:  # a cache: the next request makes them again
+            except self.store.errors as error:  # a cache: the next request makes them again
                 log.warning("candidate lists not stored: %s", error)
 
     def _run(self) -> None:

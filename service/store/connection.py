@@ -1,87 +1,113 @@
-"""The SQLite connection: one connection behind a lock, transactions, named migrations.
+"""The database under the store: SQLite (a file, the default) or PostgreSQL (a URL), and the
+named migrations, recorded in ``_migrations`` on either.
 
-WAL mode with ``synchronous=FULL``: a write is acknowledged only after its transaction is on
-disk, so an acknowledged batch survives a crash of the process or of the machine.
+The table classes write their SQL once, with ``?`` placeholders and what both dialects accept
+(``INSERT ... ON CONFLICT``, window functions); the engine runs it and supplies the few parts
+that differ (``json_flag``, ``for_share``, ``lock_users``, the migration files).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from service.store.migrations import MIGRATIONS
+from service.store.migrations import migrations_for
+from service.store.sqlite_engine import SqliteEngine
 
-MMAP_BYTES = 1 << 30  # address space, not memory: pages are the OS's cache, shared
-PAGE_CACHE_KIB = 65_536
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class Engine(Protocol):
+    dialect: str
+    errors: tuple[type[Exception], ...]
+    float_type: str
+    for_share: str
+
+    def describe(self) -> str: ...
+    def close(self) -> None: ...
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def snapshot(self) -> AbstractContextManager[Any]: ...
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def read_apart(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def lock_users(self, conn: Any, user_ids: Sequence[str]) -> None: ...
+    def lock_migrations(self, conn: Any) -> None: ...
+    def after_delete(self) -> None: ...
+    def json_flag(self, column: str, key: str) -> str: ...
+    def json_present(self, column: str, key: str) -> str: ...
+
+
+def is_postgres_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def open_engine(target: Path | str, pool_size: int = 10) -> Engine:
+    """A PostgreSQL engine for a ``postgresql://`` URL, else SQLite on the file at ``target``."""
+    if is_postgres_url(target):
+        try:
+            from service.store.postgres_engine import PostgresEngine
+        except ImportError as error:  # the optional extra
+            raise RuntimeError(
+                "IPROF_DATABASE_URL is a PostgreSQL URL but psycopg is not installed:"
+                " pip install 'interest-profiler[postgres]'"
+            ) from error
+        return PostgresEngine(str(target), pool_size)
+    return SqliteEngine(Path(target))
 
 
 class Database:
-    """One connection guarded by a lock: SQLite serialises writers anyway, and this keeps
-    "database is locked" away from callers."""
+    """The engine the table classes run their SQL on, migrated on opening."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        self._deletions = 0
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        # Deleted rows are overwritten with zeros, so a deleted user is gone from the file too.
-        self._conn.execute("PRAGMA secure_delete=ON")
-        self._conn.execute("PRAGMA busy_timeout=10000")
-        # Reads go through a memory map and a larger page cache instead of a read() call per
-        # page: a request reads a user's events, items and profiles from all over the file.
-        self._conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-        self._conn.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+    def __init__(self, target: Path | str, pool_size: int = 10) -> None:
+        self.engine = open_engine(target, pool_size)
+        self.dialect = self.engine.dialect
+        self.errors = self.engine.errors
         self.migrate()
 
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None on PostgreSQL."""
+        return self.engine.path if isinstance(self.engine, SqliteEngine) else None
+
+    def describe(self) -> str:
+        return self.engine.describe()
+
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.engine.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction: committed when the block ends (and only then acknowledged),
+        rolled back if it raises."""
+        return self.engine.transaction()
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+    def snapshot(self) -> AbstractContextManager[Any]:
+        return self.engine.snapshot()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows readable by position and by column name."""
+        return self.engine.query(sql, params)
 
     def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows as plain tuples, for the reads of every request: a ``sqlite3.Row`` is read
-        by column name, field by field, which cost more than the query itself."""
-        with self._lock:
-            cursor = self._conn.cursor()
-            cursor.row_factory = None
-            return cursor.execute(sql, params).fetchall()
+        """Rows as plain tuples, for the hot reads."""
+        return self.engine.tuples(sql, params)
 
     # --- migrations -------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        """Apply the migrations not yet recorded; return the names applied now."""
+        """Apply the migrations not yet recorded, in one transaction; return the names
+        applied now. Two instances starting at once migrate one after the other."""
         with self.transaction() as conn:
+            self.engine.lock_migrations(conn)
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+                "CREATE TABLE IF NOT EXISTS _migrations"
+                f" (name TEXT PRIMARY KEY, applied_at {self.engine.float_type})"
             )
-            done = {row["name"] for row in conn.execute("SELECT name FROM _migrations")}
+            done = {row[0] for row in conn.execute("SELECT name FROM _migrations").fetchall()}
             applied = []
-            for name, sql in MIGRATIONS:
+            for name, sql in migrations_for(self.dialect):
                 if name in done:
                     continue
                 for statement in filter(str.strip, sql.split(";")):
@@ -91,4 +117,10 @@ class Database:
         return applied
 
     def applied_migrations(self) -> list[str]:
-        return [row["name"] for row in self._query("SELECT name FROM _migrations ORDER BY name")]
+        return [row[0] for row in self._query("SELECT name FROM _migrations ORDER BY name")]
+
+
+def chunked(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """Slices of at most ``size``: SQLite caps the bound parameters of a statement."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

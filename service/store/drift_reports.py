@@ -14,11 +14,15 @@ class DriftReportTable(Database):
     def save_drift_report(self, report: DriftReport) -> None:
         window_index = report.current_window.index if report.current_window else -1
         with self.transaction() as conn:
+            self.engine.lock_users(conn, [report.user_id])
             conn.execute(
-                "INSERT OR REPLACE INTO drift_reports"
+                "INSERT INTO drift_reports"
                 " (user_id, window_index, score, threshold, detected, report, created_at)"
                 " SELECT ?, ?, ?, ?, ?, ?, ?"
-                " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)",  # see save_profile
+                " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"  # see save_profile
+                " ON CONFLICT (user_id, window_index) DO UPDATE SET score = excluded.score,"
+                " threshold = excluded.threshold, detected = excluded.detected,"
+                " report = excluded.report, created_at = excluded.created_at",
                 (
                     report.user_id,
                     window_index,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,14 +28,15 @@ class EventTable(ItemTable):
         is a duplicate. Ids are per user, so two clients numbering events 1, 2, 3 for their own
         users never swallow each other's events."""
         now = time.time()
+        # ON CONFLICT DO NOTHING on the unique (user, event id): on PostgreSQL, a second
+        # instance inserting the same event at the same moment waits for the first one's
+        # transaction and then skips the row, so a batch retried at two instances counts once.
         with self.transaction() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO events (event_id, user_id, item_id, type, ts, value,"
-                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            accepted = conn.executemany(
+                "INSERT INTO events (event_id, user_id, item_id, type, ts, value, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, event_id) DO NOTHING",
                 [(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value, now) for e in events],
-            )
-            accepted = conn.total_changes - before
+            ).rowcount
         known = self.get_items(e.item_id for e in events)
         unknown = sum(1 for e in events if e.item_id not in known)
         return IngestResult(accepted, len(events) - accepted, unknown)
@@ -56,10 +56,13 @@ class EventTable(ItemTable):
         return int(self._query("SELECT COUNT(*) FROM events")[0][0])
 
     def events_version(self) -> tuple[int, int]:
-        """Changes when events are added (the newest sequence number, never reused) or deleted
-        through this store; a lookup on the primary key, where COUNT(*) reads every row."""
-        newest = self._query("SELECT MAX(seq) FROM events")[0][0]
-        return int(newest or 0), self._deletions
+        """Changes when events are added (the newest sequence number, never reused) or a user
+        is deleted, by any instance over the store; lookups on primary keys, where COUNT(*)
+        reads every row."""
+        newest, deletions = self._tuples(
+            "SELECT (SELECT MAX(seq) FROM events), (SELECT count FROM deletions)"
+        )[0]
+        return int(newest or 0), int(deletions)
 
     def events_stamp(self, user_id: str) -> str:
         """Changes whenever the user's events do: their count and newest sequence number
@@ -72,18 +75,11 @@ class EventTable(ItemTable):
     def popularity(self, limit: int) -> list[tuple[str, int]]:
         """Items by number of distinct users, most popular first. It reads every event, so it
         runs on a connection of its own: requests using the shared one are not held up."""
-        sql = (
+        rows = self.engine.read_apart(
             "SELECT item_id, COUNT(DISTINCT user_id) AS n FROM events"
-            " GROUP BY item_id ORDER BY n DESC, item_id LIMIT ?"
+            " GROUP BY item_id ORDER BY n DESC, item_id LIMIT ?",
+            (limit,),
         )
-        if str(self.path) == ":memory:":
-            rows = self._query(sql, (limit,))
-        else:
-            reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                rows = reader.execute(sql, (limit,)).fetchall()
-            finally:
-                reader.close()
         return [(row[0], int(row[1])) for row in rows]
 
     def iter_user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
@@ -29,6 +28,9 @@ class ItemTable(Database):
             )
             for item in items
         ]
+        # In id order (a stable sort: of a repeated id the last still wins): two instances
+        # upserting overlapping batches lock the rows in one order and never deadlock.
+        rows.sort(key=lambda row: row[0])
         with self.transaction() as conn:
             changed = _changed_items(conn, rows)
             conn.executemany(
@@ -83,20 +85,18 @@ class ItemTable(Database):
         return int(self._query("SELECT COUNT(*) FROM items")[0][0])
 
 
-def _changed_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+def _changed_items(conn: Any, rows: Sequence[tuple[Any, ...]]) -> list[str]:
     """Ids of the rows (as upserted) that are new or whose text or categories differ."""
     changed = []
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
-        cursor = conn.cursor()
-        cursor.row_factory = None
         stored = {
-            row[0]: row[1:]
-            for row in cursor.execute(
+            row[0]: tuple(row)[1:]
+            for row in conn.execute(
                 "SELECT item_id, title, text, categories FROM items"
                 f" WHERE item_id IN ({','.join('?' * len(chunk))})",
                 [row[0] for row in chunk],
-            )
+            ).fetchall()
         }
         changed += [row[0] for row in chunk if stored.get(row[0]) != tuple(row[1:4])]
     return changed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, astuple, dataclass
 from typing import Any
@@ -52,61 +51,58 @@ class ProfileTable(Database):
         """Store (or replace) a window's profile, unless the user has no events any more: a
         profile generated while another process deleted the user is not written back."""
         with self.transaction() as conn:
+            self.engine.lock_users(conn, [profile.user_id])
             conn.execute(_SAVE_PROFILE, _profile_row(profile))
 
     def save_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         """Several users' new profiles, and the windows each keeps, in one transaction: one
         commit (one fsync) for a whole batch of a refresh instead of one per window."""
         with self.transaction() as conn:
+            # Read under a share lock (PostgreSQL): an item write landing now waits for this
+            # transaction, and its clearing of profile states then sees the states written here.
+            changes = conn.execute("SELECT count FROM item_changes" + self.engine.for_share)
+            item_changes = changes.fetchone()[0]
+            self.engine.lock_users(conn, [write.user_id for write in writes])
             for write in writes:
                 conn.executemany(_SAVE_PROFILE, [_profile_row(p) for p in write.profiles])
                 _keep_only_windows(conn, write.user_id, write.keep_windows)
-                if write.state is not None:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO profile_state SELECT ?, ?, ?, ?"
-                        " WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"  # as profiles
-                        " AND (SELECT count FROM item_changes) = ?",
-                        (write.user_id, *astuple(write.state), write.user_id, write.item_changes),
-                    )
+                if write.state is not None and write.item_changes == item_changes:
+                    conn.execute(_SAVE_STATE, (write.user_id, *astuple(write.state), write.user_id))
 
     def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
         """Drop profiles and drift reports of windows that no longer exist (events arrived
         that re-cut the user's timeline)."""
         with self.transaction() as conn:
+            self.engine.lock_users(conn, [user_id])
             _keep_only_windows(conn, user_id, window_indexes)
 
     def profiles(self, user_id: str, limit: int | None = None) -> list[Profile]:
         """The user's profiles, oldest first; with ``limit``, only the newest ``limit``."""
-        rows = self._query(
-            "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT ?",
-            (user_id, -1 if limit is None else limit),
-        )
+        sql = "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC"
+        if limit is None:
+            rows = self._query(sql, (user_id,))
+        else:
+            rows = self._query(sql + " LIMIT ?", (user_id, limit))
         return [_profile_from_row(row) for row in reversed(rows)]
 
     def current_read(self, user_id: str) -> CurrentRead:
         """The user's profile state, events stamp, newest profile and history, read in one
         transaction: a request that finds the state matching the stamp needs nothing else."""
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                state = self._conn.execute(
-                    "SELECT events, makers, valid_until FROM profile_state WHERE user_id = ?",
-                    (user_id,),
-                ).fetchone()
-                events = _events_stamp(self._conn.execute(_EVENTS_STAMP, (user_id,)).fetchone())
-                newest = self._conn.execute(
-                    "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT 1",
-                    (user_id,),
-                ).fetchone()
-                cursor = self._conn.cursor()
-                cursor.row_factory = None
-                history = cursor.execute(
-                    "SELECT item_id FROM events WHERE user_id = ? ORDER BY ts, seq", (user_id,)
-                ).fetchall()
-            finally:
-                self._conn.execute("COMMIT")
+        with self.snapshot() as conn:
+            state = conn.execute(
+                "SELECT events, makers, valid_until FROM profile_state WHERE user_id = ?",
+                (user_id,),
+            ).fetchone()
+            events = _events_stamp(conn.execute(_EVENTS_STAMP, (user_id,)).fetchone())
+            newest = conn.execute(
+                "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT 1",
+                (user_id,),
+            ).fetchone()
+            history = conn.execute(
+                "SELECT item_id FROM events WHERE user_id = ? ORDER BY ts, seq", (user_id,)
+            ).fetchall()
         return CurrentRead(
-            state=ProfileState(*state) if state else None,
+            state=ProfileState(*tuple(state)) if state else None,
             events=events,
             newest=_profile_from_row(newest) if newest else None,
             history=[row[0] for row in history],
@@ -115,9 +111,11 @@ class ProfileTable(Database):
     def recent_drifts(self, limit: int) -> list[Profile]:
         """Each user's latest window with detected drift, the most recent first."""
         rows = self._query(
-            """SELECT *, MAX(window_end) FROM profiles
-               WHERE json_extract(drift, '$.detected') = 1
-               GROUP BY user_id ORDER BY window_end DESC LIMIT ?""",
+            f"""SELECT * FROM (
+                   SELECT *, ROW_NUMBER() OVER (
+                       PARTITION BY user_id ORDER BY window_end DESC) AS newest
+                   FROM profiles WHERE {self.engine.json_flag("drift", "detected")}
+               ) AS drifted WHERE newest = 1 ORDER BY window_end DESC LIMIT ?""",
             (limit,),
         )
         return [_profile_from_row(row) for row in rows]
@@ -125,8 +123,8 @@ class ProfileTable(Database):
     def recent_fallbacks(self, limit: int) -> list[Profile]:
         """Profiles whose LLM answer was rejected, the newest first."""
         rows = self._query(
-            """SELECT * FROM profiles
-               WHERE json_extract(provenance, '$.fallback_reason') IS NOT NULL
+            f"""SELECT * FROM profiles
+               WHERE {self.engine.json_present("provenance", "fallback_reason")}
                ORDER BY created_at DESC LIMIT ?""",
             (limit,),
         )
@@ -136,9 +134,22 @@ class ProfileTable(Database):
         return int(self._query("SELECT COUNT(DISTINCT user_id) FROM events")[0][0])
 
 
-_SAVE_PROFILE = """INSERT OR REPLACE INTO profiles
+_PROFILE_COLUMNS = (
+    "user_id, window_index, window_start, window_end, n_events, closed, summary, interests,"
+    " embedding, provenance, source_key, drift_score, created_at, drift"
+)
+_REPLACED = ", ".join(
+    f"{column.strip()} = excluded.{column.strip()}" for column in _PROFILE_COLUMNS.split(",")[2:]
+)
+# Only while the user has events: a profile made while the user was deleted is not written.
+_SAVE_PROFILE = f"""INSERT INTO profiles ({_PROFILE_COLUMNS})
     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-    WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)"""
+    WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)
+    ON CONFLICT (user_id, window_index) DO UPDATE SET {_REPLACED}"""
+_SAVE_STATE = """INSERT INTO profile_state (user_id, events, makers, valid_until)
+    SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)
+    ON CONFLICT (user_id) DO UPDATE SET events = excluded.events, makers = excluded.makers,
+    valid_until = excluded.valid_until"""
 
 
 def _profile_row(profile: Profile) -> tuple[Any, ...]:
@@ -162,21 +173,18 @@ def _profile_row(profile: Profile) -> tuple[Any, ...]:
     )
 
 
-def _keep_only_windows(conn: sqlite3.Connection, user_id: str, indexes: Sequence[int]) -> None:
-    keep = json.dumps(list(indexes))
+def _keep_only_windows(conn: Any, user_id: str, indexes: Sequence[int]) -> None:
+    keep = sorted(set(indexes))
+    others = f" AND window_index NOT IN ({','.join('?' * len(keep))})" if keep else ""
     for table in ("profiles", "drift_reports"):
-        conn.execute(
-            f"DELETE FROM {table} WHERE user_id = ?"
-            " AND window_index NOT IN (SELECT value FROM json_each(?))",
-            (user_id, keep),
-        )
+        conn.execute(f"DELETE FROM {table} WHERE user_id = ?{others}", (user_id, *keep))
 
 
 def _interest_to_json(interest: Interest) -> dict[str, Any]:
     return {"label": interest.label, "weight": interest.weight, "evidence": list(interest.evidence)}
 
 
-def _profile_from_row(row: sqlite3.Row) -> Profile:
+def _profile_from_row(row: Any) -> Profile:
     return Profile(
         user_id=row["user_id"],
         window=WindowInfo(
@@ -191,7 +199,7 @@ def _profile_from_row(row: sqlite3.Row) -> Profile:
             Interest(i["label"], i["weight"], tuple(i["evidence"]))
             for i in json.loads(row["interests"])
         ),
-        embedding=np.frombuffer(row["embedding"], dtype=np.float32),
+        embedding=np.frombuffer(bytes(row["embedding"]), dtype=np.float32),
         provenance=json.loads(row["provenance"]),
         source_key=row["source_key"],
         created_at=row["created_at"],

@@ -12,15 +12,16 @@ class UserDeletion(EventTable):
     def delete_user(self, user_id: str) -> bool:
         """Remove everything kept about a user; False when there was nothing."""
         with self.transaction() as conn:
+            # The writes that check "the user still has events" take this lock too, so on
+            # PostgreSQL none of them runs between this deletion and its commit.
+            self.engine.lock_users(conn, [user_id])
             removed = 0
             for table in USER_TABLES:
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE user_id = ?", (user_id,)
                 ).rowcount
+            if removed:
+                conn.execute("UPDATE deletions SET count = count + 1")
         if removed:
-            self._deletions += 1
-            # Copy the WAL back into the (zeroing) main file and truncate it: old page images
-            # in the log would otherwise keep the user's rows until the next checkpoint.
-            with self._lock:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.engine.after_delete()
         return removed > 0

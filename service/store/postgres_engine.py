@@ -1,0 +1,165 @@
+"""PostgreSQL: a pool of connections to one server that several service instances share.
+
+Used when ``IPROF_DATABASE_URL`` is a ``postgresql://`` URL (the ``postgres`` extra installs
+psycopg). The SQL of the table classes is written once: ``?`` placeholders become psycopg's
+``%s`` here, and the few dialect differences are the methods below.
+
+Durability: ``synchronous_commit=on`` on every connection, so a write is acknowledged only
+after its commit record is flushed to the server's disk (acknowledged = committed).
+
+Unlike SQLite, writers run concurrently (READ COMMITTED). What SQLite got from serial writers
+is taken explicitly: a transaction-scoped advisory lock per user for the writes that must not
+race a deletion of that user, and a share lock on the item-change counter for profile writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+# Any constant: the advisory lock two instances starting at once take to migrate one by one.
+_MIGRATION_LOCK = 0x1F0F_2022
+_CONNECT_TIMEOUT = 30.0
+
+
+class Row(tuple):  # type: ignore[type-arg]
+    """A row read by position or by column name, as ``sqlite3.Row`` is."""
+
+    _index: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+
+def _named_rows(cursor: Any) -> Callable[[Sequence[Any]], Row]:
+    index = {column.name: i for i, column in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> Row:
+        row = Row(values)
+        row._index = index
+        return row
+
+    return make
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    """The store's SQL with psycopg's placeholders (no statement holds a literal ``?``)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgConnection:
+    """A connection inside a transaction, with the ``execute``/``executemany`` of sqlite3."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        cursor = self._conn.cursor(row_factory=_named_rows)
+        if params:
+            cursor.execute(_pg_sql(sql), params)
+        else:
+            cursor.execute(sql)
+        return cursor
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> psycopg.Cursor[Any]:
+        cursor = self._conn.cursor()
+        if rows:
+            cursor.executemany(_pg_sql(sql), rows)
+        return cursor
+
+
+class PostgresEngine:
+    dialect = "postgresql"
+    errors: tuple[type[Exception], ...] = (psycopg.Error,)
+    float_type = "DOUBLE PRECISION"
+    # Taken by a reader that must not miss a concurrent writer of the row it reads.
+    for_share = " FOR SHARE"
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.url = url
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(pool_size, 1),
+            kwargs={"autocommit": True},
+            configure=_configure,
+            open=False,
+            name="iprof-store",
+        )
+        self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
+
+    def describe(self) -> str:
+        """The URL without its password (for logs and /ready)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"{parts.username}@{host}" if parts.username else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[PgConnection]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield PgConnection(conn)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PgConnection]:
+        """Reads that see one state of the database (a repeatable-read, read-only
+        transaction)."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield PgConnection(conn)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._pool.connection() as conn:
+            return PgConnection(conn).execute(sql, params).fetchall()
+
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(_pg_sql(sql), params) if params else cursor.execute(sql)
+            return cursor.fetchall()
+
+    def read_apart(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every read has a pooled connection of its own already."""
+        return self.tuples(sql, params)
+
+    def lock_users(self, conn: PgConnection, user_ids: Sequence[str]) -> None:
+        """Until the transaction ends, no other transaction that locks one of these users
+        (a deletion, a profile or candidate-list write) runs alongside. Taken in one order
+        (by the lock's key), so two writers of overlapping users cannot deadlock."""
+        if user_ids:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
+                " hashtextextended(u, 0) AS k FROM unnest(?::text[]) AS u ORDER BY k) AS keys",
+                (sorted(set(user_ids)),),
+            )
+
+    def lock_migrations(self, conn: PgConnection) -> None:
+        conn.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+
+    def after_delete(self) -> None:
+        """Nothing to do: see docs/RELIABILITY.md on what a deletion leaves on disk here."""
+
+    def json_flag(self, column: str, key: str) -> str:
+        return f"({column})::jsonb ->> '{key}' = 'true'"
+
+    def json_present(self, column: str, key: str) -> str:
+        return f"({column})::jsonb ->> '{key}' IS NOT NULL"
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    # The server's default, set explicitly: a commit returns once its WAL record is on disk.
+    conn.execute("SET synchronous_commit = on")
