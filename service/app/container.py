@@ -83,6 +83,13 @@ class IndexHolder:
     def loaded(self) -> bool:
         return self._index is not None
 
+    def serving_build(self) -> str | None:
+        """The id of the build being served, after looking for a newer one made elsewhere
+        (`/ready` shows it)."""
+        self._follow_current()
+        index = self._index
+        return index.manifest.build_id if index is not None else None
+
     def load(self) -> None:
         try:
             self._tried_build = (self.root / "CURRENT").read_text().strip()

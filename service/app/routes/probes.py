@@ -17,8 +17,13 @@ def probes_router() -> APIRouter:
     @router.get("/ready", operation_id="ready", responses={503: {"description": "Not ready"}})
     def ready(services: ServicesDep, response: Response) -> dict[str, object]:
         llm_problem = getattr(services.summarizer, "problem", None)
+        # The build being served, and the store's engine: what tells instances behind one
+        # load balancer apart (or shows they agree).
+        index = services.index.serving_build()
         checks = {
             "store": "ok",
+            "store_engine": services.store.dialect,
+            "index_build": index,
             "embedder": services.embedder.model_id,
             "summarizer": {**services.summarizer.describe(), "problem": llm_problem},
             "index": "ok" if services.index.loaded else services.index.problem,
