@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterable, Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -24,9 +25,10 @@ from service.ingest.files import (
     read_items,
 )
 from service.ingest.movielens import NotMovieLens, movielens_events, movielens_items
-from service.profiling.profiler import UnknownUser
+from service.profiling.profiler import RefreshReport, UnknownUser
 from service.retrieval.builds import IndexUnavailable, Manifest, current_build, read_manifest
 from service.retrieval.index_build import catalog_hash
+from service.store import Store
 
 app = typer.Typer(
     help="interest-profiler: interest profiles, drift and recommendations.",
@@ -35,6 +37,11 @@ app = typer.Typer(
 )
 T = TypeVar("T")
 CHUNK = 5_000
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 def _services(load_index: bool = True) -> Services:
@@ -202,25 +209,35 @@ def refresh(
         int | None, typer.Option(min=1, help="Windows per LLM batch (default IPROF_LLM_BATCH_SIZE)")
     ] = None,
     force: Annotated[bool, typer.Option(help="Regenerate every window, changed or not")] = False,
+    engine: Annotated[
+        Engine, typer.Option(help="local: this process; ray: an actor pool on Ray")
+    ] = Engine.local,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (--engine ray; default: a local Ray)")
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="Ray actors (default: one per GPU, else one per CPU)"),
+    ] = None,
 ) -> None:
     """Regenerate profiles for many users in shared batches; windows whose events did not
     change are skipped unless --force."""
     if (users is None) == (not all_users):
         raise _fail("give exactly one of --users FILE or --all", code=2)
+    if engine is Engine.local and (address or actors):
+        raise _fail("--address and --actors go with --engine ray", code=2)
     settings = Settings()
     if batch_size is not None:
         settings = settings.model_copy(update={"llm_batch_size": batch_size})
-    services = build_services(settings)  # with the index: candidate lists are made too
-    if users is not None:
-        if not users.is_file():
-            raise _fail(f"{users}: no such file", code=2)
-        wanted = [line.strip() for line in users.read_text().splitlines() if line.strip()]
+    if users is not None and not users.is_file():
+        raise _fail(f"{users}: no such file", code=2)
+    if engine is Engine.ray:
+        report = _refresh_on_ray(settings, users, force, address, actors)
     else:
-        wanted = services.store.user_ids()
-    with tqdm(
-        total=len(wanted), desc="refreshing", unit="user", disable=not sys.stderr.isatty()
-    ) as bar:
-        report = services.refresh_users(wanted, force=force, on_progress=bar.update)
+        services = build_services(settings)  # with the index: candidate lists are made too
+        wanted = _wanted_users(services.store, users)
+        with _progress(len(wanted)) as bar:
+            report = services.refresh_users(wanted, force=force, on_progress=bar.update)
     typer.echo(
         f"users: {report.users} refreshed, {report.unknown_users} unknown; "
         f"windows generated: {report.windows_generated}; "
@@ -228,6 +245,48 @@ def refresh(
     )
     for reason, count in report.fallbacks.most_common():
         typer.echo(f"  {count:6}  {reason}")
+
+
+def _refresh_on_ray(
+    settings: Settings, users: Path | None, force: bool, address: str | None, actors: int | None
+) -> RefreshReport:
+    """The driver opens only the store (to list the users); the actors load the models."""
+    from service.app.ray_refresh import RayUnavailable, refresh_on_ray
+
+    store = Store(settings.store_target, settings.database_pool)
+    try:
+        wanted = _wanted_users(store, users)
+    finally:
+        store.close()
+    if address and settings.database_url is None:
+        typer.secho(
+            "warning: the store is this machine's SQLite file; a cluster's other machines"
+            " cannot open it (set IPROF_DATABASE_URL to a PostgreSQL server they reach)",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    try:
+        with _progress(len(wanted)) as bar:
+            return refresh_on_ray(
+                settings,
+                wanted,
+                address=address,
+                force=force,
+                actors=actors,
+                on_progress=bar.update,
+            )
+    except RayUnavailable as error:
+        raise _fail(str(error), code=2) from None
+
+
+def _wanted_users(store: Store, users: Path | None) -> list[str]:
+    if users is None:
+        return store.user_ids()
+    return [line.strip() for line in users.read_text().splitlines() if line.strip()]
+
+
+def _progress(total: int) -> tqdm:
+    return tqdm(total=total, desc="refreshing", unit="user", disable=not sys.stderr.isatty())
 
 
 @app.command()

@@ -1,0 +1,138 @@
+"""`iprof refresh --engine ray`: the refresh spread over a Ray cluster with Ray Data.
+
+The driver lists the users; ``Dataset.map_batches`` hands them, a batch at a time, to a pool
+of actors. Each actor holds what one process of the local refresh holds (a summarizer, an
+embedder, the store, the item index: ``build_services``), and runs the local refresh on its
+batch (``Services.refresh_users``): the same plan and skip rules (only windows whose events,
+items or makers changed are generated), the summarizer's own LLM batching inside the batch,
+and the batch's profiles written back in one transaction per round. The actors return counts
+only; profiles never travel back through the driver.
+
+Where the store is: every actor opens it. PostgreSQL (``IPROF_DATABASE_URL``) is what a
+cluster needs; SQLite works for a local Ray, whose actors share this machine's file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from service.core.config import Settings
+from service.profiling.profiler import USERS_PER_ROUND, RefreshReport
+
+log = logging.getLogger(__name__)
+
+# A local Ray (no --address) gets this many CPUs: the machine's, at most.
+LOCAL_CPUS = 2
+
+
+class RayUnavailable(RuntimeError):
+    pass
+
+
+class RefreshActor:
+    """One summarizer, embedder, store connection and index per actor, loaded once."""
+
+    def __init__(self, settings: dict[str, Any], force: bool) -> None:
+        from service.app.container import build_services
+
+        self.services = build_services(Settings(**settings))
+        self.force = force
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        users = [str(user) for user in batch["user_id"]]
+        report = self.services.refresh_users(users, force=self.force)
+        return {
+            "users": np.array([report.users]),
+            "unknown_users": np.array([report.unknown_users]),
+            "windows_generated": np.array([report.windows_generated]),
+            "fallbacks": np.array([json.dumps(dict(report.fallbacks))]),
+        }
+
+
+def plan_actors(
+    users: int, resources: dict[str, float], actors: int | None
+) -> tuple[int, int, float]:
+    """(actors, users per batch, GPUs per actor): one actor per GPU where there are GPUs,
+    else one per CPU; batches of at most a refresh round, fewer when that would leave actors
+    idle."""
+    gpus = int(resources.get("GPU", 0))
+    wanted = actors or gpus or max(1, int(resources.get("CPU", 1)))
+    count = max(1, min(wanted, users))
+    per_batch = max(1, min(USERS_PER_ROUND, math.ceil(users / count)))
+    return count, per_batch, 1.0 if gpus else 0.0
+
+
+def refresh_on_ray(
+    settings: Settings,
+    user_ids: Sequence[str],
+    *,
+    address: str | None = None,
+    force: bool = False,
+    actors: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> RefreshReport:
+    """Refresh ``user_ids`` on Ray (a local one without ``address``); the summary of all
+    actors' reports, as the local refresh gives it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise RayUnavailable(
+            "--engine ray needs Ray: pip install 'interest-profiler[scale]'"
+        ) from error
+    report = RefreshReport()
+    if not user_ids:
+        return report
+    started_here = not ray.is_initialized()
+    if started_here:
+        cpus = None if address else min(LOCAL_CPUS, os.cpu_count() or 1)  # a cluster has its own
+        ray.init(address=address, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        # The refresh draws its own progress bar and prints its own summary.
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        count, per_batch, gpus = plan_actors(len(user_ids), ray.cluster_resources(), actors)
+        log.info(
+            "ray refresh: %d users, %d actors, %d users a batch", len(user_ids), count, per_batch
+        )
+        results = ray.data.from_items([{"user_id": user} for user in user_ids]).map_batches(
+            RefreshActor,
+            fn_constructor_kwargs={"settings": _portable(settings), "force": force},
+            batch_size=per_batch,
+            compute=ray.data.ActorPoolStrategy(size=count),
+            num_cpus=0 if gpus else 1,
+            num_gpus=gpus,
+        )
+        for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+            _add(report, batch)
+            if on_progress:
+                on_progress(int(batch["users"].sum() + batch["unknown_users"].sum()))
+    finally:
+        if started_here:
+            ray.shutdown()
+    return report
+
+
+def _add(report: RefreshReport, batch: dict[str, np.ndarray]) -> None:
+    report.users += int(batch["users"].sum())
+    report.unknown_users += int(batch["unknown_users"].sum())
+    report.windows_generated += int(batch["windows_generated"].sum())
+    for text in batch["fallbacks"]:
+        report.fallbacks.update(Counter(json.loads(str(text))))
+
+
+def _portable(settings: Settings) -> dict[str, Any]:
+    """The settings as the actors rebuild them: explicit values (a cluster's workers do not
+    have this shell's environment) and absolute folders (nor its working directory)."""
+    values = settings.model_dump(mode="json")
+    for folder in ("data_dir", "index_dir"):
+        values[folder] = str(getattr(settings, folder).resolve())
+    return values

@@ -1,0 +1,71 @@
+"""`iprof refresh --engine ray` on a small local Ray: the same profiles as the local refresh."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from service.app.cli import app
+from service.app.ray_refresh import plan_actors
+from service.core.config import Settings
+from service.ingest.demo import demo_catalog, demo_users
+from service.ingest.demo_events import demo_events
+from service.store import Store
+
+runner = CliRunner()
+
+
+def test_one_actor_per_gpu_else_per_cpu_and_no_idle_actors():
+    assert plan_actors(1000, {"CPU": 2.0}, None) == (2, 64, 0.0)
+    assert plan_actors(1000, {"CPU": 64.0, "GPU": 8.0}, None) == (8, 64, 1.0)
+    assert plan_actors(10, {"CPU": 2.0}, None) == (2, 5, 0.0)  # two batches of 5, not one
+    assert plan_actors(3, {"CPU": 16.0}, 8) == (3, 1, 0.0)
+
+
+def test_local_flags_refuse_ray_options(monkeypatch):
+    monkeypatch.setenv("IPROF_EMBED_MODEL", "hashing")
+    result = runner.invoke(app, ["refresh", "--all", "--address", "ray://x:10001"])
+    assert result.exit_code == 2 and "go with --engine ray" in result.output
+
+
+def _summary(output: str) -> list[str]:
+    """The refresh's summary: its line and one per fallback reason (not Ray's logs)."""
+    return [line for line in output.splitlines() if line.startswith(("users:", "  "))]
+
+
+def _windows(store: Store, user_ids: list[str]) -> dict[tuple[str, int], tuple[str, str, str]]:
+    return {
+        (p.user_id, p.window.index): (p.source_key, p.provenance["events_hash"], p.summary)
+        for user in user_ids
+        for p in store.profiles(user)
+    }
+
+
+@pytest.mark.slow
+def test_ray_refresh_profiles_every_demo_user_as_the_local_refresh_does(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray", reason="the scale extra (ray) is not installed")
+    monkeypatch.setenv("IPROF_EMBED_MODEL", "hashing")
+    users = sorted(u.user_id for u in demo_users())
+    outputs, windows = {}, {}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one session for all
+    try:
+        for engine in ("local", "ray"):
+            monkeypatch.setenv("IPROF_DATA_DIR", str(tmp_path / engine))
+            store = Store(Settings().database_path)
+            store.upsert_items(demo_catalog())
+            store.add_events(demo_events())
+            store.close()
+            result = runner.invoke(app, ["refresh", "--all", "--engine", engine])
+            assert result.exit_code == 0, result.output
+            outputs[engine] = _summary(result.output)
+            store = Store(Settings().database_path)
+            windows[engine] = _windows(store, users)
+            assert {user for user, _ in windows[engine]} == set(users)  # every demo user
+            store.close()
+        again = runner.invoke(app, ["refresh", "--all", "--engine", "ray"])
+    finally:
+        ray.shutdown()
+    assert windows["ray"] == windows["local"]  # same windows, same hashes, same summaries
+    assert outputs["ray"] == outputs["local"]  # the same summary line, fallbacks included
+    assert outputs["ray"][0].startswith(f"users: {len(users)} refreshed, 0 unknown")
+    assert again.exit_code == 0 and "windows generated: 0;" in again.output  # nothing changed
