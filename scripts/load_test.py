@@ -5,6 +5,7 @@ Usage:
     python scripts/load_test.py --items 2000 --users 200 --rates 20,50 --duration 5   # quick look
     python scripts/load_test.py --profile 500                  # where a request's time goes
     python scripts/load_test.py --rates 200 --compare ../before  # and an older checkout's
+    python scripts/load_test.py --rates 200 --stores sqlite,postgresql  # and 2 instances on PG
 
 The first run prepares a synthetic catalog and event log (service/evaluation/synthetic.py) in
 --work, builds the index and profiles every user (as `iprof refresh --all` would); later runs
@@ -16,6 +17,12 @@ Requests go over --connections keep-alive connections opened first, as that many
 would hold them. Each rate is bounded in requests (rate x duration) and in time. Users are
 drawn uniformly, so most requests are for a user not asked for before. Each row also gives
 the server's CPU time per request and each worker's share of it (from /proc).
+
+With ``--stores sqlite,postgresql`` the same rates run, after SQLite's one `iprof serve` of
+--workers processes, against two `iprof serve` instances (one process each, so the same
+cores) over one throwaway PostgreSQL server (scripts/pg_server.py) and one index folder, the
+requests alternating between the two, as a load balancer would send them. The PostgreSQL
+store is prepared the same way, from the same synthetic data.
 """
 
 from __future__ import annotations
@@ -117,7 +124,7 @@ class Pool:
 
 
 async def drive(
-    pool: Pool, paths: list[str], rate: float, connections: int = 0
+    pool: Pool | Spread, paths: list[str], rate: float, connections: int = 0
 ) -> tuple[list[float], int]:
     """Send paths[i] at start + i/rate over ``connections`` opened first (and more when
     they are all busy); (latencies of the 200s in ms, errors)."""
@@ -159,21 +166,24 @@ def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def run_rates(
-    base: str,
+    bases: list[str],
     user_ids: list[str],
     rates: list[float],
     options: argparse.Namespace,
     workers: list[int],
 ) -> None:
-    host, port = base.split("//")[1].split(":")
+    addresses = [base.split("//")[1].split(":") for base in bases]
+
+    def pools() -> Spread:
+        return Spread([Pool(host, int(port), MAX_CONNECTIONS) for host, port in addresses])
+
     chooser = random.Random(7)
     k, connections = options.k, options.connections
     if options.warmup:
         # Not measured: until every worker process has loaded its index and counted popularity
         # (/ready answers as soon as one has), the first rate would be served by fewer workers.
         paths = [_path(chooser, user_ids, k) for _ in range(int(WARMUP_RATE * options.warmup))]
-        pool = Pool(host, int(port), MAX_CONNECTIONS)
-        _, errors = run_loop(drive(pool, paths, WARMUP_RATE, connections))
+        _, errors = run_loop(drive(pools(), paths, WARMUP_RATE, connections))
         print(f"warm-up: {len(paths)} requests at {WARMUP_RATE:g}/s, {errors} errors, not counted")
     print(
         "\n| rate (req/s) | sent | errors | achieved | p50 ms | p90 ms | p99 ms | max ms "
@@ -182,10 +192,9 @@ def run_rates(
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for rate in rates:
         paths = [_path(chooser, user_ids, k) for _ in range(int(rate * options.duration))]
-        pool = Pool(host, int(port), MAX_CONNECTIONS)
         cpu_before = _cpu_seconds(workers)
         started = time.perf_counter()
-        latencies, errors = run_loop(drive(pool, paths, rate, connections))
+        latencies, errors = run_loop(drive(pools(), paths, rate, connections))
         elapsed = time.perf_counter() - started
         cpu = _cpu_seconds(workers) - cpu_before
         p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if latencies else (0, 0, 0)
@@ -196,6 +205,21 @@ def run_rates(
             f"| {1000 * cpu.sum() / max(len(paths), 1):.2f} | {shares} |",
             flush=True,
         )
+
+
+class Spread:
+    """Requests alternating over the pools of several instances (a round-robin balancer)."""
+
+    def __init__(self, pools: list[Pool]) -> None:
+        self.pools, self.turn = pools, 0
+
+    async def open(self, count: int) -> None:
+        for pool in self.pools:
+            await pool.open(count // len(self.pools))
+
+    async def get(self, path: str) -> int:
+        self.turn = (self.turn + 1) % len(self.pools)
+        return await self.pools[self.turn].get(path)
 
 
 def _cpu_seconds(pids: list[int]) -> np.ndarray:
@@ -241,6 +265,7 @@ def start_server(
         "IPROF_DATA_DIR": str(settings.data_dir.resolve()),
         "IPROF_INDEX_DIR": str(settings.index_dir.resolve()),
         "IPROF_EMBED_MODEL": settings.embed_model or "",
+        "IPROF_DATABASE_URL": settings.database_url or "",
         "HF_HUB_OFFLINE": "1",
     }
     command = [str(Path(sys.executable).with_name("iprof")), "serve"]
@@ -339,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rebuild-index", action="store_true", help="rebuild the index of an existing work folder"
     )
+    parser.add_argument("--stores", default="sqlite", help="sqlite, or sqlite,postgresql")
     args = parser.parse_args(argv)
     settings = Settings(
         data_dir=args.work / "data", index_dir=args.work / "index", embed_model=args.embedder
@@ -362,13 +388,40 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     rates = [float(r) for r in args.rates.split(",")]
     for code in [None, *([args.compare] if args.compare else [])]:
-        print(f"\nserved from {code or 'this checkout'}")
+        print(f"\nserved from {code or 'this checkout'}, SQLite, one instance")
         server = start_server(settings, args.port, args.workers, code)
         try:
-            run_rates(f"http://127.0.0.1:{args.port}", user_ids, rates, args, _workers(server))
+            run_rates([f"http://127.0.0.1:{args.port}"], user_ids, rates, args, _workers(server))
         finally:
             stop_server(server)
+    if "postgresql" in args.stores:
+        run_on_postgres(settings, args, rates)
     return 0
+
+
+def run_on_postgres(settings: Settings, args: argparse.Namespace, rates: list[float]) -> None:
+    """The same data in a throwaway PostgreSQL, served by two instances of one process each."""
+    from scripts.pg_server import postgres_server
+
+    with postgres_server() as url:
+        shared = settings.model_copy(
+            update={"database_url": url, "index_dir": args.work / "index-pg"}
+        )
+        services = prepare(shared, args.items, args.users, args.events_per_user, False)
+        user_ids = services.store.user_ids()
+        services.close()
+        del services
+        gc.collect()
+        ports = [args.port + 1, args.port + 2]
+        print(f"\nserved from this checkout, PostgreSQL, two instances (ports {ports})")
+        servers = [start_server(shared, port, 1) for port in ports]
+        try:
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            workers = [pid for server in servers for pid in _workers(server)]
+            run_rates(bases, user_ids, rates, args, workers)
+        finally:
+            for server in servers:
+                stop_server(server)
 
 
 def _app_factory(code: Path) -> str:
@@ -380,4 +433,3 @@ def _app_factory(code: Path) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-
