@@ -3,6 +3,7 @@ acknowledged was lost or stored twice.
 
 Usage:
     python scripts/crash_test.py [--kills 20] [--seed 1] [--out FILE.json]
+    python scripts/crash_test.py --store postgresql     # the same on a throwaway PostgreSQL
 
 Each round starts `uvicorn service.app.factory:create_app` on a loopback port with a fresh data
 directory shared by all rounds, streams batches of events (unique ids) from a client thread,
@@ -10,7 +11,9 @@ kills the server at a random moment (0.1-1.2 s in), and restarts it. Every batch
 2xx is recorded. At the end the database itself is read: every acknowledged event must be there
 exactly once; batches whose answer never came may or may not be there, never twice. Acknowledged
 batches are then posted again and must all count as duplicates. The server uses the hashing
-embedder: durability is the store's business, and restarts stay fast.
+embedder: durability is the store's business, and restarts stay fast. With ``--store
+postgresql`` the servers keep their events in a throwaway PostgreSQL server
+(scripts/pg_server.py) instead, which stays up: what is killed is the service.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -152,12 +154,15 @@ def one_round(data: Path, first: int, rng: random.Random, outcome: Outcome) -> i
 
 
 def check_database(data: Path, outcome: Outcome) -> None:
-    conn = sqlite3.connect(data / "data" / "iprof.sqlite3")
-    counts = dict(conn.execute("SELECT event_id, COUNT(*) FROM events GROUP BY user_id, event_id"))
-    twice = conn.execute(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM events GROUP BY user_id, event_id HAVING COUNT(*) > 1)"
-    ).fetchone()[0]
-    conn.close()
+    from service.store import Store
+
+    store = Store(os.environ.get("IPROF_DATABASE_URL") or data / "data" / "iprof.sqlite3")
+    counts = dict(store._tuples("SELECT event_id, COUNT(*) FROM events GROUP BY user_id, event_id"))
+    twice = store._tuples(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM events GROUP BY user_id, event_id"
+        " HAVING COUNT(*) > 1) AS repeated"
+    )[0][0]
+    store.close()
     acknowledged = set(outcome.acknowledged)
     expected = [f"b{n}-{i}" for n in acknowledged for i in range(BATCH)]
     outcome.acknowledged_events = len(expected)
@@ -192,9 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    outcome = run(args.kills, args.seed)
+    if args.store == "postgresql":
+        from scripts.pg_server import postgres_server
+
+        with postgres_server() as url:
+            os.environ["IPROF_DATABASE_URL"] = url  # the servers inherit it
+            try:
+                outcome = run(args.kills, args.seed)
+            finally:
+                del os.environ["IPROF_DATABASE_URL"]
+    else:
+        outcome = run(args.kills, args.seed)
     report = {k: v for k, v in asdict(outcome).items() if k != "acknowledged"}
     report["seconds"] = round(time.monotonic() - started, 1)
     for key, value in report.items():

@@ -2,6 +2,7 @@
 
 Usage:
     python scripts/fuzz_api.py [--examples 200] [--out FILE.json]
+    python scripts/fuzz_api.py --store postgresql     # the app over a throwaway PostgreSQL
 
 Every operation gets up to ``--examples`` schema-valid and as many schema-violating requests, sent
 in-process to an app with API keys on, a small catalog, an index and a user. Each response must
@@ -61,9 +62,10 @@ class FuzzReport:
 
 
 @contextmanager
-def fuzz_target(folder: Path) -> Iterator[FastAPI]:
+def fuzz_target(folder: Path, database_url: str | None = None) -> Iterator[FastAPI]:
     """The app with keys on, no rate limit, a catalog, an index and one user, lifespan running."""
     settings = Settings(
+        database_url=database_url,
         data_dir=folder / "data",
         index_dir=folder / "index",
         embed_model="hashing",
@@ -79,6 +81,17 @@ def fuzz_target(folder: Path) -> Iterator[FastAPI]:
         events = [{"user_id": "0", "item_id": str(n), "type": "view", "ts": n} for n in range(8)]
         client.post("/v1/events", json={"events": events})
         yield app
+
+
+@contextmanager
+def _database(store: str) -> Iterator[str | None]:
+    if store == "sqlite":
+        yield None
+        return
+    from scripts.pg_server import postgres_server
+
+    with postgres_server() as url:
+        yield url
 
 
 def fuzz(app: FastAPI, examples: int) -> FuzzReport:
@@ -115,10 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fuzz the API from its OpenAPI document.")
     parser.add_argument("--examples", type=int, default=200, help="per operation")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="iprof-fuzz-") as folder,
-        fuzz_target(Path(folder)) as app,
+        _database(args.store) as url,
+        fuzz_target(Path(folder), url) as app,
     ):
         report = fuzz(app, args.examples)
     for label, count in sorted(report.cases.items()):
