@@ -35,11 +35,8 @@ import io
 import os
 import pstats
 import random
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +44,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from scripts.server_process import cpu_seconds, start_server, stop_server, worker_pids
 from service.app.container import Services, build_services
 from service.core.config import Settings
 from service.evaluation.synthetic import synthetic_events, synthetic_items
@@ -192,11 +190,11 @@ def run_rates(
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for rate in rates:
         paths = [_path(chooser, user_ids, k) for _ in range(int(rate * options.duration))]
-        cpu_before = _cpu_seconds(workers)
+        cpu_before = cpu_seconds(workers)
         started = time.perf_counter()
         latencies, errors = run_loop(drive(pools(), paths, rate, connections))
         elapsed = time.perf_counter() - started
-        cpu = _cpu_seconds(workers) - cpu_before
+        cpu = cpu_seconds(workers) - cpu_before
         p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if latencies else (0, 0, 0)
         shares = "/".join(f"{share:.0%}" for share in cpu / max(cpu.sum(), 1e-9))
         print(
@@ -222,92 +220,8 @@ class Spread:
         return await self.pools[self.turn].get(path)
 
 
-def _cpu_seconds(pids: list[int]) -> np.ndarray:
-    """CPU time (user + system) each process has used, from /proc (zeros elsewhere)."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    used = []
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            used.append((int(fields[11]) + int(fields[12])) / ticks)
-        except (OSError, IndexError, ValueError):
-            used.append(0.0)
-    return np.array(used)
-
-
-def _workers(server: subprocess.Popen[bytes]) -> list[int]:
-    """The server's worker processes: its children but multiprocessing's resource tracker
-    (itself when it has none)."""
-    try:
-        found = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        workers = [
-            int(pid)
-            for pid in found
-            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
-    except OSError:
-        return [server.pid]
-    return workers or [server.pid]
-
-
 def _path(chooser: random.Random, user_ids: list[str], k: int) -> str:
     return f"/v1/users/{chooser.choice(user_ids)}/recommendations?k={k}"
-
-
-def start_server(
-    settings: Settings, port: int, workers: int, code: Path | None = None
-) -> subprocess.Popen[bytes]:
-    """``iprof serve`` of this checkout; with ``code``, another checkout's service (an older
-    commit, say) served by uvicorn's own workers, as its ``iprof serve`` did."""
-    env = {
-        **os.environ,
-        # Absolute: the other checkout's server runs in its own folder.
-        "IPROF_DATA_DIR": str(settings.data_dir.resolve()),
-        "IPROF_INDEX_DIR": str(settings.index_dir.resolve()),
-        "IPROF_EMBED_MODEL": settings.embed_model or "",
-        "IPROF_DATABASE_URL": settings.database_url or "",
-        "HF_HUB_OFFLINE": "1",
-    }
-    command = [str(Path(sys.executable).with_name("iprof")), "serve"]
-    if code is not None:
-        env["PYTHONPATH"] = str(code.resolve())
-        uvicorn = Path(sys.executable).with_name("uvicorn")
-        command = [str(uvicorn), _app_factory(code), "--factory", "--app-dir", str(code)]
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--workers", str(workers), "--no-access-log"],
-        env=env,
-        cwd=code,  # uvicorn puts the working directory first on the import path too
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its workers too can be stopped as one group
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            pass
-        if server.poll() is not None:
-            stop_server(server)
-            raise SystemExit(f"the server exited with {server.returncode}")
-        time.sleep(0.5)
-    stop_server(server)
-    raise SystemExit("the server was not ready within 120 s")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's whole process group (uvicorn's workers outlive a killed parent),
-    SIGKILL if it has not ended within 30 s."""
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-    except ProcessLookupError:  # the group is gone already
-        server.wait()
 
 
 def profile_requests(services: Services, user_ids: list[str], count: int, k: int) -> None:
@@ -391,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nserved from {code or 'this checkout'}, SQLite, one instance")
         server = start_server(settings, args.port, args.workers, code)
         try:
-            run_rates([f"http://127.0.0.1:{args.port}"], user_ids, rates, args, _workers(server))
+            run_rates([f"http://127.0.0.1:{args.port}"], user_ids, rates, args, worker_pids(server))
         finally:
             stop_server(server)
     if "postgresql" in args.stores:
@@ -417,18 +331,11 @@ def run_on_postgres(settings: Settings, args: argparse.Namespace, rates: list[fl
         servers = [start_server(shared, port, 1) for port in ports]
         try:
             bases = [f"http://127.0.0.1:{port}" for port in ports]
-            workers = [pid for server in servers for pid in _workers(server)]
+            workers = [pid for server in servers for pid in worker_pids(server)]
             run_rates(bases, user_ids, rates, args, workers)
         finally:
             for server in servers:
                 stop_server(server)
-
-
-def _app_factory(code: Path) -> str:
-    """The other checkout's app factory: older checkouts kept it in a flat service/api.py."""
-    if (code / "service" / "app" / "factory.py").is_file():
-        return "service.app.factory:create_app"
-    return "service.api:create_app"
 
 
 if __name__ == "__main__":
