@@ -1,4 +1,5 @@
 import random
+from dataclasses import replace
 
 import numpy as np
 
@@ -145,7 +146,14 @@ def test_reading_an_unchanged_profile_writes_nothing_and_labels_are_encoded_once
     embedder.encoded.clear()
     first = recommender.recommend(profile, k=5, history=history)
     assert recommender.recommend(profile, k=5, history=history) == first
-    assert sorted(embedder.encoded) == sorted(i.label for i in profile.interests)
+    # Every interest has evidence in the index: its search is the evidence items' mean.
+    assert embedder.encoded == []
+    # An interest without indexed evidence is searched by its label, encoded once.
+    interest = replace(profile.interests[0], evidence=("gone",))
+    bare = replace(profile, interests=(interest,), created_at=profile.created_at + 1)
+    recommender.recommend(bare, k=5, history=history)
+    recommender.recommend(bare, k=5, history=history)
+    assert embedder.encoded == [profile.interests[0].label]
 
 
 def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_path):
