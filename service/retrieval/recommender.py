@@ -47,6 +47,10 @@ class FusionWeights:
     profile: float = 0.3
     collaborative: float = 4.0
     popularity: float = 0.15
+    # Each interest's hits that the collaborative model has no interaction for (new items)
+    # are also ranked as a list of their own, at this multiple of the interest's weight: the
+    # model cannot vote for them, and without it they never reach the top of the fusion.
+    new_items: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ class Recommender:
         seen = len(set(history))
         popular = self._popular_rows(index)[: search_depth(k, seen, len(index)) + seen]
         sources = [
-            *self._interest_candidates(profile, lists.interests),
+            *self._interest_candidates(profile, lists.interests, index.new_to_model),
             _Candidates(lists.profile_close, self.weights.profile, _PROFILE_REASON),
             # The rest of the profile's search weighs almost nothing: it only decides among
             # items no other source offered, so a user always gets k items when there are any.
@@ -168,16 +172,20 @@ class Recommender:
     def close(self) -> None:
         self.lists_writer.flush()
 
-    def _interest_candidates(self, profile: Profile, found: list[np.ndarray]) -> list[_Candidates]:
-        return [
-            _Candidates(
-                rows=rows,
-                weight=self.weights.interests * interest.weight,
-                explain=_always(f"matches your interest '{interest.label}'"),
-                explains_first=True,
-            )
-            for interest, rows in zip(profile.interests, found)
-        ]
+    def _interest_candidates(
+        self, profile: Profile, found: list[np.ndarray], new_to_model: np.ndarray
+    ) -> list[_Candidates]:
+        sources = []
+        for interest, rows in zip(profile.interests, found):
+            weight = self.weights.interests * interest.weight
+            explain = _always(f"matches your interest '{interest.label}'")
+            sources.append(_Candidates(rows, weight, explain, explains_first=True))
+            if self.weights.new_items > 0:
+                new = rows[new_to_model[rows]]
+                sources.append(
+                    _Candidates(new, weight * self.weights.new_items, explain, explains_first=True)
+                )
+        return sources
 
     def _collaborative_candidates(self, lists: CandidateLists, index: ItemIndex) -> _Candidates:
         anchor_of = dict(zip(lists.collaborative.tolist(), lists.anchors.tolist()))
