@@ -1,13 +1,13 @@
-"""The content weights of the fusion (interests, profile, new items), swept on both protocols.
+"""The fusion's weights and its new-item slots, swept on both protocols in one run.
 
 Usage:
     python scripts/sweep_fusion.py --data ../shared/data/ml-latest-small [--users N]
-        [--interests 0.25,0.5,1] [--profile 0,0.1,0.3] [--new-items 0,3,10] [--validation]
+        [--interests 0.25,0.5,1] [--profile 0,0.1,0.3] [--popularity 0,0.15] [--validation]
         [--embedder hashing]
 
 The same split, services and metrics as scripts/evaluate.py: the warm protocol (all training
 events) and the cold-item protocol (20% of items without training interactions); for each
-combination the full service on both, and "interests only" per new-items value. With
+combination the full service on both, with and without the new-item slots. With
 ``--validation`` everything is scored on a validation split carved from the training part
 (each user's last 20% of training events): the test part is never looked at.
 """
@@ -30,16 +30,19 @@ from service.ingest.movielens import load_movielens
 from service.retrieval.recommender import FusionWeights
 
 
-def rows(interests: list[float], profile: list[float], new: list[float]) -> dict:
+def rows(interests: list[float], profile: list[float], popularity: list[float]) -> dict:
     default = FusionWeights()
     found = {}
-    for value in new:
-        found[f"interests only, new_items {value:g}"] = replace(
-            default, new_items=value, profile=0.0, collaborative=0.0, popularity=0.0
+    for new in (False, True):
+        found[f"interests only, new-item slots {new}"] = replace(
+            default, new_items=new, profile=0.0, collaborative=0.0, popularity=0.0
         )
-    for i, p, n in itertools.product(interests, profile, new):
-        found[f"service, interests {i:g} profile {p:g} new {n:g}"] = replace(
-            default, interests=i, profile=p, new_items=n
+        found[f"collaborative only, new-item slots {new}"] = replace(
+            default, new_items=new, profile=0.0, interests=0.0, popularity=0.0
+        )
+    for i, p, pop, new in itertools.product(interests, profile, popularity, (False, True)):
+        found[f"service, interests {i:g} profile {p:g} popularity {pop:g} slots {new}"] = replace(
+            default, interests=i, profile=p, popularity=pop, new_items=new
         )
     return found
 
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int)
     parser.add_argument("--interests", type=floats, default=[0.25, 0.5, 1.0])
     parser.add_argument("--profile", type=floats, default=[0.0, 0.1, 0.3])
-    parser.add_argument("--new-items", type=floats, default=[0.0, 3.0, 10.0])
+    parser.add_argument("--popularity", type=floats, default=[0.0, 0.15])
     parser.add_argument("--embedder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validation", action="store_true", help="score on a validation split")
@@ -75,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     for protocol, (train, test) in protocols.items():
         with tempfile.TemporaryDirectory(prefix="iprof-sweep-") as folder:
             services = load_service(Path(folder), dataset, train, embedder)
-            for name, weights in rows(args.interests, args.profile, args.new_items).items():
+            for name, weights in rows(args.interests, args.profile, args.popularity).items():
                 result = score(service_ranker(services, sorted(test), weights), test)
-                print(f"{protocol} ({len(test)} users)  {name:42} {result}", flush=True)
+                print(f"{protocol} ({len(test)} users)  {name:60} {result}", flush=True)
             services.close()
     return 0
 

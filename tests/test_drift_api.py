@@ -10,8 +10,30 @@ from service.app.factory import create_app
 from service.ingest.demo import demo_catalog
 from service.ingest.demo_events import demo_events
 
-SPACE = "nebula quasar comet pulsar galaxy orbit rocket lunar solar meteor".split()
-COOKING = "risotto dumpling brioche ramen paella sourdough curry tortilla gnocchi chowder".split()
+SPACE = [
+    "nebula",
+    "quasar",
+    "comet",
+    "pulsar",
+    "galaxy",
+    "orbit",
+    "rocket",
+    "lunar",
+    "solar",
+    "meteor",
+]
+COOKING = [
+    "risotto",
+    "dumpling",
+    "brioche",
+    "ramen",
+    "paella",
+    "sourdough",
+    "curry",
+    "tortilla",
+    "gnocchi",
+    "chowder",
+]
 
 
 def _catalog(name, words, categories, kind, series):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,10 +47,16 @@ class FusionWeights:
     profile: float = 0.3
     collaborative: float = 4.0
     popularity: float = 0.15
-    # Each interest's hits that the collaborative model has no interaction for (new items)
-    # are also ranked as a list of their own, at this multiple of the interest's weight: the
-    # model cannot vote for them, and without it they never reach the top of the fusion.
-    new_items: float = 0.0
+    # New items (no interaction the collaborative model knows of) found by the interest
+    # searches get slots of their own: every NEW_ITEMS_EVERY-th place from NEW_ITEMS_FROM on.
+    # The model cannot vote for them, so in the fusion they never reach the list at all; as
+    # extra weight in the fusion they displaced the model's best items (docs/EVALUATION.md).
+    new_items: bool = True
+
+
+# After the first ten places, which stay the fusion's (0-based positions).
+NEW_ITEMS_FROM = 10
+NEW_ITEMS_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ class Recommender:
         seen = len(set(history))
         popular = self._popular_rows(index)[: search_depth(k, seen, len(index)) + seen]
         sources = [
-            *self._interest_candidates(profile, lists.interests, index.new_to_model),
+            *self._interest_candidates(profile, lists.interests),
             _Candidates(lists.profile_close, self.weights.profile, _PROFILE_REASON),
             # The rest of the profile's search weighs almost nothing: it only decides among
             # items no other source offered, so a user always gets k items when there are any.
@@ -134,7 +140,17 @@ class Recommender:
             # Events may name items not in the catalog (yet); only indexed items are offered.
             _Candidates(popular[popular >= 0], self.weights.popularity, _POPULAR_REASON),
         ]
-        return fuse(sources, index.rows_of(history), k, index.item_ids, index.id_order)
+        seen_rows = index.rows_of(history)
+        fused = fuse(sources, seen_rows, k, index.item_ids, index.id_order)
+        if not self.weights.new_items or k <= NEW_ITEMS_FROM:
+            return fused
+        new = [
+            replace(source, rows=source.rows[index.new_to_model[source.rows]])
+            for source in sources[: len(profile.interests)]
+        ]
+        slots = len(range(NEW_ITEMS_FROM, k, NEW_ITEMS_EVERY))
+        found = fuse(new, seen_rows, slots, index.item_ids, index.id_order)
+        return with_new_items(fused, found, k)
 
     def prepare(self, users: Sequence[tuple[Profile, list[str]]]) -> int:
         """Make and store the candidate lists of these (current profile, history) pairs in one
@@ -172,20 +188,16 @@ class Recommender:
     def close(self) -> None:
         self.lists_writer.flush()
 
-    def _interest_candidates(
-        self, profile: Profile, found: list[np.ndarray], new_to_model: np.ndarray
-    ) -> list[_Candidates]:
-        sources = []
-        for interest, rows in zip(profile.interests, found):
-            weight = self.weights.interests * interest.weight
-            explain = _always(f"matches your interest '{interest.label}'")
-            sources.append(_Candidates(rows, weight, explain, explains_first=True))
-            if self.weights.new_items > 0:
-                new = rows[new_to_model[rows]]
-                sources.append(
-                    _Candidates(new, weight * self.weights.new_items, explain, explains_first=True)
-                )
-        return sources
+    def _interest_candidates(self, profile: Profile, found: list[np.ndarray]) -> list[_Candidates]:
+        return [
+            _Candidates(
+                rows=rows,
+                weight=self.weights.interests * interest.weight,
+                explain=_always(f"matches your interest '{interest.label}'"),
+                explains_first=True,
+            )
+            for interest, rows in zip(profile.interests, found)
+        ]
 
     def _collaborative_candidates(self, lists: CandidateLists, index: ItemIndex) -> _Candidates:
         anchor_of = dict(zip(lists.collaborative.tolist(), lists.anchors.tolist()))
@@ -288,6 +300,27 @@ def fuse(
         Recommendation(item_ids[row], round(total * 1000, 4), reasons[at])
         for at, row, total in zip(top.tolist(), candidates[top].tolist(), totals[top].tolist())
     ]
+
+
+def with_new_items(
+    fused: list[Recommendation], new: list[Recommendation], k: int
+) -> list[Recommendation]:
+    """``fused`` with the ``new`` items in their slots (every NEW_ITEMS_EVERY-th place from
+    NEW_ITEMS_FROM on); a slot without a new item, and every other place, takes the next fused
+    item. A new item's score is the one it had among the new items."""
+    taken = {r.item_id for r in new}
+    rest = iter(r for r in fused if r.item_id not in taken)
+    waiting = iter(new)
+    result: list[Recommendation] = []
+    for position in range(k):
+        slot = position >= NEW_ITEMS_FROM and (position - NEW_ITEMS_FROM) % NEW_ITEMS_EVERY == 0
+        pick = (next(waiting, None) if slot else None) or next(rest, None)
+        if pick is None:
+            pick = next(waiting, None)
+        if pick is None:
+            break
+        result.append(pick)
+    return result
 
 
 def _reciprocal_ranks(weight: float, count: int) -> np.ndarray:
