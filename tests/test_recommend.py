@@ -8,7 +8,15 @@ from service.core.records import Event
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
 from service.retrieval.index import _ranks_of, load_index
-from service.retrieval.recommender import EXPLAINS_FIRST_LIFT, RRF_K, Recommender, _Candidates, fuse
+from service.retrieval.recommender import (
+    EXPLAINS_FIRST_LIFT,
+    RRF_K,
+    Recommendation,
+    Recommender,
+    _Candidates,
+    fuse,
+    with_new_items,
+)
 from service.summarizers.extractive import ExtractiveSummarizer
 from tests.conftest import index_store, topic_items
 
@@ -169,3 +177,20 @@ def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_p
     if refresh is not None:
         refresh.join(timeout=10)
     assert recommender._popularity_snapshot().ranked[0] == "astronomy-05"
+
+
+def test_new_items_take_every_second_place_from_the_eleventh_on():
+    fused = [Recommendation(f"old{n:02d}", 100.0 - n, "people who chose") for n in range(30)]
+    new = [Recommendation(f"new{n}", 1.0 - n / 10, "matches your interest 'X'") for n in range(3)]
+    ranked = with_new_items(fused, new, 20)
+    assert [r.item_id for r in ranked[:10]] == [f"old{n:02d}" for n in range(10)]
+    assert [r.item_id for r in ranked[10:16]] == ["new0", "old10", "new1", "old11", "new2", "old12"]
+    assert [r.item_id for r in ranked[16:]] == ["old13", "old14", "old15", "old16"]
+    # Fewer fused items than places: the new ones fill the rest; nothing is listed twice.
+    short = with_new_items(fused[:11] + [new[1]], new, 20)
+    assert [r.item_id for r in short] == [f"old{n:02d}" for n in range(10)] + [
+        "new0",
+        "old10",
+        "new1",
+        "new2",
+    ]
