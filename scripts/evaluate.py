@@ -74,6 +74,9 @@ def service_ranker(
     ]
 
 
+NO_SLOTS = {"service: without new-item slots": replace(FusionWeights(), new_items=False)}
+
+
 def ablations() -> dict[str, FusionWeights]:
     default = FusionWeights()
     rows = {}
@@ -163,7 +166,7 @@ def evaluate(
         run("centroid", lambda: baselines.embedding_centroid(data, split.train, vectors))
         run("service", lambda: service_ranker(services, sorted(test)))
         if ablation:
-            for name, weights in ablations().items():
+            for name, weights in {**ablations(), **NO_SLOTS}.items():
                 run(name, lambda w=weights: service_ranker(services, sorted(test), w))
         services.close()
     report = {
@@ -192,6 +195,8 @@ def cold_items(dataset, split, users: set, embedder, vectors, timings) -> dict: 
     with tempfile.TemporaryDirectory(prefix="iprof-cold-") as folder:
         services = load_service(Path(folder), dataset, cold.train, embedder)
         rankers["service"] = service_ranker(services, sorted(test))
+        for name, weights in NO_SLOTS.items():
+            rankers[name] = service_ranker(services, sorted(test), weights)
         rankers["centroid"] = baselines.embedding_centroid(data, cold.train, vectors)
         rankers["popularity"] = baselines.popularity(data)
         methods = {

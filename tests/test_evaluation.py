@@ -74,7 +74,7 @@ def test_evaluate_script_on_a_movielens_sample(tmp_path):
     # Sanity, not a target: collaborative baselines beat chance by far on MovieLens.
     assert report["methods"]["ease"]["ndcg@10"] > 0.05
     assert report["methods"]["service"]["ndcg@10"] > 0.01
-    assert set(report["cold_items"]) == {"service", "centroid", "popularity"}
+    assert set(report["cold_items"]) >= {"service", "centroid", "popularity"}
     assert report["cold_items_protocol"]["users"] > 0
     # Popularity has never seen a cold item: it cannot rank one.
     assert report["cold_items"]["popularity"]["recall@50"] == 0.0

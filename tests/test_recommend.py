@@ -10,6 +10,8 @@ from service.profiling.profiler import Profiler
 from service.retrieval.index import _ranks_of, load_index
 from service.retrieval.recommender import (
     EXPLAINS_FIRST_LIFT,
+    NEW_ITEMS_EVERY,
+    NEW_ITEMS_FROM,
     RRF_K,
     Recommendation,
     Recommender,
@@ -179,18 +181,14 @@ def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_p
     assert recommender._popularity_snapshot().ranked[0] == "astronomy-05"
 
 
-def test_new_items_take_every_second_place_from_the_eleventh_on():
+def test_new_items_take_their_slots_after_the_first_ten_places():
     fused = [Recommendation(f"old{n:02d}", 100.0 - n, "people who chose") for n in range(30)]
     new = [Recommendation(f"new{n}", 1.0 - n / 10, "matches your interest 'X'") for n in range(3)]
-    ranked = with_new_items(fused, new, 20)
-    assert [r.item_id for r in ranked[:10]] == [f"old{n:02d}" for n in range(10)]
-    assert [r.item_id for r in ranked[10:16]] == ["new0", "old10", "new1", "old11", "new2", "old12"]
-    assert [r.item_id for r in ranked[16:]] == ["old13", "old14", "old15", "old16"]
+    ranked = [r.item_id for r in with_new_items(fused, new, 20)]
+    slots = [NEW_ITEMS_FROM + n * NEW_ITEMS_EVERY for n in range(3)]
+    assert [ranked[at] for at in slots] == ["new0", "new1", "new2"]
+    others = [item for at, item in enumerate(ranked) if at not in slots]
+    assert others == [f"old{n:02d}" for n in range(17)]
     # Fewer fused items than places: the new ones fill the rest; nothing is listed twice.
-    short = with_new_items(fused[:11] + [new[1]], new, 20)
-    assert [r.item_id for r in short] == [f"old{n:02d}" for n in range(10)] + [
-        "new0",
-        "old10",
-        "new1",
-        "new2",
-    ]
+    short = [r.item_id for r in with_new_items(fused[:11] + [new[1]], new, 20)]
+    assert short == [f"old{n:02d}" for n in range(10)] + ["new0", "old10", "new1", "new2"]
