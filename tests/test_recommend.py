@@ -189,6 +189,8 @@ def test_new_items_take_their_slots_after_the_first_ten_places():
     assert [ranked[at] for at in slots] == ["new0", "new1", "new2"]
     others = [item for at, item in enumerate(ranked) if at not in slots]
     assert others == [f"old{n:02d}" for n in range(17)]
-    # Fewer fused items than places: the new ones fill the rest; nothing is listed twice.
-    short = [r.item_id for r in with_new_items(fused[:11] + [new[1]], new, 20)]
-    assert short == [f"old{n:02d}" for n in range(10)] + ["new0", "old10", "new1", "new2"]
+    # A new item the fusion ranks early keeps its place; nothing is listed twice; fewer
+    # fused items than places: the new ones fill the rest.
+    short = [r.item_id for r in with_new_items(fused[:3] + [new[1]] + fused[3:11], new, 20)]
+    assert short[:4] == ["old00", "old01", "old02", "new1"]
+    assert short[4:] == [f"old{n:02d}" for n in range(3, 9)] + ["new0", "old09", "old10", "new2"]

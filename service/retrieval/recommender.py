@@ -308,19 +308,25 @@ def with_new_items(
     fused: list[Recommendation], new: list[Recommendation], k: int
 ) -> list[Recommendation]:
     """``fused`` with the ``new`` items in their slots (every NEW_ITEMS_EVERY-th place from
-    NEW_ITEMS_FROM on); a slot without a new item, and every other place, takes the next fused
-    item. A new item's score is the one it had among the new items."""
-    taken = {r.item_id for r in new}
-    rest = iter(r for r in fused if r.item_id not in taken)
-    waiting = iter(new)
+    NEW_ITEMS_FROM on); every other place, and a slot without a new item left, takes the next
+    fused item. An item is listed once, at its first place (so the first NEW_ITEMS_FROM places
+    are the fusion's). A new item in a slot has the score it had among the new items."""
+    queues = {False: iter(fused), True: iter(new)}
+    listed: set[str] = set()
     result: list[Recommendation] = []
+
+    def take(from_new: bool) -> Recommendation | None:
+        for pick in queues[from_new]:
+            if pick.item_id not in listed:
+                return pick
+        return None
+
     for position in range(k):
         slot = position >= NEW_ITEMS_FROM and (position - NEW_ITEMS_FROM) % NEW_ITEMS_EVERY == 0
-        pick = (next(waiting, None) if slot else None) or next(rest, None)
-        if pick is None:
-            pick = next(waiting, None)
+        pick = take(slot) or take(not slot)
         if pick is None:
             break
+        listed.add(pick.item_id)
         result.append(pick)
     return result
 
