@@ -36,6 +36,8 @@ from service.profiling.drift import drift_history
 # Settings from least to most sensitive; calibration keeps the last within the alarm budget.
 GRIDS = {
     "service": list(np.round(np.arange(8.0, 0.4, -0.25), 2)),
+    "service: interest distribution": list(np.round(np.arange(8.0, 0.4, -0.25), 2)),
+    "service: profile embedding": list(np.round(np.arange(8.0, 0.4, -0.25), 2)),
     "adwin": [1e-6, 1e-5, 1e-4, 1e-3, 0.002, 0.01, 0.05, 0.1, 0.2, 0.5, 0.9],
     "page_hinkley": list(np.round(np.arange(2.0, 0.0, -0.02), 2)),
     "mean_embedding": list(np.round(np.arange(0.6, 0.0, -0.005), 3)),
@@ -43,7 +45,7 @@ GRIDS = {
 }
 
 
-def service_detector(settings: Settings) -> de.Detector:
+def service_detector(settings: Settings, signal: str | None = None) -> de.Detector:
     """The service's own drift code on the service's own profiles, at a given ``drift_z``; the
     threshold's floor moves with it (at the default z, the default floor), so one setting
     spans the service's sensitivity."""
@@ -51,7 +53,8 @@ def service_detector(settings: Settings) -> de.Detector:
 
     def detect(data: de.StreamData, z: float) -> list[int]:
         tuned = settings.model_copy(update={"drift_z": z, "drift_min_threshold": z * floor_per_z})
-        return [i for i, point in enumerate(drift_history(data.profiles, tuned)) if point.detected]
+        points = drift_history(data.profiles, tuned, signal)
+        return [i for i, point in enumerate(points) if point.detected]
 
     return detect
 
@@ -84,6 +87,9 @@ def profile_streams(
 def detectors(settings: Settings) -> dict[str, de.Detector]:
     return {
         "service": service_detector(settings),
+        # The ablation: each signal of the service's drift score alone.
+        "service: interest distribution": service_detector(settings, "interests"),
+        "service: profile embedding": service_detector(settings, "embedding"),
         "adwin": de.adwin,
         "page_hinkley": de.page_hinkley,
         "mean_embedding": de.mean_embedding_test,
@@ -120,11 +126,12 @@ def evaluate(data_dir: Path, users: int | None, embedder: str | None, seed: int)
     for name, detector in detectors(settings).items():
         calibrated[name] = de.calibrate(detector, GRIDS[name], tuning)
         results[name] = de.evaluate_detector(detector, calibrated[name], test)
-        print(f"{name:15} setting {calibrated[name]:<8g} {results[name]}", flush=True)
+        print(f"{name:32} setting {calibrated[name]:<8g} {results[name]}", flush=True)
     return {
         "dataset": dataset.name,
         "protocol": PROTOCOL,
         "window": str(settings.window_spec),
+        "users_eligible": len(histories),
         "users": {"tuning": len(tuning_users), "test": len(test_users)},
         "streams": {"tuning": len(tuning), "test": len(test)},
         "windows_test": int(sum(len(d.item_means) for d in test)),
@@ -137,7 +144,9 @@ def evaluate(data_dir: Path, users: int | None, embedder: str | None, seed: int)
 
 
 PROTOCOL = (
-    f"streams of {de.STREAM_WINDOWS} windows: stable, shuffled, spliced, gradual, A-B-A; "
+    f"each user's history after onboarding (first {de.ONBOARDING_SECONDS / 3600:g} h dropped), "
+    f"users with >= {de.MIN_WINDOWS} windows left; streams of {de.MIN_WINDOWS}-"
+    f"{de.STREAM_WINDOWS} windows: stable, shuffled, spliced, gradual, A-B-A; "
     f"calibrated to <= {de.TARGET_FALSE_ALARMS:g} false alarms per 100 windows on half of the "
     f"users, scored on the other half; a hit is a detection 0..{de.TOLERANCE} windows after a "
     "change"

@@ -14,6 +14,11 @@ events loaded into its store, its index built, each user profiled through its ow
 own recommender asked. ``--users`` evaluates a random sample (all users still train);
 ``--embedder hashing`` swaps MiniLM for the fast fake (CI smoke runs only). ``--ablation``
 adds two rows per signal of the service's fusion: that signal alone, and the fusion without it.
+
+The cold-item protocol (``service/evaluation/cold.py``) follows in the same run: 20% of the
+items (fixed seed) lose all their training interactions, and service, centroid and popularity
+are scored on the held-out events on those items (JSON ``"cold_items"``), also for the users
+left with at most 5 training events (``"cold_items_few_events"``). ``--no-cold`` skips it.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from tqdm import tqdm
 
 from service.app.container import Services, build_services
 from service.core.config import Settings
+from service.embedding.encoder import Embedder, load_embedder
 from service.evaluation import baselines
+from service.evaluation.cold import COLD_SEED, COLD_SHARE, FEW_EVENTS, cold_item_split
 from service.evaluation.protocol import (
     Interactions,
     Ranker,
-    Split,
     score,
     temporal_split,
 )
@@ -68,6 +74,9 @@ def service_ranker(
     ]
 
 
+NO_SLOTS = {"service: without new-item slots": replace(FusionWeights(), new_items=False)}
+
+
 def ablations() -> dict[str, FusionWeights]:
     default = FusionWeights()
     rows = {}
@@ -78,17 +87,60 @@ def ablations() -> dict[str, FusionWeights]:
     return rows
 
 
-def load_service(folder: Path, dataset, split: Split, embedder: str | None) -> Services:
-    settings = Settings(data_dir=folder / "data", index_dir=folder / "index", embed_model=embedder)
-    services = build_services(settings, load_item_index=False)
+class RememberingEmbedder:
+    """The embedder, remembering what it encoded: the cold-item run builds a second index of
+    the same catalog, and MiniLM over every item twice would double the run."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.inner = embedder
+        self.model_id = embedder.model_id
+        self.dimension = embedder.dimension
+        self._known: dict[str, np.ndarray] = {}
+
+    def encode(self, texts, *, progress: bool = False) -> np.ndarray:  # type: ignore[no-untyped-def]
+        missing = list(dict.fromkeys(t for t in texts if t not in self._known))
+        if missing:
+            self._known.update(zip(missing, self.inner.encode(missing, progress=progress)))
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self._known[text] for text in texts])
+
+
+def load_service(folder: Path, dataset, train: dict, embedder: Embedder) -> Services:
+    settings = Settings(data_dir=folder / "data", index_dir=folder / "index")
+    services = build_services(settings, embedder=embedder, load_item_index=False)
     services.store.upsert_items(dataset.items)
-    services.store.add_events([e for events in split.train.values() for e in events])
+    services.store.add_events([e for events in train.values() for e in events])
     services.index.rebuild(services.store, progress=sys.stderr.isatty())
     return services
 
 
+def item_vectors(services: Services, data: Interactions) -> np.ndarray:
+    """The index's item vectors in the order of ``data``'s items (zeros for any not indexed)."""
+    index = services.index.get()
+    vectors = np.zeros((len(data.item_ids), index.manifest.dimension), dtype=np.float32)
+    vectors[[data.item_index[i] for i in index.item_ids]] = index.vectors
+    return vectors
+
+
+def timed_scores(name: str, make, test: dict, timings: dict) -> dict:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    ranker = make()
+    bar = tqdm(total=len(test), desc=name, unit="user", disable=not sys.stderr.isatty())
+    result = score(ranker, test, on_user=lambda: bar.update(1))
+    bar.close()
+    timings[name] = round(time.perf_counter() - started, 1)
+    print(f"{name:30} {result}  ({timings[name]} s)", flush=True)
+    return result
+
+
 def evaluate(
-    data_dir: Path, users: int | None, embedder: str | None, seed: int, ablation: bool = False
+    data_dir: Path,
+    users: int | None,
+    embedder_name: str | None,
+    seed: int,
+    ablation: bool = False,
+    cold: bool = True,
 ) -> dict:
     dataset = load_movielens(data_dir)
     split = temporal_split(dataset.events)
@@ -98,41 +150,83 @@ def evaluate(
         test = {user: test[user] for user in chosen}
     item_ids = [item.item_id for item in dataset.items]
     data = Interactions(split.train, item_ids)
+    embedder = RememberingEmbedder(load_embedder(embedder_name))
     results, timings = {}, {}
 
     def run(name: str, make) -> None:  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        ranker = make()
-        bar = tqdm(total=len(test), desc=name, unit="user", disable=not sys.stderr.isatty())
-        results[name] = score(ranker, test, on_user=lambda: bar.update(1))
-        bar.close()
-        timings[name] = round(time.perf_counter() - started, 1)
-        print(f"{name:30} {results[name]}  ({timings[name]} s)", flush=True)
+        results[name] = timed_scores(name, make, test, timings)
 
     run("popularity", lambda: baselines.popularity(data))
     run("item_knn", lambda: baselines.item_knn(data))
     lam = baselines.tune_ease(split, item_ids)
     run("ease", lambda: baselines.ease(data, lam))
     with tempfile.TemporaryDirectory(prefix="iprof-eval-") as folder:
-        services = load_service(Path(folder), dataset, split, embedder)
-        index = services.index.get()
-        vectors = np.zeros((len(item_ids), index.manifest.dimension), dtype=np.float32)
-        rows = [data.item_index[i] for i in index.item_ids]
-        vectors[rows] = index.vectors
+        services = load_service(Path(folder), dataset, split.train, embedder)
+        vectors = item_vectors(services, data)
         run("centroid", lambda: baselines.embedding_centroid(data, split.train, vectors))
         run("service", lambda: service_ranker(services, sorted(test)))
         if ablation:
-            for name, weights in ablations().items():
+            for name, weights in {**ablations(), **NO_SLOTS}.items():
                 run(name, lambda w=weights: service_ranker(services, sorted(test), w))
         services.close()
-    return {
+    report = {
         "dataset": dataset.name,
         "protocol": PROTOCOL,
         "users_evaluated": len(test),
         "ease_lambda": lam,
-        "embedder": embedder or "sentence-transformers/all-MiniLM-L6-v2",
+        "embedder": embedder_name or "sentence-transformers/all-MiniLM-L6-v2",
         "methods": results,
         "seconds": timings,
+    }
+    if cold:
+        report.update(cold_items(dataset, split, set(test), embedder, vectors, timings))
+    return report
+
+
+def cold_items(dataset, split, users: set, embedder, vectors, timings) -> dict:  # type: ignore[no-untyped-def]
+    """The cold-item protocol over the evaluated ``users``: a second store and index, trained
+    without any interaction on the cold items."""
+    item_ids = [item.item_id for item in dataset.items]
+    cold = cold_item_split(split, item_ids)
+    test = {user: items for user, items in cold.test.items() if user in users}
+    few = [user for user in cold.few_event_users() if user in test]
+    data = Interactions(cold.train, item_ids)
+    rankers = {}
+    with tempfile.TemporaryDirectory(prefix="iprof-cold-") as folder:
+        services = load_service(Path(folder), dataset, cold.train, embedder)
+        rankers["service"] = service_ranker(services, sorted(test))
+        for name, weights in NO_SLOTS.items():
+            rankers[name] = service_ranker(services, sorted(test), weights)
+        rankers["centroid"] = baselines.embedding_centroid(data, cold.train, vectors)
+        rankers["popularity"] = baselines.popularity(data)
+        methods = {
+            name: timed_scores(f"cold items: {name}", lambda r=r: r, test, timings)
+            for name, r in rankers.items()
+        }
+        few_methods = (
+            {
+                name: score(ranker, {user: test[user] for user in few})
+                for name, ranker in rankers.items()
+            }
+            if few
+            else {}
+        )
+        services.close()
+    return {
+        "cold_items": methods,
+        "cold_items_protocol": {
+            "cold_share": COLD_SHARE,
+            "seed": COLD_SEED,
+            "cold_items": len(cold.cold),
+            "users": len(test),
+            "held_out_events": sum(len(items) for items in test.values()),
+            "users_without_training_events": cold.dropped_users,
+        },
+        "cold_items_few_events": {
+            "at_most_training_events": FEW_EVENTS,
+            "users": len(few),
+            "methods": few_methods,
+        },
     }
 
 
@@ -160,6 +254,16 @@ def plot(report: dict, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def cold_tables(report: dict) -> list[tuple[str, dict]]:
+    if "cold_items" not in report:
+        return []
+    protocol, few = report["cold_items_protocol"], report["cold_items_few_events"]
+    tables = [(f"cold items ({protocol['users']} users)", report["cold_items"])]
+    if few["methods"]:
+        tables.append((f"cold, <= {FEW_EVENTS} events ({few['users']})", few["methods"]))
+    return tables
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Recommendation quality against baselines.")
     parser.add_argument("--data", type=Path, required=True)
@@ -170,18 +274,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ablation", action="store_true", help="add a row per fusion signal: alone and without"
     )
+    parser.add_argument(
+        "--no-cold", action="store_true", help="skip the cold-item protocol (a second index)"
+    )
     parser.add_argument("--plot", type=Path, help="write the metric table as bars (PNG) here")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"--data {args.data}: no such directory")
     try:
-        report = evaluate(args.data, args.users, args.embedder, args.seed, args.ablation)
+        report = evaluate(
+            args.data, args.users, args.embedder, args.seed, args.ablation, not args.no_cold
+        )
     except FileNotFoundError as error:  # a directory that is not MovieLens
         parser.error(str(error))
     print(f"\n{'method':30} {'recall@10':>10} {'recall@50':>10} {'ndcg@10':>10}")
     for name, metrics in report["methods"].items():
         values = [metrics[key] for key in METRICS]
         print(f"{name:30}" + "".join(f" {value:10.4f}" for value in values))
+    for title, methods in cold_tables(report):
+        print(f"\n{title:30} {'recall@10':>10} {'recall@50':>10} {'ndcg@10':>10}")
+        for name, metrics in methods.items():
+            values = [metrics[key] for key in METRICS]
+            print(f"{name:30}" + "".join(f" {value:10.4f}" for value in values))
     if args.plot:
         plot(report, args.plot)
     if args.out:

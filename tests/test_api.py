@@ -119,6 +119,7 @@ def test_profile_history_drift_recommendations_delete(loaded):
         "reference_window",
         "gained",
         "lost",
+        "detected_window",
     }
     recs = client.get("/v1/users/shifter/recommendations?k=5").json()["items"]
     assert len(recs) == 5 and all(r["reason"] for r in recs)

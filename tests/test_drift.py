@@ -1,9 +1,17 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from service.core.config import Settings
 from service.core.records import Interest, Profile, WindowInfo
-from service.profiling.drift import cosine_distance, drift_history, drift_report, threshold_from
+from service.profiling.drift import (
+    cosine_distance,
+    drift_history,
+    drift_report,
+    interest_distance,
+    threshold_from,
+)
 
 RNG = np.random.default_rng(0)
 TOPIC_A, TOPIC_B = np.eye(64, dtype=np.float32)[0], np.eye(64, dtype=np.float32)[1]
@@ -35,12 +43,50 @@ def test_a_switch_is_detected_and_explained():
     profiles = [_profile(i, TOPIC_A, "Astronomy") for i in range(4)]
     profiles += [_profile(i, TOPIC_B, "Baking") for i in range(4, 6)]
     points = drift_history(profiles, Settings())
-    assert [p.detected for p in points] == [False, False, False, False, True, True]
+    # The second new window is above the threshold too, but it is the same switch.
+    assert [p.detected for p in points] == [False, False, False, False, True, False]
+    assert points[5].score > points[5].threshold
     report = drift_report("u", profiles[:5], Settings())
     assert report.drift_detected and report.score > report.threshold
     assert report.gained == ["Baking"] and report.lost == ["Astronomy"]
     assert [w.index for w in report.reference_window] == [1, 2, 3]
-    assert report.current_window.index == 4
+    assert report.current_window.index == report.detected_window.index == 4
+
+
+def test_drifting_lasts_until_the_new_interests_are_the_reference():
+    profiles = [_profile(i, TOPIC_A, "Astronomy") for i in range(4)]
+    profiles += [_profile(i, TOPIC_B, "Baking") for i in range(4, 10)]
+    settings = Settings()
+    for newest in range(4, 4 + settings.drift_reference_windows):
+        report = drift_report("u", profiles[: newest + 1], settings)
+        # The detection's verdict and the windows before the change: never contradicted by
+        # the lists, whatever the newest window scores on its own.
+        assert report.drift_detected and report.detected_window.index == 4
+        assert report.gained == ["Baking"] and report.lost == ["Astronomy"]
+        assert report.current_window.index == newest
+        assert [w.index for w in report.reference_window] == [1, 2, 3]
+    settled = drift_report("u", profiles[: 5 + settings.drift_reference_windows], settings)
+    assert not settled.drift_detected and settled.detected_window is None
+    assert settled.gained == [] and settled.lost == []
+
+
+@pytest.mark.parametrize("signal", ["interests", "embedding", "both"])
+def test_every_signal_flags_a_disjoint_switch_once_and_a_stable_user_never(signal):
+    stable = [_profile(i, TOPIC_A, "Astronomy") for i in range(8)]
+    switch = stable[:4] + [_profile(i, TOPIC_B, "Baking") for i in range(4, 8)]
+    settings = Settings()
+    assert not any(p.detected for p in drift_history(stable, settings, signal))
+    assert [i for i, p in enumerate(drift_history(switch, settings, signal)) if p.detected] == [4]
+
+
+def test_interest_distance_compares_label_distributions():
+    space = _profile(0, TOPIC_A, "Astronomy")
+    also_space = replace(space, interests=(Interest("astronomy", 1.0, ("y",)),))
+    cooking = _profile(1, TOPIC_B, "Baking")
+    half = replace(space, interests=(Interest("Astronomy", 0.5, ()), Interest("Baking", 0.5, ())))
+    assert interest_distance(also_space, [space], 0.9) == pytest.approx(0.0)  # case-insensitive
+    assert interest_distance(cooking, [space], 0.9) == pytest.approx(1.0)
+    assert interest_distance(half, [space], 0.9) == pytest.approx(1 - 0.5 / np.sqrt(0.5))
 
 
 def test_the_threshold_mixes_the_prior_with_the_users_own_distances():

@@ -57,6 +57,16 @@ def test_streams_splice_users_of_different_taste_at_their_change_points():
             assert genre_of[first - 1] == genre_of[back] != genre_of[first]
 
 
+def test_eligible_users_start_after_their_first_day_and_keep_six_windows():
+    day = 86_400.0
+    onboarding = [Event(f"a-{n}", "a", f"x-{n}", "rate", float(n), 4.0) for n in range(50)]
+    settled = [Event(f"b-{n}", "a", f"y-{n}", "rate", day + n, 4.0) for n in range(6 * WINDOW)]
+    short = [Event(f"c-{n}", "c", f"y-{n}", "rate", day + n, 4.0) for n in range(40)]
+    short += [Event(f"d-{n}", "c", f"z-{n}", "rate", 2 * day + n, 4.0) for n in range(5)]
+    eligible = de.eligible_users(onboarding + settled + short, WINDOW)
+    assert list(eligible) == ["a"] and eligible["a"] == settled
+
+
 def test_match_counts_hits_within_tolerance_and_everything_else_as_false_alarms():
     assert de.match([5], [4]) == ([1], 0, 0)
     assert de.match([4, 5], [4]) == ([0], 1, 0)  # a second alarm for one change is false
@@ -97,6 +107,8 @@ def test_eval_drift_script_on_a_movielens_sample(tmp_path):
     report = json.loads(out.read_text())
     assert set(report["detectors"]) == {
         "service",
+        "service: interest distribution",
+        "service: profile embedding",
         "adwin",
         "page_hinkley",
         "mean_embedding",
@@ -104,7 +116,9 @@ def test_eval_drift_script_on_a_movielens_sample(tmp_path):
     }
     assert report["users"] == {"tuning": 6, "test": 6}
     assert report["changes_test"] == 6 * 4  # spliced, gradual: one each; A-B-A: two
-    assert report["windows_test"] == 6 * len(de.KINDS) * de.STREAM_WINDOWS
+    streams = 6 * len(de.KINDS)
+    assert streams * de.MIN_WINDOWS <= report["windows_test"] <= streams * de.STREAM_WINDOWS
+    assert report["users_eligible"] >= 12
     for score in report["detectors"].values():
         assert 0.0 <= score["f1"] <= 1.0 and 0.0 <= score["miss_rate"] <= 1.0
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,6 +9,7 @@ import pytest
 from scripts import evaluate
 from service.core.records import Event
 from service.evaluation import baselines
+from service.evaluation.cold import cold_item_split
 from service.evaluation.protocol import Interactions, ndcg_at, recall_at, temporal_split
 from tests.conftest import MOVIELENS
 
@@ -43,6 +44,21 @@ def test_baselines_exclude_training_items_and_follow_co_occurrence():
         assert "a" not in ranked and ranked[0] == "b"
 
 
+def test_cold_items_lose_their_training_events_and_are_the_only_test_items():
+    events = [
+        e for n in range(20) for e in _events(f"u{n}", [f"i{(n + k) % 30}" for k in range(10)])
+    ]
+    split = temporal_split(events)
+    items = [f"i{n}" for n in range(30)]
+    cold = cold_item_split(split, items, share=0.2, seed=3)
+    assert len(cold.cold) == 6 and cold.cold == cold_item_split(split, items, 0.2, 3).cold
+    assert all(e.item_id not in cold.cold for events in cold.train.values() for e in events)
+    assert cold.test and all(held <= cold.cold for held in cold.test.values())
+    assert all(held == split.test[user] & cold.cold for user, held in cold.test.items())
+    few = cold.few_event_users(at_most=6)
+    assert all(len(cold.train[user]) <= 6 for user in few)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (MOVIELENS / "ratings.csv").is_file(), reason=f"no MovieLens at {MOVIELENS}"
@@ -58,3 +74,7 @@ def test_evaluate_script_on_a_movielens_sample(tmp_path):
     # Sanity, not a target: collaborative baselines beat chance by far on MovieLens.
     assert report["methods"]["ease"]["ndcg@10"] > 0.05
     assert report["methods"]["service"]["ndcg@10"] > 0.01
+    assert set(report["cold_items"]) >= {"service", "centroid", "popularity"}
+    assert report["cold_items_protocol"]["users"] > 0
+    # Popularity has never seen a cold item: it cannot rank one.
+    assert report["cold_items"]["popularity"]["recall@50"] == 0.0

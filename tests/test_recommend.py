@@ -1,4 +1,5 @@
 import random
+from dataclasses import replace
 
 import numpy as np
 
@@ -7,7 +8,17 @@ from service.core.records import Event
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
 from service.retrieval.index import _ranks_of, load_index
-from service.retrieval.recommender import EXPLAINS_FIRST_LIFT, RRF_K, Recommender, _Candidates, fuse
+from service.retrieval.recommender import (
+    EXPLAINS_FIRST_LIFT,
+    NEW_ITEMS_EVERY,
+    NEW_ITEMS_FROM,
+    RRF_K,
+    Recommendation,
+    Recommender,
+    _Candidates,
+    fuse,
+    with_new_items,
+)
 from service.summarizers.extractive import ExtractiveSummarizer
 from tests.conftest import index_store, topic_items
 
@@ -145,7 +156,14 @@ def test_reading_an_unchanged_profile_writes_nothing_and_labels_are_encoded_once
     embedder.encoded.clear()
     first = recommender.recommend(profile, k=5, history=history)
     assert recommender.recommend(profile, k=5, history=history) == first
-    assert sorted(embedder.encoded) == sorted(i.label for i in profile.interests)
+    # Every interest has evidence in the index: its search is the evidence items' mean.
+    assert embedder.encoded == []
+    # An interest without indexed evidence is searched by its label, encoded once.
+    interest = replace(profile.interests[0], evidence=("gone",))
+    bare = replace(profile, interests=(interest,), created_at=profile.created_at + 1)
+    recommender.recommend(bare, k=5, history=history)
+    recommender.recommend(bare, k=5, history=history)
+    assert embedder.encoded == [profile.interests[0].label]
 
 
 def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_path):
@@ -161,3 +179,18 @@ def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_p
     if refresh is not None:
         refresh.join(timeout=10)
     assert recommender._popularity_snapshot().ranked[0] == "astronomy-05"
+
+
+def test_new_items_take_their_slots_after_the_first_ten_places():
+    fused = [Recommendation(f"old{n:02d}", 100.0 - n, "people who chose") for n in range(30)]
+    new = [Recommendation(f"new{n}", 1.0 - n / 10, "matches your interest 'X'") for n in range(3)]
+    ranked = [r.item_id for r in with_new_items(fused, new, 20)]
+    slots = [NEW_ITEMS_FROM + n * NEW_ITEMS_EVERY for n in range(3)]
+    assert [ranked[at] for at in slots] == ["new0", "new1", "new2"]
+    others = [item for at, item in enumerate(ranked) if at not in slots]
+    assert others == [f"old{n:02d}" for n in range(17)]
+    # A new item the fusion ranks early keeps its place; nothing is listed twice; fewer
+    # fused items than places: the new ones fill the rest.
+    short = [r.item_id for r in with_new_items(fused[:3] + [new[1]] + fused[3:11], new, 20)]
+    assert short[:4] == ["old00", "old01", "old02", "new1"]
+    assert short[4:] == [f"old{n:02d}" for n in range(3, 9)] + ["new0", "old09", "old10", "new2"]

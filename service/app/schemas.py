@@ -74,6 +74,8 @@ class DriftOut(BaseModel):
     reference_window: list[WindowOut]
     gained: list[str]
     lost: list[str]
+    # The window where the reported change began; null when the user is not drifting.
+    detected_window: WindowOut | None
 
 
 class RecommendationOut(BaseModel):
@@ -157,6 +159,7 @@ def drift_out(report: DriftReport) -> DriftOut:
         reference_window=[window_out(w) for w in report.reference_window],
         gained=report.gained,
         lost=report.lost,
+        detected_window=window_out(report.detected_window) if report.detected_window else None,
     )
 
 

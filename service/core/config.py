@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # it the longer-term view, so a change stays visible against it for more than one window
     # (a fast decay lets a half-changed window become the reference and hide the change).
     drift_reference_windows: int = 3
+    # What the drift score compares (service/profiling/drift.py): the interest distributions,
+    # the profile embeddings, or the mean of both. The embeddings won scripts/eval_drift.py's
+    # ablation on ml-latest-small (F1 0.18 against 0.09 and 0.06; docs/EVALUATION.md).
+    drift_signal: Literal["interests", "embedding", "both"] = "embedding"
     drift_decay: float = 0.9
     # Population prior for the distance between two windows of an unchanged user, as pseudo-
     # observations mixed with the user's own past distances (measured on the demo data and

@@ -126,3 +126,5 @@ class DriftReport:
     reference_window: list[WindowInfo]
     gained: list[str]
     lost: list[str]
+    # Where the change being reported began (None when the user is not drifting).
+    detected_window: WindowInfo | None = None

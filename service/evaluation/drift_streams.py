@@ -1,8 +1,8 @@
 """Offline evaluation of drift detection: streams with known change points built from real
 histories, the detectors compared, their calibration at one false-alarm rate, and the scores.
 
-Streams (each ``STREAM_WINDOWS`` windows of the service's window size, from users with that
-much history):
+Streams (``MIN_WINDOWS`` to ``STREAM_WINDOWS`` windows of the service's window size, from each
+user's history after onboarding: the first 24 hours of events dropped):
 
 - ``stable``: a user's own first windows, in order; no injected change.
 - ``shuffled``: the same events shuffled across those windows; no change at all.
@@ -31,6 +31,8 @@ from service.profiling.windows import cut_windows
 
 KINDS = ("stable", "shuffled", "spliced", "gradual", "a_b_a")
 STREAM_WINDOWS = 10
+MIN_WINDOWS = 6
+ONBOARDING_SECONDS = 86_400.0
 TOLERANCE = 3
 # Calibration target: at most this many false alarms per 100 windows on the tuning users.
 TARGET_FALSE_ALARMS = 1.0
@@ -67,16 +69,20 @@ Detector = Callable[[StreamData, float], list[int]]  # (stream, setting) -> flag
 
 
 def eligible_users(events: Sequence[Event], window: int) -> dict[str, list[Event]]:
-    """Users with at least ``STREAM_WINDOWS`` windows of history, their events by time."""
+    """Users with at least ``MIN_WINDOWS`` windows of history after onboarding (their first
+    ``ONBOARDING_SECONDS`` of events dropped: a MovieLens user's first session rates the films
+    the sign-up pages show, not a taste), those events by time, at most ``STREAM_WINDOWS``
+    windows of them."""
     by_user: dict[str, list[Event]] = {}
     for event in events:
         by_user.setdefault(event.user_id, []).append(event)
-    need = STREAM_WINDOWS * window
-    return {
-        user: sorted(history, key=lambda e: e.ts)[:need]
-        for user, history in sorted(by_user.items())
-        if len(history) >= need
-    }
+    eligible = {}
+    for user, history in sorted(by_user.items()):
+        history = sorted(history, key=lambda e: e.ts)
+        settled = [e for e in history if e.ts >= history[0].ts + ONBOARDING_SECONDS]
+        if len(settled) >= MIN_WINDOWS * window:
+            eligible[user] = settled[: STREAM_WINDOWS * window]
+    return eligible
 
 
 def taste_vectors(
@@ -108,24 +114,26 @@ def build_streams(
     for user in users:
         mine = _windows(histories[user], window)
         other = _windows(histories[_partner(user, users, tastes, rng)], window)
+        count = len(mine)  # MIN_WINDOWS to STREAM_WINDOWS
         shuffled = [e for w in mine for e in w]
         rng.shuffle(shuffled)
-        cut = rng.randint(3, 6)
-        gradual = rng.randint(3, 5)
+        cut = rng.randint(3, min(6, count - 1))
+        gradual = rng.randint(3, min(5, count - 1))
         first = rng.randint(2, 3)
-        back = first + B_WINDOWS_IN_A_B_A
+        back = min(first + B_WINDOWS_IN_A_B_A, count - 1)
+        # B's windows from its own first one on: every history starts after onboarding.
         plans = {
             "stable": (mine, ()),
             "shuffled": (_windows(shuffled, window), ()),
-            "spliced": (mine[:cut] + other[cut:], (cut,)),
+            "spliced": (mine[:cut] + other[: count - cut], (cut,)),
             "gradual": (mine[:gradual] + _mixed(mine, other, gradual, rng), (gradual,)),
-            "a_b_a": (mine[:first] + other[first:back] + mine[first:], (first, back)),
+            "a_b_a": (mine[:first] + other[: back - first] + mine[first:], (first, back)),
         }
         for kind, (windows, changes) in plans.items():
+            windows = windows[:count]
+            changes = tuple(c for c in changes if c < len(windows))
             stream_id = f"{kind}-{user}"
-            streams.append(
-                Stream(stream_id, kind, _restamp(stream_id, windows[:STREAM_WINDOWS]), changes)
-            )
+            streams.append(Stream(stream_id, kind, _restamp(stream_id, windows), changes))
     return streams
 
 
@@ -149,10 +157,11 @@ def _mixed(
 ) -> list[list[Event]]:
     """Windows from ``start`` on: B's share 1/4, 2/4, 3/4, then all B."""
     windows = []
-    for position in range(start, STREAM_WINDOWS):
+    for position in range(start, len(mine)):
+        theirs = other[min(position - start, len(other) - 1)]
         share = min(1.0, (position - start + 1) / 4)
-        take = round(share * len(other[position]))
-        window = other[position][:take] + mine[position][take:]
+        take = round(share * len(theirs))
+        window = theirs[:take] + mine[position][take:]
         rng.shuffle(window)
         windows.append(window)
     return windows

@@ -1,10 +1,16 @@
 """Drift: how far a window's profile moved from its reference, and whether that is unusual.
 
-The reference of window *i* is a decayed mean of the embeddings of the windows before it (the
-newest weighs most). The threshold comes from what is normal for this user: the distances of
-earlier windows that were not themselves drift, pooled with a population prior given as
-pseudo-observations, so a user with little history is judged by the population and a user with
-much history by their own habits.
+The reference of window *i* is the windows before it, decayed (the newest weighs most). The
+distance (``Settings.drift_signal``) is between the interest distributions (each profile is a
+distribution over interest labels: the cosine distance of the decay-weighted label weights),
+between the profile embeddings, or the mean of the two. The threshold comes from what is normal
+for this user: the distances of earlier windows that were not themselves drift, pooled with a
+population prior given as pseudo-observations, so a user with little history is judged by the
+population and a user with much history by their own habits.
+
+One switch is one detection: consecutive windows above the threshold are one change, detected
+at its first window. A user counts as drifting from that detection until the reference of the
+newest window no longer reaches back before it (the new interests have become the reference).
 """
 
 from __future__ import annotations
@@ -58,10 +64,42 @@ def threshold_from(normal_scores: Sequence[float], settings: Settings) -> float:
     return max(settings.drift_min_threshold, mean + settings.drift_z * math.sqrt(spread / count))
 
 
-def drift_history(profiles: Sequence[Profile], settings: Settings) -> list[DriftPoint]:
-    """One point per profile (oldest first); the first has no reference and no score."""
+def interest_distance(current: Profile, reference: Sequence[Profile], decay: float) -> float:
+    """Cosine distance between the current interest weights and the reference's decayed ones,
+    labels matched case-insensitively: 1 when no label is shared."""
+    before = label_weights(reference, decay)
+    now = label_weights([current], decay)
+    labels = sorted(before.keys() | now.keys())
+    if not labels:
+        return 0.0
+    a = np.array([now.get(label, ("", 0.0))[1] for label in labels])
+    b = np.array([before.get(label, ("", 0.0))[1] for label in labels])
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return 1.0 - float(a @ b) / norms if norms > 0 else 1.0
+
+
+def window_distance(
+    profile: Profile, reference: Sequence[Profile], decay: float, signal: str
+) -> float:
+    """The drift score of ``profile`` against its ``reference`` windows, by ``signal``."""
+    interests = interest_distance(profile, reference, decay)
+    if signal == "interests":
+        return interests
+    anchor = reference_embedding([p.embedding for p in reference], decay)
+    embedding = cosine_distance(profile.embedding, anchor)
+    return embedding if signal == "embedding" else (embedding + interests) / 2
+
+
+def drift_history(
+    profiles: Sequence[Profile], settings: Settings, signal: str | None = None
+) -> list[DriftPoint]:
+    """One point per profile (oldest first); the first has no reference and no score. A window
+    above the threshold right after one that was above it too is the same change: not a new
+    detection."""
+    signal = signal or settings.drift_signal
     points: list[DriftPoint] = []
     normal: list[float] = []
+    above_before = False
     for position, profile in enumerate(profiles):
         threshold = threshold_from(normal, settings)
         start = max(0, position - settings.drift_reference_windows)
@@ -69,14 +107,17 @@ def drift_history(profiles: Sequence[Profile], settings: Settings) -> list[Drift
         if not reference:
             points.append(DriftPoint(None, threshold, False, ()))
             continue
-        anchor = reference_embedding(
-            [profiles[i].embedding for i in reference], settings.drift_decay
+        score = round(
+            window_distance(
+                profile, [profiles[i] for i in reference], settings.drift_decay, signal
+            ),
+            4,
         )
-        score = round(cosine_distance(profile.embedding, anchor), 4)
-        detected = score > threshold
-        if not detected:
+        above = score > threshold
+        if not above:
             normal.append(score)
-        points.append(DriftPoint(score, round(threshold, 4), detected, reference))
+        points.append(DriftPoint(score, round(threshold, 4), above and not above_before, reference))
+        above_before = above
     return points
 
 
@@ -125,18 +166,34 @@ def drift_timeline(profiles: Sequence[Profile], settings: Settings) -> list[Wind
 
 
 def drift_report(user_id: str, profiles: Sequence[Profile], settings: Settings) -> DriftReport:
-    """The verdict for the newest profile of ``profiles`` (oldest first, not empty)."""
-    point = drift_history(profiles, settings)[-1]
-    current = profiles[-1]
+    """Whether the user's interests moved recently, for the newest profile of ``profiles``
+    (oldest first, not empty). Drifting: the newest detection is recent enough that the newest
+    window's reference still reaches back before it; then the score and threshold are the
+    detection's, and gained / lost compare the newest profile with the windows before the
+    change. Not drifting: the newest window's score, and nothing gained or lost (a verdict never
+    contradicts its lists)."""
+    points = drift_history(profiles, settings)
+    newest = len(profiles) - 1
+    detections = [i for i, point in enumerate(points) if point.detected]
+    recent = (
+        detections[-1]
+        if detections and newest - detections[-1] < settings.drift_reference_windows
+        else None
+    )
+    point = points[newest] if recent is None else points[recent]
     reference = [profiles[i] for i in point.reference]
-    gained, lost = interest_changes(current.interests, reference, settings.drift_decay)
+    gained: list[str] = []
+    lost: list[str] = []
+    if recent is not None:
+        gained, lost = interest_changes(profiles[newest].interests, reference, settings.drift_decay)
     return DriftReport(
         user_id=user_id,
-        drift_detected=point.detected,
+        drift_detected=recent is not None,
         score=point.score,
         threshold=point.threshold,
-        current_window=current.window,
+        current_window=profiles[newest].window,
         reference_window=[p.window for p in reference],
         gained=gained,
         lost=lost,
+        detected_window=profiles[recent].window if recent is not None else None,
     )

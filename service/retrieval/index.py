@@ -54,6 +54,10 @@ class ItemIndex:
             if collaborative is not None
             else np.zeros(0, dtype=np.int64)
         )
+        # Rows the collaborative model has no interaction for: new items. Only the content
+        # sources can find them, so the fusion gives those hits a list of their own.
+        self.new_to_model = np.ones(len(item_ids), dtype=bool)
+        self.new_to_model[self.collaborative_rows[self.collaborative_rows >= 0]] = False
 
     def __len__(self) -> int:
         return len(self.item_ids)

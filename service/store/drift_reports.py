@@ -64,4 +64,5 @@ def _drift_to_json(report: DriftReport) -> dict[str, Any]:
         "reference_window": [_window_to_json(w) for w in report.reference_window],
         "gained": report.gained,
         "lost": report.lost,
+        "detected_window": _window_to_json(report.detected_window),
     }

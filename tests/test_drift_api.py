@@ -1,0 +1,130 @@
+"""Drift through the REST API: a switch between two catalogs that share no word is one
+detection that names both topics; a user who stays in one topic is never flagged; the demo
+users who switch topics are detected."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from scripts.smoke_client import events as scenario_events
+from service.app.factory import create_app
+from service.ingest.demo import demo_catalog
+from service.ingest.demo_events import demo_events
+
+SPACE = [
+    "nebula",
+    "quasar",
+    "comet",
+    "pulsar",
+    "galaxy",
+    "orbit",
+    "rocket",
+    "lunar",
+    "solar",
+    "meteor",
+]
+COOKING = [
+    "risotto",
+    "dumpling",
+    "brioche",
+    "ramen",
+    "paella",
+    "sourdough",
+    "curry",
+    "tortilla",
+    "gnocchi",
+    "chowder",
+]
+
+
+def _catalog(name, words, categories, kind, series):
+    return [
+        {
+            "item_id": f"{name}-{n:02d}",
+            "title": f"{words[n % 10].capitalize()} {kind} {series[n // 10]}",
+            "text": f"{words[(n + 3) % 10]} {words[(n + 7) % 10]}",
+            "categories": categories,
+        }
+        for n in range(30)
+    ]
+
+
+@pytest.fixture
+def client(settings):
+    """The service's default window (20 events), not the tests' small one: the switch happens
+    mid-window, as it did for the users who reported it."""
+    with TestClient(create_app(settings.model_copy(update={"window": "20e"}))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def catalogs(client):
+    space = _catalog(
+        "space", SPACE, ["Space", "Astronomy"], "documentary", ["alpha", "beta", "gamma"]
+    )
+    cooking = _catalog(
+        "cooking", COOKING, ["Recipes", "Cooking"], "class", ["basic", "advanced", "master"]
+    )
+    space_words = {w.lower() for i in space for w in i["title"].split() + i["text"].split()}
+    cooking_words = {w.lower() for i in cooking for w in i["title"].split() + i["text"].split()}
+    assert not space_words & cooking_words
+    assert client.put("/v1/items", json={"items": space + cooking}).status_code == 200
+    assert client.post("/v1/index/rebuild").status_code == 200
+    return [i["item_id"] for i in space], [i["item_id"] for i in cooking]
+
+
+def _detected(client, user):
+    profiles = client.get(f"/v1/users/{user}/profiles").json()["profiles"]
+    return [p["window"]["index"] for p in profiles if p["drift"] and p["drift"]["detected"]]
+
+
+def test_a_switch_between_disjoint_catalogs_is_one_detection_naming_both(client, catalogs):
+    space, cooking = catalogs
+    events = scenario_events("switcher", space + cooking, 1_700_000_000)
+    assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 60
+    drift = client.get("/v1/users/switcher/drift").json()
+    assert drift["drift_detected"] is True, drift
+    assert {"Recipes", "Cooking"} <= set(drift["gained"])
+    assert {"Space", "Astronomy"} <= set(drift["lost"])
+    assert drift["score"] > drift["threshold"]
+    assert drift["current_window"]["index"] >= drift["detected_window"]["index"]
+    assert _detected(client, "switcher") == [drift["detected_window"]["index"]]
+
+
+def test_a_user_who_stays_in_one_topic_is_not_flagged(client, catalogs):
+    space, _ = catalogs
+    events = scenario_events("stayer", space + space[::-1], 1_700_000_000)
+    client.post("/v1/events", json={"events": events})
+    drift = client.get("/v1/users/stayer/drift").json()
+    assert drift["drift_detected"] is False
+    assert drift["gained"] == [] and drift["lost"] == [] and drift["detected_window"] is None
+    assert _detected(client, "stayer") == []
+
+
+def _demo_body(items):
+    return {
+        "items": [
+            {"item_id": i.item_id, "title": i.title, "text": i.text, "categories": i.categories}
+            for i in items
+        ]
+    }
+
+
+def test_the_demo_users_who_switch_are_detected_once_and_the_steady_ones_never(client):
+    client.put("/v1/items", json=_demo_body(demo_catalog()))
+    events = [
+        {
+            "event_id": e.event_id,
+            "user_id": e.user_id,
+            "item_id": e.item_id,
+            "type": e.type,
+            "ts": e.ts,
+            **({"value": e.value} if e.value is not None else {}),
+        }
+        for e in demo_events()
+    ]
+    for start in range(0, len(events), 1000):
+        client.post("/v1/events", json={"events": events[start : start + 1000]})
+    for user in ("erin", "frank", "grace", "heidi", "ken"):
+        assert len(_detected(client, user)) == 1, user
+    for user in ("alice", "carol"):
+        assert _detected(client, user) == [], user
