@@ -8,6 +8,7 @@ import logging
 from service.core.config import Settings
 from service.summarizers.base import Summarizer
 from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.llm.bundled import model_name
 from service.summarizers.llm.loading import ModelLoadError
 from service.summarizers.llm.summarizer import LLMSummarizer, UnavailableLLM
 
@@ -23,4 +24,6 @@ def build_summarizer(settings: Settings) -> Summarizer:
     except ModelLoadError as error:
         # Serve (extractive profiles, readiness false) rather than not start at all.
         log.error("%s", error)
-        return UnavailableLLM(settings.llm_model, settings.llm_quant, str(error), extractive)
+        return UnavailableLLM(
+            model_name(settings.llm_model), settings.llm_quant, str(error), extractive
+        )

@@ -21,6 +21,7 @@ from service.summarizers.llm.batching import (
     plan_batches,
     with_oom_halving,
 )
+from service.summarizers.llm.bundled import model_name
 from service.summarizers.llm.grammar import AnswerGrammar, TokenTexts, constrained_logits
 from service.summarizers.llm.loading import load_model
 from service.summarizers.llm.prompts import PromptTemplate, RenderedPrompt, load_template
@@ -123,7 +124,7 @@ class LLMSummarizer:
         return cls(
             model,
             tokenizer,
-            model_id=str(settings.llm_model),
+            model_id=model_name(str(settings.llm_model)),
             quantization=settings.llm_quant,
             fallback=fallback,
             max_new_tokens=settings.llm_max_new_tokens,
