@@ -163,9 +163,7 @@ def _rebuilt_as(index, factory: str, reason: str):  # type: ignore[no-untyped-de
     started = time.perf_counter()
     built = index_build.fill_index(index.vectors, choice, progress=True)
     print(f"\n{factory} trained and filled in {time.perf_counter() - started:.0f} s")
-    manifest = builds.Manifest(
-        **{**index.manifest.__dict__, "factory": factory, "choice": reason}
-    )
+    manifest = builds.Manifest(**{**index.manifest.__dict__, "factory": factory, "choice": reason})
     return itemindex.ItemIndex(built, index.item_ids, index.vectors, manifest)
 
 

@@ -380,4 +380,3 @@ def _app_factory(code: Path) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-
