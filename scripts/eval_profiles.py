@@ -99,10 +99,15 @@ def label_matches(summary: Summary, window: Window) -> list[bool]:
     return matches
 
 
-def run(summarizer: Summarizer, windows: list[Window], batch: int) -> tuple[list[Summary], float]:
+def run(
+    summarizer: Summarizer, windows: list[Window], batch: int, budget_s: float
+) -> tuple[list[Summary], float]:
+    """Summaries of the windows in batches, stopping after the batch that passes ``budget_s``."""
     summaries: list[Summary] = []
     started = time.perf_counter()
     for start in range(0, len(windows), batch):
+        if time.perf_counter() - started > budget_s:
+            break
         summaries += summarizer.summarize(windows[start : start + batch])
         print(f"  {summarizer.name}: {len(summaries)}/{len(windows)}", file=sys.stderr, flush=True)
     return summaries, time.perf_counter() - started
@@ -187,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=Path("./data"))  # converted models
     parser.add_argument("--examples", type=int, default=5)
+    parser.add_argument(
+        "--budget-s", type=float, default=float("inf"), help="stop the LLM after this long"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     windows = sample_windows(args.movielens, args.windows)
@@ -202,16 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     encode = load_embedder(None).encode  # the service validates with its embedder
     llm = build_summarizer(settings, encode=encode)
     rows, results = [], {}
-    for summarizer in (ExtractiveSummarizer(), llm):
-        summaries, seconds = run(summarizer, windows, args.batch_size)
-        results[summarizer.name] = summaries
-        rows.append(figures(summarizer.name, summaries, windows, seconds))
-    rows[1]["summarizer"] = f"llm ({llm.describe()['model']}, {args.quant})"
+    extractive, seconds = run(ExtractiveSummarizer(), windows, args.batch_size, float("inf"))
+    rows.append(figures("extractive", extractive, windows, seconds))
+    results["llm"], seconds = run(llm, windows, args.batch_size, args.budget_s)
+    done = len(results["llm"])
+    results["extractive"] = extractive[:done]
+    if done < len(windows):  # the same windows side by side
+        rows.append(figures(f"extractive, first {done}", extractive[:done], windows, 0.0))
+        rows[-1]["seconds_per_window"] = rows[0]["seconds_per_window"]
+    rows.append(
+        figures(f"llm ({llm.describe()['model']}, {args.quant})", results["llm"], windows, seconds)
+    )
     print_table(rows)
-    step = max(1, len(windows) // max(1, args.examples))
+    step = max(1, done // max(1, args.examples))
     examples = [
         example(windows[i], results["llm"][i], results["extractive"][i])
-        for i in range(0, len(windows), step)
+        for i in range(0, done, step)
     ][: args.examples]
     for number, shown in enumerate(examples, start=1):
         print(f"\nexample {number}:", json.dumps(shown, indent=1))

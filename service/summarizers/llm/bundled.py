@@ -70,6 +70,21 @@ BUNDLED = {
 }
 
 
+def default_model() -> str | None:
+    """The LLM to use when none is set: SmolLM2 where there is a CUDA device and the llm extra
+    is installed; none on CPU, where it is too slow to be the default (see core.config)."""
+    import torch
+
+    bundled = BUNDLED["smollm2"]
+    if not torch.cuda.is_available() or importlib.util.find_spec("gguf") is None:
+        return None
+    try:
+        bundled.gguf_path()
+    except BundledModelError:
+        return None
+    return bundled.alias
+
+
 def model_name(model_id: str) -> str:
     """What provenance calls a model: the bundled model's name for an alias, else the id."""
     bundled = BUNDLED.get(model_id)
