@@ -4,6 +4,13 @@ Usage:
     python scripts/bench_summarize.py                          # CPU: the tiny test model
     python scripts/bench_summarize.py --shape qwen2-1.5b       # GPU: a Qwen2-1.5B-shaped model
     python scripts/bench_summarize.py --model PATH [--quant nf4,none] [--batch-sizes 1,8,64]
+    python scripts/bench_summarize.py --model smollm2 --batch-sizes 1,2,4,8,16,32 --budget-s 900
+                                                              # the real SmolLM2-135M-Instruct
+
+On CUDA the service computes in bf16 (nf4/int8 with bf16 compute, ``none`` loads bf16
+weights); on CPU float32. ``--budget-s`` stops starting new cells once it has passed, so a
+run on a lent GPU machine fits its time (the JSON holds the cells measured). A model name the
+settings know (``smollm2``) is converted once into ``--data-dir``/models.
 
 Throughput does not depend on the weights, so the models are built with random weights (the
 tiny 2-layer Llama of the tests, or a real-size Qwen2-1.5B architecture) and every generation is
@@ -59,16 +66,25 @@ def measure(summarizer: LLMSummarizer, windows: list[Window], repeats: int) -> t
 
 
 def run(
-    model: Path,
+    model: Path | str,
     modes: list[tuple[str, bool]],
     batch_sizes: list[int],
     new_tokens: int,
     repeats: int,
+    budget_s: float = float("inf"),
+    data_dir: Path = Path("./data"),
 ) -> list[dict]:
-    rows = []
+    rows: list[dict] = []
+    started = time.perf_counter()
     for quant, grammar in modes:
+        if time.perf_counter() - started > budget_s:
+            break
         settings = Settings(
-            llm_model=str(model), llm_quant=quant, llm_timeout_s=3_600, llm_constrained=grammar
+            data_dir=data_dir,
+            llm_model=str(model),
+            llm_quant=quant,
+            llm_timeout_s=3_600,
+            llm_constrained=grammar,
         )
         summarizer = LLMSummarizer.load(settings, fallback=ExtractiveSummarizer())
         summarizer.max_new_tokens = new_tokens
@@ -77,6 +93,9 @@ def run(
         summarizer.stop_at_json_end = grammar
         measure(summarizer, demo_windows(2), 1)  # warm-up: kernels, caches, token texts
         for batch in batch_sizes:
+            if time.perf_counter() - started > budget_s:
+                print(f"time budget of {budget_s:g} s spent: stopping", flush=True)
+                break
             seconds, generated = measure(summarizer, demo_windows(batch), repeats)
             rows.append(
                 {
@@ -110,7 +129,9 @@ def device_name() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="LLM summarizer throughput by batch size.")
-    parser.add_argument("--model", type=Path, help="a local model; default: build one (--shape)")
+    parser.add_argument(
+        "--model", help="a local model or a bundled name (smollm2); default: build one (--shape)"
+    )
     parser.add_argument("--shape", choices=["tiny", "qwen2-1.5b"], default="tiny")
     parser.add_argument("--quant", default="none,nf4")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
@@ -119,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grammar", action="store_true", help="also measure with the JSON grammar on"
     )
+    parser.add_argument("--budget-s", type=float, default=float("inf"))
+    parser.add_argument("--data-dir", type=Path, default=Path("./data"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -135,13 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f" {'vs b=1':>9}")
         quants = args.quant.split(",")
         modes = [(q, False) for q in quants] + [(q, True) for q in quants if args.grammar]
-        rows = run(model, modes, batch_sizes, args.new_tokens, args.repeats)
+        rows = run(
+            model, modes, batch_sizes, args.new_tokens, args.repeats, args.budget_s, args.data_dir
+        )
     if args.out:
         args.out.write_text(
             json.dumps(
                 {
                     "device": device_name(),
-                    "shape": args.shape,
+                    "shape": args.model or args.shape,
                     "new_tokens": args.new_tokens,
                     "rows": rows,
                 },

@@ -52,7 +52,7 @@ def test_settings_refuse_bad_values(monkeypatch, name, value):
 
 def test_settings_refuse_a_quantization_this_machine_cannot_run(monkeypatch):
     monkeypatch.setattr(config, "_installed", lambda package: package != "bitsandbytes")
-    with pytest.raises(ValidationError, match="pip install 'interest-profiler\\[gpu\\]', or set"):
+    with pytest.raises(ValidationError, match="pip install 'interest-profiler\\[llm\\]', or set"):
         Settings(llm_model="some/model", llm_quant="nf4")
     # Nothing to quantize without a model, and full precision needs nothing extra.
     assert Settings(llm_quant="int8").llm_quant == "int8"

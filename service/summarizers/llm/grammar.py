@@ -27,8 +27,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-SUMMARY_CHARS = 300
+# One sentence; a long string is where a small model starts to loop.
+SUMMARY_CHARS = 200
 LABEL_CHARS = 40
+LABEL_WORDS = 4  # a topic, not a title (a small model likes to copy the first title it read)
+# Ids cited per interest: a few that show it (a model left alone lists the whole window).
+MAX_EVIDENCE = 3
 # The model's candidates checked before searching by first character: enough for the usual
 # case (the model wants a token the grammar allows), cheap on a 150k vocabulary.
 TOP_CANDIDATES = 32
@@ -123,7 +127,7 @@ class AnswerGrammar:
         if mode == EVIDENCE:
             return self._id_char(char)
         if mode == AFTER_ID:
-            if char == "," and self._unused_ids():
+            if char == "," and self._unused_ids() and len(self.cited) < MAX_EVIDENCE:
                 return self._expect(_NEXT_ID[1:], EVIDENCE)
             if char == "]":
                 self.interests += 1
@@ -146,7 +150,11 @@ class AnswerGrammar:
             return self._expect(_AFTER_LABEL, WEIGHT)
         if self._string_full() or char == "\\" or not char.isprintable():
             return False
+        if self.mode == SUMMARY and char == "|":  # the prompt's column separator: an echo
+            return False
         if self.mode == LABEL and not (char.isalnum() or char in _LABEL_PUNCTUATION):
+            return False
+        if self.mode == LABEL and char == " " and len(self.text.split()) >= LABEL_WORDS:
             return False
         self.text += char
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.core.config import Settings
+from service.summarizers.llm.bundled import BundledModelError, resolve_model
 
 
 class ModelLoadError(RuntimeError):
@@ -22,7 +23,7 @@ def quantization_config(quantization: str, on_gpu: bool) -> Any:
     except ImportError as error:
         raise ModelLoadError(
             f"IPROF_LLM_QUANT={quantization} needs bitsandbytes: pip install "
-            "'interest-profiler[gpu]', or set IPROF_LLM_QUANT=none"
+            "'interest-profiler[llm]', or set IPROF_LLM_QUANT=none"
         ) from error
     if quantization == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)  # LLM.int8 computes in float16
@@ -41,6 +42,16 @@ def load_model(settings: Settings) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_id, quantization = str(settings.llm_model), settings.llm_quant
+    try:
+        # An alias (smollm2) is converted once into <data_dir>/models and loaded from there.
+        path = resolve_model(model_id, settings.data_dir / "models")
+    except BundledModelError as error:
+        raise ModelLoadError(str(error)) from error
+    except Exception as error:  # the GGUF conversion: gguf missing, a bad file, ...
+        raise ModelLoadError(
+            f"cannot convert IPROF_LLM_MODEL={model_id!r}: {error} "
+            "(needs the llm extra: pip install 'interest-profiler[llm]')"
+        ) from error
     on_gpu = torch.cuda.is_available()
     options: dict[str, Any] = {"dtype": torch.bfloat16 if on_gpu else torch.float32}
     if quantization == "int8":
@@ -50,8 +61,8 @@ def load_model(settings: Settings) -> tuple[Any, Any]:
         options["quantization_config"] = config
         options["device_map"] = "auto" if on_gpu else "cpu"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
-        model = AutoModelForCausalLM.from_pretrained(model_id, **options)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **options)
     except Exception as error:  # any loader failure: missing files, CUDA, bad config, ...
         hint = (
             ""

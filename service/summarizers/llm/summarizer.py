@@ -21,24 +21,29 @@ from service.summarizers.llm.batching import (
     plan_batches,
     with_oom_halving,
 )
+from service.summarizers.llm.bundled import model_name
 from service.summarizers.llm.grammar import AnswerGrammar, TokenTexts, constrained_logits
 from service.summarizers.llm.loading import load_model
 from service.summarizers.llm.prompts import PromptTemplate, RenderedPrompt, load_template
+from service.summarizers.llm.support import Encode, WindowSupport
 from service.summarizers.llm.validation import InvalidAnswer, parse_answer
 from service.summarizers.weighting import action_weight, recency_weights
 
 log = logging.getLogger(__name__)
 
 PROMPT_NAME = "profile"
-# The newest events say most about current interests; older ones only cost prompt tokens.
-MAX_PROMPT_EVENTS = 40
+# The newest events say most about current interests; older ones only cost prompt tokens (and
+# a small model loses the thread in a long prompt: 12 short lines work for a 135M SmolLM2).
+MAX_PROMPT_EVENTS = 12
 # Each event line is bounded, so one huge title cannot push every other event out of the prompt.
-MAX_TEXT_CHARS = 160
-MAX_TITLE_CHARS = 160
+MAX_TITLE_CHARS = 120
 MAX_ID_CHARS = 64
 MAX_CATEGORIES = 5
 OUTPUT_EXCERPT_CHARS = 300
-ANSWER_TOKENS = 8  # the prefilled '{"summary": "' in any tokenizer, with room to spare
+# The answer starts prefilled, inside its summary: a small model left to open the sentence
+# itself copies the first title it sees; after "Likes" it names topics.
+SUMMARY_LEAD = "Likes "
+ANSWER_TOKENS = 10  # the prefilled '{"summary": "Likes ' in any tokenizer, with room to spare
 
 
 @dataclass(frozen=True)
@@ -50,18 +55,18 @@ class Generation:
 
 
 def describe_event_line(window_event: Any) -> str:
-    """One prompt line per event. Item text is untrusted: angle brackets are neutralised so it
-    cannot close the <items> block, and newlines are folded so it cannot start a new section."""
+    """One prompt line per item event: id | categories | title. Item text is untrusted: angle
+    brackets are neutralised so it cannot close the <items> block, and newlines are folded so
+    it cannot start a new section. Categories come before the title, and the description and
+    the action are left out: a small model copies what it reads first ("view 4.5", a title),
+    and categories are what labels should be made of."""
     event, item = window_event.event, window_event.item
-    action = event.type if event.value is None else f"{event.type} {event.value:g}"
     if item is None:
-        return f"{_clean(event.item_id)} | {_clean(action)} | (unknown item) | | "
+        return f"{_clean(event.item_id[:MAX_ID_CHARS])} | | (unknown item)"
     fields = [
         item.item_id[:MAX_ID_CHARS],
-        action,
-        item.title[:MAX_TITLE_CHARS],
         ", ".join(c[:MAX_ID_CHARS] for c in item.categories[:MAX_CATEGORIES]),
-        item.text[:MAX_TEXT_CHARS],
+        item.title[:MAX_TITLE_CHARS],
     ]
     return " | ".join(_clean(field) for field in fields)
 
@@ -97,6 +102,7 @@ class LLMSummarizer:
         batch_tokens: int = 16_384,
         timeout_s: float = 60.0,
         constrained: bool = True,
+        encode: Encode | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -109,6 +115,9 @@ class LLMSummarizer:
         self.batch_tokens = batch_tokens
         self.timeout_s = timeout_s
         self.constrained = constrained
+        # The embedder's encode, when the service has one: labels close to an item in its
+        # space count as supported (see llm.support).
+        self.encode = encode
         self._token_texts: TokenTexts | None = None  # built on first constrained generation
         # Only benchmarks change these: a fixed number of new tokens makes runs comparable.
         self.min_new_tokens = 0
@@ -118,12 +127,14 @@ class LLMSummarizer:
         tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
 
     @classmethod
-    def load(cls, settings: Settings, fallback: ExtractiveSummarizer) -> LLMSummarizer:
+    def load(
+        cls, settings: Settings, fallback: ExtractiveSummarizer, encode: Encode | None = None
+    ) -> LLMSummarizer:
         model, tokenizer = load_model(settings)
         return cls(
             model,
             tokenizer,
-            model_id=str(settings.llm_model),
+            model_id=model_name(str(settings.llm_model)),
             quantization=settings.llm_quant,
             fallback=fallback,
             max_new_tokens=settings.llm_max_new_tokens,
@@ -131,6 +142,7 @@ class LLMSummarizer:
             batch_tokens=settings.llm_batch_tokens,
             timeout_s=settings.llm_timeout_s,
             constrained=settings.llm_constrained,
+            encode=encode,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -148,7 +160,8 @@ class LLMSummarizer:
         chosen = select_events(window, MAX_PROMPT_EVENTS)
         while True:
             prompt = self.template.render(
-                events="\n".join(describe_event_line(e) for e in chosen),
+                # One line per item: its view, click and like are one engagement.
+                events="\n".join(dict.fromkeys(describe_event_line(e) for e in chosen)),
                 max_interests=MAX_INTERESTS,
             )
             if len(chosen) <= 1 or self._prompt_tokens(prompt) <= self._prompt_budget():
@@ -204,7 +217,7 @@ class LLMSummarizer:
         to the answer's JSON form (see ``grammar``)."""
         import torch
 
-        prefilled = [text + ANSWER_PREFIX for text in texts]
+        prefilled = [text + ANSWER_PREFIX + SUMMARY_LEAD for text in texts]
         encoded = self.tokenizer(
             prefilled, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.model.device)
@@ -237,7 +250,7 @@ class LLMSummarizer:
         pad = self.tokenizer.pad_token_id
         return [
             Generation(
-                text=ANSWER_PREFIX + text,
+                text=ANSWER_PREFIX + SUMMARY_LEAD + text,
                 prompt_tokens=int(mask.sum()),
                 new_tokens=int((row != pad).sum()),
                 failure=failure,
@@ -285,7 +298,7 @@ class LLMSummarizer:
         try:
             if generation.failure:
                 raise InvalidAnswer(generation.failure)
-            parsed = parse_answer(generation.text, window)
+            parsed = parse_answer(generation.text, window, WindowSupport(window, self.encode))
         except InvalidAnswer as reason:
             fallback = self.fallback.summarize_one(window, fallback_reason=str(reason))
             provenance.update(

@@ -13,10 +13,15 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from service.core.records import Interest, Window
 from service.summarizers.base import MAX_INTERESTS, normalize_weights
+from service.summarizers.llm.support import WindowSupport, content_words
 from service.summarizers.sensitive import is_sensitive
 
 MAX_LABEL_WORDS = 6
 MAX_LABEL_CHARS = 80
+# Evidence kept per interest: the items that best back the label.
+MAX_EVIDENCE = 5
+# A summary in which one word makes up more than this share is a model stuck in a loop.
+MAX_WORD_SHARE = 0.25
 
 
 class InvalidAnswer(ValueError):
@@ -67,12 +72,14 @@ class ParsedAnswer:
     dropped: dict[str, int]  # why interests (or the sentence) were removed: reason -> count
 
 
-def parse_answer(text: str, window: Window) -> ParsedAnswer:
+def parse_answer(text: str, window: Window, support: WindowSupport | None = None) -> ParsedAnswer:
     """Validate a model answer against the window: schema, grounding, weights, sensitivity.
 
-    An interest with a blank, overlong or sensitive label, or whose evidence names no item of
-    the window, is dropped; if none is left the whole answer is rejected. A summary sentence
-    that makes a sensitive inference is replaced by one built from the kept interests.
+    An interest is dropped when its label is blank, overlong or sensitive, is an item's title,
+    or is not supported by the window's items (see ``support``: the garbage detector). Its
+    evidence is the cited items that back the label, or else the window's items that do; if no
+    interest is left the whole answer is rejected. A summary that makes a sensitive inference,
+    loops, or says nothing about the items is replaced by one built from the kept interests.
     """
     try:
         answer = _Answer.model_validate(extract_json_object(text))
@@ -82,15 +89,15 @@ def parse_answer(text: str, window: Window) -> ParsedAnswer:
         raise InvalidAnswer(
             f"model output does not fit the schema ({where}: {first['msg']})"
         ) from None
-    window_items = set(window.item_ids)
+    support = support or WindowSupport(window)
     kept: dict[str, tuple[str, float, tuple[str, ...]]] = {}
     dropped: Counter[str] = Counter()
     for interest in answer.interests:
         label = " ".join(interest.label.split())
-        cited = (str(item) for item in interest.evidence)
-        evidence = tuple(item for item in dict.fromkeys(cited) if item in window_items)
-        problem = _label_problem(label) or (None if evidence else "ungrounded")
-        problem = problem or ("duplicate" if label.lower() in kept else None)
+        problem = _label_problem(label) or ("duplicate" if label.lower() in kept else None)
+        evidence: tuple[str, ...] = ()
+        if not problem:
+            problem, evidence = _grounding(label, interest.evidence, window, support)
         if problem:
             dropped[problem] += 1
             continue
@@ -100,11 +107,42 @@ def parse_answer(text: str, window: Window) -> ParsedAnswer:
         raise InvalidAnswer(f"no usable interest in the model output (dropped: {reasons})")
     chosen = sorted(kept.values(), key=lambda interest: interest[1], reverse=True)
     interests = normalize_weights(chosen[:MAX_INTERESTS])
-    summary = answer.summary
-    if is_sensitive(summary):
-        dropped["sensitive summary"] += 1
+    summary, problem = answer.summary, _summary_problem(answer.summary, support)
+    if problem:
+        dropped[problem] += 1
         summary = "Interested in " + ", ".join(i.label for i in interests) + "."
     return ParsedAnswer(summary, interests, dict(dropped))
+
+
+def _grounding(
+    label: str, cited: list[str | int], window: Window, support: WindowSupport
+) -> tuple[str | None, tuple[str, ...]]:
+    """Why the label is not about the window (None if it is), and its evidence."""
+    if support.is_title(label):
+        return "item title", ()
+    check = support.check(label)
+    if not check.supported:
+        return "unsupported", ()
+    window_items = set(window.item_ids)
+    named = [item for item in dict.fromkeys(str(c) for c in cited) if item in window_items]
+    backing = set(check.items)
+    # The model's own choice where it backs the label; the window's best items otherwise.
+    # (A supported label always has backing items.)
+    evidence = [item for item in named if item in backing] or list(check.items)
+    return None, tuple(evidence[:MAX_EVIDENCE])
+
+
+def _summary_problem(summary: str, support: WindowSupport) -> str | None:
+    if is_sensitive(summary):
+        return "sensitive summary"
+    words = content_words(summary)
+    if "|" in summary or (
+        words and max(Counter(words).values()) > MAX_WORD_SHARE * len(words) and len(words) >= 8
+    ):
+        return "looping summary"
+    if not any(word in support.vocabulary for word in words):
+        return "unsupported summary"
+    return None
 
 
 def _label_problem(label: str) -> str | None:

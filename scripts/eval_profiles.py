@@ -1,0 +1,238 @@
+"""Profile quality on MovieLens windows: the LLM summarizer beside the extractive one.
+
+Usage:
+    python scripts/eval_profiles.py --movielens DIR [--windows 200] [--model smollm2]
+        [--quant nf4] [--batch-size 8] [--out results.json]
+
+One closed 20-event window is drawn from each of ``--windows`` users (a fixed seed), and both
+summarizers profile the same windows in one run. For each it prints: the share of profiles that
+are the summarizer's own (for the LLM: it passed validation, no ``fallback_reason``); the share
+of interest labels with a word that is a genre, tag or title word of the label's own evidence
+items (plain words, plural ``s`` stripped: deliberately simpler than the validator's check,
+which looks at the whole window and, with the embedder, at embedding distance); interests per
+profile, summary length in words, and seconds per window. The LLM's answers are validated as in
+the service (with the MiniLM embedder), and the reasons for its fallbacks are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from service.core.config import Settings, WindowSpec
+from service.core.records import Item, Summary, Window
+from service.embedding.encoder import load_embedder
+from service.ingest.movielens import movielens_events, movielens_items
+from service.profiling.windows import cut_windows
+from service.summarizers.base import Summarizer
+from service.summarizers.extractive import ExtractiveSummarizer
+from service.summarizers.factory import build_summarizer
+
+_WORD = re.compile(r"[a-z0-9]+")
+_MINOR = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "of",
+        "in",
+        "on",
+        "for",
+        "to",
+        "with",
+        "about",
+        "from",
+        "by",
+        "at",
+        "or",
+    ]
+)
+
+
+def plain_words(text: str) -> set[str]:
+    words = set()
+    for word in _WORD.findall(text.lower().replace("sci-fi", "science fiction")):
+        if len(word) > 2 and word not in _MINOR:
+            words.add(word[:-1] if word.endswith("s") and len(word) > 3 else word)
+    return words
+
+
+def item_words(item: Item) -> set[str]:
+    # Genres, tags (the item text) and title words; a title's year is not a word of it.
+    return plain_words(
+        " ".join([re.sub(r"\(\d{4}\)", "", item.title), *item.categories, item.text])
+    )
+
+
+def sample_windows(directory: Path, count: int, seed: int = 19) -> list[Window]:
+    items = {item.item_id: item for item in movielens_items(directory)}
+    by_user: dict[str, list[Any]] = {}
+    for event in movielens_events(directory):
+        by_user.setdefault(event.user_id, []).append(event)
+    users = sorted(by_user)
+    random.Random(seed).shuffle(users)
+    windows = []
+    for user in users[:count]:
+        events = sorted(by_user[user], key=lambda e: (e.ts, e.event_id))
+        closed = [w for w in cut_windows(events, items, WindowSpec.parse("20e"), 1e12) if w.closed]
+        if closed:
+            windows.append(random.Random(f"{seed}:{user}").choice(closed))
+    return windows
+
+
+def label_matches(summary: Summary, window: Window) -> list[bool]:
+    items = {we.item.item_id: we.item for we in window.events if we.item is not None}
+    matches = []
+    for interest in summary.interests:
+        evidence = [items[i] for i in interest.evidence if i in items]
+        words = set().union(*(item_words(item) for item in evidence)) if evidence else set()
+        matches.append(bool(plain_words(interest.label) & words))
+    return matches
+
+
+def run(
+    summarizer: Summarizer, windows: list[Window], batch: int, budget_s: float
+) -> tuple[list[Summary], float]:
+    """Summaries of the windows in batches, stopping after the batch that passes ``budget_s``."""
+    summaries: list[Summary] = []
+    started = time.perf_counter()
+    for start in range(0, len(windows), batch):
+        if time.perf_counter() - started > budget_s:
+            break
+        summaries += summarizer.summarize(windows[start : start + batch])
+        print(f"  {summarizer.name}: {len(summaries)}/{len(windows)}", file=sys.stderr, flush=True)
+    return summaries, time.perf_counter() - started
+
+
+def figures(name: str, summaries: list[Summary], windows: list[Window], seconds: float) -> dict:
+    own = [s for s in summaries if not s.provenance.get("fallback_reason")]
+    matches = [m for s, w in zip(summaries, windows) for m in label_matches(s, w)]
+    own_matches = [
+        m
+        for s, w in zip(summaries, windows)
+        if not s.provenance.get("fallback_reason")
+        for m in label_matches(s, w)
+    ]
+    reasons = Counter(
+        re.sub(r"\(.*", "", s.provenance["fallback_reason"]).strip()
+        for s in summaries
+        if s.provenance.get("fallback_reason")
+    )
+    dropped: Counter[str] = Counter()
+    for s in own:
+        dropped.update(s.provenance.get("dropped_interests") or {})
+    return {
+        "summarizer": name,
+        "windows": len(summaries),
+        "own_share": round(len(own) / len(summaries), 3),
+        "label_match_share": round(sum(matches) / max(1, len(matches)), 3),
+        "own_label_match_share": round(sum(own_matches) / max(1, len(own_matches)), 3),
+        "interests_per_profile": round(statistics.mean(len(s.interests) for s in summaries), 2),
+        "summary_words_median": statistics.median(len(s.summary.split()) for s in summaries),
+        "seconds_per_window": round(seconds / len(summaries), 3),
+        "fallback_reasons": dict(reasons.most_common()),
+        "dropped_interests": dict(dropped.most_common()),
+    }
+
+
+def example(window: Window, llm: Summary, extractive: Summary) -> dict:
+    return {
+        "items": [
+            f"{we.item.title} [{', '.join(we.item.categories)}]"
+            for we in window.events
+            if we.item is not None
+        ][:20],
+        "llm": {
+            "summary": llm.summary,
+            "interests": [(i.label, i.weight, list(i.evidence)) for i in llm.interests],
+            "fallback_reason": llm.provenance.get("fallback_reason"),
+        },
+        "extractive": {
+            "summary": extractive.summary,
+            "interests": [i.label for i in extractive.interests],
+        },
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        "| summarizer | windows | own profile (no fallback) | labels matching their evidence "
+        "| same, own profiles only | interests/profile | summary words (median) | s/window |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['summarizer']} | {r['windows']} | {r['own_share']:.1%} "
+            f"| {r['label_match_share']:.1%} | {r['own_label_match_share']:.1%} "
+            f"| {r['interests_per_profile']} | {r['summary_words_median']} "
+            f"| {r['seconds_per_window']} |"
+        )
+    for r in rows:
+        if r["fallback_reasons"] or r["dropped_interests"]:
+            print(f"{r['summarizer']}: fallbacks {r['fallback_reasons']}")
+            print(f"{r['summarizer']}: dropped interests {r['dropped_interests']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="LLM vs extractive profiles on MovieLens.")
+    parser.add_argument("--movielens", type=Path, required=True)
+    parser.add_argument("--windows", type=int, default=200)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--quant", default="nf4")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--data-dir", type=Path, default=Path("./data"))  # converted models
+    parser.add_argument("--examples", type=int, default=5)
+    parser.add_argument(
+        "--budget-s", type=float, default=float("inf"), help="stop the LLM after this long"
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    windows = sample_windows(args.movielens, args.windows)
+    print(f"{len(windows)} windows of 20 ratings, one per user", flush=True)
+    settings = Settings(
+        data_dir=args.data_dir,
+        llm_model=args.model,
+        llm_quant=args.quant,
+        llm_batch_size=args.batch_size,
+        llm_max_new_tokens=args.max_new_tokens,
+        llm_timeout_s=600,
+    )
+    encode = load_embedder(None).encode  # the service validates with its embedder
+    llm = build_summarizer(settings, encode=encode)
+    rows, results = [], {}
+    extractive, seconds = run(ExtractiveSummarizer(), windows, args.batch_size, float("inf"))
+    rows.append(figures("extractive", extractive, windows, seconds))
+    results["llm"], seconds = run(llm, windows, args.batch_size, args.budget_s)
+    done = len(results["llm"])
+    results["extractive"] = extractive[:done]
+    if done < len(windows):  # the same windows side by side
+        rows.append(figures(f"extractive, first {done}", extractive[:done], windows, 0.0))
+        rows[-1]["seconds_per_window"] = rows[0]["seconds_per_window"]
+    rows.append(
+        figures(f"llm ({llm.describe()['model']}, {args.quant})", results["llm"], windows, seconds)
+    )
+    print_table(rows)
+    step = max(1, done // max(1, args.examples))
+    examples = [
+        example(windows[i], results["llm"][i], results["extractive"][i])
+        for i in range(0, done, step)
+    ][: args.examples]
+    for number, shown in enumerate(examples, start=1):
+        print(f"\nexample {number}:", json.dumps(shown, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "examples": examples}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
