@@ -69,8 +69,9 @@ def profiles(smollm2):
 
 
 # Measured 2026-12-03 (nf4, CPU): SmolLM2-135M answers these windows with degenerate JSON
-# ('{"summary": "Likes 1.", "interests": [{"label": "Likes 2.", ...}]}'), which the garbage
-# detector rightly rejects, so the profile is the extractive fallback. Kept as expected failures
+# ('{"summary": "Likes ,", "interests": [{"label": "Likes ,", ...}]}'), which the garbage
+# detector rightly rejects, so the profile is the extractive fallback. (Unquantized, the same
+# windows get "The Moon" and "Italian Food": docs/EVALUATION.md.) Kept as expected failures
 # so the day the prompt or the model gets it right, the run says so (XPASS).
 NOT_YET = pytest.mark.xfail(
     reason="SmolLM2-135M does not yet write a usable profile of this window (docs/EVALUATION.md)",

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 # One sentence; a long string is where a small model starts to loop.
-SUMMARY_CHARS = 200
+SUMMARY_CHARS = 80  # a 135M model that writes a long summary never reaches the interests
 LABEL_CHARS = 40
 LABEL_WORDS = 4  # a topic, not a title (a small model likes to copy the first title it read)
 # Ids cited per interest: a few that show it (a model left alone lists the whole window).
@@ -151,6 +151,10 @@ class AnswerGrammar:
         if self._string_full() or char == "\\" or not char.isprintable():
             return False
         if self.mode == SUMMARY and char == "|":  # the prompt's column separator: an echo
+            return False
+        # Digits: a small model copies the numbers of the item ids ("Likes 12,000,000...");
+        # a topic needs none.
+        if char.isdigit():
             return False
         if self.mode == LABEL and not (char.isalnum() or char in _LABEL_PUNCTUATION):
             return False
