@@ -25,11 +25,12 @@ import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from scripts.pg_server import store_url
 from service.app.container import build_services
 from service.core.config import Settings
 from service.evaluation.synthetic import synthetic_events, synthetic_items
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     engines = [name.strip() for name in args.engine.split(",") if name.strip()]
     if not set(engines) <= {"local", "ray"} or not engines:
         parser.error("--engine takes local, ray or local,ray")
-    with tempfile.TemporaryDirectory(prefix="bench-refresh-") as work, _store(args.store) as url:
+    with tempfile.TemporaryDirectory(prefix="bench-refresh-") as work, store_url(args.store) as url:
         settings = Settings(
             data_dir=Path(work),
             index_dir=Path(work) / "index",
@@ -76,17 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_table(seconds, len(users), windows, fixed)
         services.close()
     return 0
-
-
-@contextlib.contextmanager
-def _store(kind: str) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-        return
-    from scripts.pg_server import postgres_server
-
-    with postgres_server() as url:
-        yield url
 
 
 def _engine_run(engine, services, settings, users, stack) -> Callable[[], int]:  # type: ignore[no-untyped-def]

@@ -38,6 +38,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from scripts.pg_server import store_url
 from service.app.factory import create_app
 from service.core.config import Settings
 
@@ -83,17 +84,6 @@ def fuzz_target(folder: Path, database_url: str | None = None) -> Iterator[FastA
         yield app
 
 
-@contextmanager
-def _database(store: str) -> Iterator[str | None]:
-    if store == "sqlite":
-        yield None
-        return
-    from scripts.pg_server import postgres_server
-
-    with postgres_server() as url:
-        yield url
-
-
 def fuzz(app: FastAPI, examples: int) -> FuzzReport:
     report = FuzzReport()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -132,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="iprof-fuzz-") as folder,
-        _database(args.store) as url,
+        store_url(args.store) as url,
         fuzz_target(Path(folder), url) as app,
     ):
         report = fuzz(app, args.examples)

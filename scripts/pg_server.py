@@ -99,6 +99,17 @@ def postgres_server(max_connections: int = 200) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def store_url(kind: str) -> Iterator[str | None]:
+    """The ``IPROF_DATABASE_URL`` for a script's ``--store``: None (the SQLite default) for
+    ``sqlite``; for ``postgresql``, a throwaway server's URL, the server stopped afterwards."""
+    if kind == "sqlite":
+        yield None
+        return
+    with postgres_server() as url:
+        yield url
+
+
 def _runner(folder: Path):  # type: ignore[no-untyped-def]
     def run(command: list[str]) -> None:
         done = subprocess.run(

@@ -19,7 +19,7 @@ from scripts.pg_server import postgres_server, unavailable_reason  # noqa: E402
 from scripts.smoke_client import TOPICS as SCENARIO_TOPICS  # noqa: E402
 from service.app.factory import create_app  # noqa: E402
 from service.core.config import Settings  # noqa: E402
-from service.core.records import Item  # noqa: E402
+from service.core.records import Event, Item, Window, WindowEvent  # noqa: E402
 from service.embedding.encoder import (  # noqa: E402
     Embedder,
     HashingEmbedder,
@@ -129,6 +129,17 @@ def topic_items(per_topic: int = 10) -> list[Item]:
                 )
             )
     return items
+
+
+def view_window(items: list[Item], hostile_title: str | None = None) -> Window:
+    """One closed window in which user "u" viewed each item once, in order; with
+    ``hostile_title``, the first item's title is replaced by it (prompt-injection tests)."""
+    events = []
+    for n, item in enumerate(items):
+        if hostile_title and n == 0:
+            item = Item(item.item_id, hostile_title, item.text, item.categories)
+        events.append(WindowEvent(Event(f"e{n}", "u", item.item_id, "view", float(n)), item))
+    return Window(0, 0.0, float(len(items)), True, tuple(events))
 
 
 def index_store(store: Store, embedder: Embedder, folder: Path) -> None:
