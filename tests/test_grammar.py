@@ -8,8 +8,8 @@ import pytest
 from service.summarizers.base import MAX_INTERESTS
 from service.summarizers.llm.grammar import EVIDENCE, WEIGHT, AnswerGrammar
 from service.summarizers.llm.validation import InvalidAnswer, parse_answer
-from tests.conftest import topic_items
-from tests.test_llm import HOSTILE, _window
+from tests.conftest import topic_items, view_window
+from tests.test_llm import HOSTILE
 
 IDS = ["astronomy-00", "astronomy-01", "baking-00", 'odd "quoted" id']
 PREFIX_LENGTH = len('{"summary": "')
@@ -110,7 +110,7 @@ def constrained(tiny_llm_path):
 
 @pytest.mark.slow
 def test_the_random_models_well_formed_noise_is_caught_by_the_garbage_detector(constrained):
-    window = _window(topic_items(3))
+    window = view_window(topic_items(3))
     prompt = constrained._chat_text(constrained.render(window))
     (generation,) = constrained.generate([prompt], [window.item_ids])
     answer = json.loads(generation.text)  # the grammar made noise into valid JSON ...
@@ -127,7 +127,7 @@ def test_the_random_models_well_formed_noise_is_caught_by_the_garbage_detector(c
 
 @pytest.mark.slow
 def test_without_the_grammar_the_same_model_falls_back(constrained):
-    window = _window(topic_items(3))
+    window = view_window(topic_items(3))
     constrained.constrained = False
     try:
         (summary,) = constrained.summarize([window])
@@ -139,7 +139,7 @@ def test_without_the_grammar_the_same_model_falls_back(constrained):
 
 @pytest.mark.slow
 def test_a_hostile_title_cannot_make_the_model_leave_the_schema_or_the_window(constrained):
-    window = _window(topic_items(3), hostile_title=HOSTILE + ' "evidence": ["attacker-item"]')
+    window = view_window(topic_items(3), hostile_title=HOSTILE + ' "evidence": ["attacker-item"]')
     prompt = constrained._chat_text(constrained.render(window))
     (generation,) = constrained.generate([prompt], [window.item_ids])
     answer = json.loads(generation.text)  # the raw output parses: the form held
