@@ -1,8 +1,8 @@
 """Drift detection on real histories: the service against peer detectors, side by side, one run.
 
 Usage:
-    python scripts/eval_drift.py --data ../shared/data/ml-latest-small [--out FILE.json]
-        [--plot FILE.png] [--users N] [--embedder hashing] [--seed 0]
+    python scripts/eval_drift.py --data ../shared/data/ml-latest-small [--data DIR ...]
+        [--out FILE.json] [--plot FILE.png] [--users N] [--embedder hashing] [--seed 0]
 
 Streams with injected change points (two users of different taste spliced at a known window, a
 gradual mix, A→B→A) and without (a user's own history, and the same shuffled), built by
@@ -11,7 +11,9 @@ summarizer and embedder, and its own drift code judges them. Peers on the same w
 ADWIN (clock=1) and Page-Hinkley on the distances between consecutive profile embeddings, a
 mean-embedding distance test in the manner of Evidently's, and a dummy that fires periodically.
 Every detector is calibrated to the same false-alarm rate (≤ 1 per 100 windows) on half of the
-users, then scored on the other half. ``--users`` caps the eligible users (CI smoke runs).
+users, then scored on the other half. With several ``--data`` folders, each is split in halves
+and its streams are spliced within it (item and user ids are prefixed with the folder's name),
+then the halves are pooled. ``--users`` caps the eligible users of each (CI smoke runs).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +33,12 @@ from tqdm import tqdm
 from service.app.container import Services, build_services
 from service.core.config import Settings
 from service.evaluation import drift_streams as de
-from service.ingest.movielens import load_movielens
+from service.ingest.movielens import MovieLens, load_movielens
 from service.profiling.drift import drift_history
 
 # Settings from least to most sensitive; calibration keeps the last within the alarm budget.
 GRIDS = {
-    "service": list(np.round(np.arange(8.0, 0.4, -0.25), 2)),
-    "service: interest distribution": list(np.round(np.arange(8.0, 0.4, -0.25), 2)),
+    "service": list(np.round(np.arange(80.0, 2.0, -0.5), 1)),
     "service: profile embedding": list(np.round(np.arange(8.0, 0.4, -0.25), 2)),
     "adwin": [1e-6, 1e-5, 1e-4, 1e-3, 0.002, 0.01, 0.05, 0.1, 0.2, 0.5, 0.9],
     "page_hinkley": list(np.round(np.arange(2.0, 0.0, -0.02), 2)),
@@ -45,16 +47,33 @@ GRIDS = {
 }
 
 
-def service_detector(settings: Settings, signal: str | None = None) -> de.Detector:
-    """The service's own drift code on the service's own profiles, at a given ``drift_z``; the
-    threshold's floor moves with it (at the default z, the default floor), so one setting
-    spans the service's sensitivity."""
+def service_detector(settings: Settings) -> de.Detector:
+    """The service's own drift code on the service's own profiles, at a given threshold of
+    the interest test (its default signal)."""
+
+    def detect(data: de.StreamData, threshold: float) -> list[int]:
+        tuned = settings.model_copy(
+            update={"drift_signal": "interests", "drift_interest_threshold": threshold}
+        )
+        return [i for i, point in enumerate(drift_history(data.profiles, tuned)) if point.detected]
+
+    return detect
+
+
+def embedding_detector(settings: Settings) -> de.Detector:
+    """The same code on the profile embeddings, at a given ``drift_z``; the threshold's floor
+    moves with it (at the default z, the default floor), so one setting spans its sensitivity."""
     floor_per_z = settings.drift_min_threshold / settings.drift_z
 
     def detect(data: de.StreamData, z: float) -> list[int]:
-        tuned = settings.model_copy(update={"drift_z": z, "drift_min_threshold": z * floor_per_z})
-        points = drift_history(data.profiles, tuned, signal)
-        return [i for i, point in enumerate(points) if point.detected]
+        tuned = settings.model_copy(
+            update={
+                "drift_signal": "embedding",
+                "drift_z": z,
+                "drift_min_threshold": z * floor_per_z,
+            }
+        )
+        return [i for i, point in enumerate(drift_history(data.profiles, tuned)) if point.detected]
 
     return detect
 
@@ -87,9 +106,8 @@ def profile_streams(
 def detectors(settings: Settings) -> dict[str, de.Detector]:
     return {
         "service": service_detector(settings),
-        # The ablation: each signal of the service's drift score alone.
-        "service: interest distribution": service_detector(settings, "interests"),
-        "service: profile embedding": service_detector(settings, "embedding"),
+        # The ablation: the service's other signal.
+        "service: profile embedding": embedding_detector(settings),
         "adwin": de.adwin,
         "page_hinkley": de.page_hinkley,
         "mean_embedding": de.mean_embedding_test,
@@ -97,47 +115,83 @@ def detectors(settings: Settings) -> dict[str, de.Detector]:
     }
 
 
-def evaluate(data_dir: Path, users: int | None, embedder: str | None, seed: int) -> dict:
-    dataset = load_movielens(data_dir)
+def namespaced(dataset: MovieLens) -> MovieLens:
+    """The data set with its item, user and event ids prefixed by its name, so that two sets
+    can share one store."""
+    name = dataset.name
+    items = [replace(item, item_id=f"{name}:{item.item_id}") for item in dataset.items]
+    events = [
+        replace(
+            e,
+            event_id=f"{name}:{e.event_id}",
+            user_id=f"{name}:{e.user_id}",
+            item_id=f"{name}:{e.item_id}",
+        )
+        for e in dataset.events
+    ]
+    return MovieLens(name, items, events)
+
+
+def split_streams(
+    dataset: MovieLens, size: int, users: int | None, seed: int
+) -> tuple[dict[str, int], list[de.Stream], list[de.Stream]]:
+    """How many users qualify and are used in each half, and the tuning and test streams of
+    one data set."""
     items = {item.item_id: item for item in dataset.items}
+    histories = de.eligible_users(dataset.events, size)
+    chosen = sorted(histories)
+    random.Random(seed).shuffle(chosen)
+    chosen = chosen[:users] if users else chosen
+    half = len(chosen) // 2
+    tastes = de.taste_vectors(histories, items)
+    tuning = de.build_streams(histories, chosen[:half], tastes, size, seed)
+    test = de.build_streams(histories, chosen[half:], tastes, size, seed + 1)
+    counts = {"eligible": len(histories), "tuning": half, "test": len(chosen) - half}
+    return counts, tuning, test
+
+
+def evaluate(data_dirs: list[Path], users: int | None, embedder: str | None, seed: int) -> dict:
+    datasets = [load_movielens(folder) for folder in data_dirs]
+    if len(datasets) > 1:
+        datasets = [namespaced(d) for d in datasets]
+    items = {item.item_id: item for d in datasets for item in d.items}
     with tempfile.TemporaryDirectory(prefix="iprof-drift-") as folder:
         settings = Settings(
             data_dir=Path(folder) / "data", index_dir=Path(folder) / "index", embed_model=embedder
         )
         size = settings.window_spec.size
-        histories = de.eligible_users(dataset.events, size)
-        chosen = sorted(histories)
-        random.Random(seed).shuffle(chosen)
-        chosen = chosen[:users] if users else chosen
-        half = len(chosen) // 2
-        tastes = de.taste_vectors(histories, items)
-        tuning_users, test_users = chosen[:half], chosen[half:]
+        users_per_set: dict[str, dict[str, int]] = {}
+        tuning_streams: list[de.Stream] = []
+        test_streams: list[de.Stream] = []
+        for dataset in datasets:
+            counts, tuning_part, test_part = split_streams(dataset, size, users, seed)
+            users_per_set[dataset.name] = counts
+            tuning_streams += tuning_part
+            test_streams += test_part
         started = time.perf_counter()
         services = build_services(settings, load_item_index=False)
-        tuning = profile_streams(
-            services, de.build_streams(histories, tuning_users, tastes, size, seed), items
-        )
-        test = profile_streams(
-            services, de.build_streams(histories, test_users, tastes, size, seed + 1), items
-        )
+        tuning = profile_streams(services, tuning_streams, items)
+        test = profile_streams(services, test_streams, items)
         services.close()
         profiled_s = time.perf_counter() - started
-    results, calibrated = {}, {}
+    results, calibrated, crossed = {}, {}, {}
     for name, detector in detectors(settings).items():
         calibrated[name] = de.calibrate(detector, GRIDS[name], tuning)
         results[name] = de.evaluate_detector(detector, calibrated[name], test)
+        crossed[name] = de.cross_fitted(detector, GRIDS[name], tuning, test)[0]
         print(f"{name:32} setting {calibrated[name]:<8g} {results[name]}", flush=True)
     return {
-        "dataset": dataset.name,
+        "datasets": [d.name for d in datasets],
         "protocol": PROTOCOL,
         "window": str(settings.window_spec),
-        "users_eligible": len(histories),
-        "users": {"tuning": len(tuning_users), "test": len(test_users)},
+        "users": users_per_set,
         "streams": {"tuning": len(tuning), "test": len(test)},
         "windows_test": int(sum(len(d.item_means) for d in test)),
         "changes_test": int(sum(len(d.stream.changes) for d in test)),
         "calibrated_settings": {k: float(v) for k, v in calibrated.items()},
         "detectors": {name: score.as_dict() for name, score in results.items()},
+        # Each half held out once (calibrated on the other), pooled: less noisy than one split.
+        "detectors_cross_fitted": {name: score.as_dict() for name, score in crossed.items()},
         "seconds_profiling": round(profiled_s, 1),
         "_test_streams": test,  # for the plot; dropped before writing
     }
@@ -153,16 +207,14 @@ PROTOCOL = (
 )
 
 
-def plot(report: dict, settings_z: float, path: Path) -> None:
+def plot(report: dict, threshold: float, path: Path) -> None:
     """Service drift scores over windows for a few spliced and stable streams, detections marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    defaults = Settings()
-    floor = settings_z * defaults.drift_min_threshold / defaults.drift_z
-    settings = Settings(drift_z=settings_z, drift_min_threshold=floor)
+    settings = Settings(drift_signal="interests", drift_interest_threshold=threshold)
     streams = report["_test_streams"]
     picks = [d for d in streams if d.stream.kind == "spliced"][:3]
     picks += [d for d in streams if d.stream.kind == "stable"][:3]
@@ -187,7 +239,7 @@ def plot(report: dict, settings_z: float, path: Path) -> None:
             axis.axvline(change, color="grey", linestyle=":", label="injected change")
         axis.set_title(data.stream.stream_id)
         axis.set_xlabel("window")
-    axes[0][0].set_ylabel("cosine distance to reference")
+    axes[0][0].set_ylabel("chi-square of interest counts against the reference")
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=4)
     figure.tight_layout(rect=(0, 0, 1, 0.93))
@@ -196,26 +248,34 @@ def plot(report: dict, settings_z: float, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Drift detection against peer detectors.")
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="a MovieLens folder; give it again for a second set",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path, help="write the drift-score plot (PNG) here")
     parser.add_argument("--users", type=int, help="use at most this many eligible users")
     parser.add_argument("--embedder", help="default: the bundled MiniLM; 'hashing' for smoke runs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        parser.error(f"--data {args.data}: no such directory")
+    for folder in args.data:
+        if not folder.is_dir():
+            parser.error(f"--data {folder}: no such directory")
     try:
         report = evaluate(args.data, args.users, args.embedder, args.seed)
     except FileNotFoundError as error:  # a directory that is not MovieLens
         parser.error(str(error))
-    print(f"\n{'detector':15} {'F1':>6} {'delay':>6} {'miss':>6} {'FA/100':>7}")
-    for name, s in report["detectors"].items():
-        delay = "-" if s["mean_delay"] is None else f"{s['mean_delay']:.2f}"
-        print(
-            f"{name:15} {s['f1']:6.3f} {delay:>6} {s['miss_rate']:6.3f} "
-            f"{s['false_alarms_per_100']:7.2f}"
-        )
+    for title, key in (("one split", "detectors"), ("cross-fitted", "detectors_cross_fitted")):
+        print(f"\n{title:26} {'F1':>6} {'delay':>6} {'miss':>6} {'FA/100':>7}")
+        for name, s in report[key].items():
+            delay = "-" if s["mean_delay"] is None else f"{s['mean_delay']:.2f}"
+            print(
+                f"{name:26} {s['f1']:6.3f} {delay:>6} {s['miss_rate']:6.3f} "
+                f"{s['false_alarms_per_100']:7.2f}"
+            )
     if args.plot:
         plot(report, report["calibrated_settings"]["service"], args.plot)
     report.pop("_test_streams")

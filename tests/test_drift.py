@@ -9,7 +9,8 @@ from service.profiling.drift import (
     cosine_distance,
     drift_history,
     drift_report,
-    interest_distance,
+    interest_chi_square,
+    interest_test,
     threshold_from,
 )
 
@@ -70,7 +71,7 @@ def test_drifting_lasts_until_the_new_interests_are_the_reference():
     assert settled.gained == [] and settled.lost == []
 
 
-@pytest.mark.parametrize("signal", ["interests", "embedding", "both"])
+@pytest.mark.parametrize("signal", ["interests", "embedding"])
 def test_every_signal_flags_a_disjoint_switch_once_and_a_stable_user_never(signal):
     stable = [_profile(i, TOPIC_A, "Astronomy") for i in range(8)]
     switch = stable[:4] + [_profile(i, TOPIC_B, "Baking") for i in range(4, 8)]
@@ -79,14 +80,49 @@ def test_every_signal_flags_a_disjoint_switch_once_and_a_stable_user_never(signa
     assert [i for i, p in enumerate(drift_history(switch, settings, signal)) if p.detected] == [4]
 
 
-def test_interest_distance_compares_label_distributions():
+def test_the_interest_test_compares_label_counts():
     space = _profile(0, TOPIC_A, "Astronomy")
     also_space = replace(space, interests=(Interest("astronomy", 1.0, ("y",)),))
     cooking = _profile(1, TOPIC_B, "Baking")
     half = replace(space, interests=(Interest("Astronomy", 0.5, ()), Interest("Baking", 0.5, ())))
-    assert interest_distance(also_space, [space], 0.9) == pytest.approx(0.0)  # case-insensitive
-    assert interest_distance(cooking, [space], 0.9) == pytest.approx(1.0)
-    assert interest_distance(half, [space], 0.9) == pytest.approx(1 - 0.5 / np.sqrt(0.5))
+    assert interest_chi_square(also_space, [space]) == pytest.approx(0.0)  # case-insensitive
+    # No interest shared: the statistic is the number of events of both samples (20 + 20).
+    assert interest_chi_square(cooking, [space]) == pytest.approx(40.0)
+    # Half of a window moved, against two reference windows: 60 * (10*40)^2 / (20*40*50*10).
+    assert interest_chi_square(half, [space, space]) == pytest.approx(24.0)
+
+
+def test_the_interest_test_weighs_how_many_events_show_the_change():
+    space = _profile(0, TOPIC_A, "Astronomy")
+    half = replace(space, interests=(Interest("Astronomy", 0.5, ()), Interest("Baking", 0.5, ())))
+    small = replace(half, window=replace(half.window, events=5))
+    assert interest_chi_square(small, [space]) < interest_chi_square(half, [space])
+
+
+def test_a_disjoint_window_alarms_even_against_a_short_reference():
+    settings = Settings()
+    space = _profile(0, TOPIC_A, "Astronomy")
+    cooking = _profile(1, TOPIC_B, "Baking")
+    # One 20-event reference window: the statistic's maximum (40) is below the fixed threshold.
+    assert settings.drift_interest_threshold > 40
+    score, threshold = interest_test(cooking, [space], settings)
+    assert score == pytest.approx(40.0) and score > threshold
+    # A half-changed window against the same reference stays below its threshold.
+    half = replace(space, interests=(Interest("Astronomy", 0.5, ()), Interest("Baking", 0.5, ())))
+    score, threshold = interest_test(half, [space], settings)
+    assert score < threshold
+
+
+def test_a_window_straddling_a_switch_does_not_hide_the_next_one():
+    settings = Settings()
+    space = _profile(0, TOPIC_A, "Astronomy")
+    half = replace(space, interests=(Interest("Astronomy", 0.5, ()), Interest("Baking", 0.5, ())))
+    cooking = _profile(2, TOPIC_B, "Baking")
+    # Against both windows the change looks partial; against the one before the straddling
+    # window it is complete, and that comparison decides.
+    assert interest_chi_square(cooking, [space, half]) < 0.9 * 60
+    score, threshold = interest_test(cooking, [space, half], settings)
+    assert score == pytest.approx(interest_chi_square(cooking, [space])) and score > threshold
 
 
 def test_the_threshold_mixes_the_prior_with_the_users_own_distances():

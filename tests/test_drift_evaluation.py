@@ -96,6 +96,21 @@ def test_calibration_keeps_the_most_sensitive_setting_within_the_alarm_budget():
     assert score.f1 == pytest.approx(2 / 3, abs=1e-4)
 
 
+def test_cross_fitting_scores_each_half_at_the_setting_calibrated_on_the_other():
+    quiet = de.Stream("stable-x", "stable", [], ())
+    changed = de.Stream("spliced-y", "spliced", [], (3,))
+    # The first half tolerates 0.25 (its quiet stream has one 0.3 step); the second, whose quiet
+    # stream is calm, goes down to 0.08 and then catches a weak change of the first half too.
+    first = [_data(quiet, [0.05, 0.1, 0.3, 0.05] + [0.05] * 95), _data(changed, [0.05, 0.05, 0.2])]
+    second = [_data(quiet, [0.05] * 99), _data(changed, [0.05, 0.05, 0.6])]
+    grid = [0.5, 0.25, 0.08, 0.01]
+    score, settings = de.cross_fitted(de.mean_embedding_test, grid, first, second)
+    assert settings == (0.25, 0.08)
+    # second at 0.25: its change caught; first at 0.08: its change caught, the 0.3 and 0.1
+    # steps of its quiet stream are two false alarms.
+    assert (score.hits, score.false_alarms, score.misses) == (2, 2, 0)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (MOVIELENS / "ratings.csv").is_file(), reason=f"no MovieLens at {MOVIELENS}"
@@ -105,20 +120,20 @@ def test_eval_drift_script_on_a_movielens_sample(tmp_path):
     args = ["--data", str(MOVIELENS), "--users", "12", "--embedder", "hashing"]
     assert eval_drift.main([*args, "--out", str(out), "--plot", str(picture)]) == 0
     report = json.loads(out.read_text())
-    assert set(report["detectors"]) == {
+    assert set(report["detectors"]) == set(report["detectors_cross_fitted"]) == {
         "service",
-        "service: interest distribution",
         "service: profile embedding",
         "adwin",
         "page_hinkley",
         "mean_embedding",
         "periodic",
     }
-    assert report["users"] == {"tuning": 6, "test": 6}
+    (counts,) = report["users"].values()
+    assert counts["tuning"] == counts["test"] == 6
     assert report["changes_test"] == 6 * 4  # spliced, gradual: one each; A-B-A: two
     streams = 6 * len(de.KINDS)
     assert streams * de.MIN_WINDOWS <= report["windows_test"] <= streams * de.STREAM_WINDOWS
-    assert report["users_eligible"] >= 12
-    for score in report["detectors"].values():
+    assert counts["eligible"] >= 12
+    for score in [*report["detectors"].values(), *report["detectors_cross_fitted"].values()]:
         assert 0.0 <= score["f1"] <= 1.0 and 0.0 <= score["miss_rate"] <= 1.0
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -108,18 +108,23 @@ class Settings(BaseSettings):
     # A window with fewer events says too little to profile (an open window is skipped until then).
     min_window_events: int = 5
 
-    # Drift: the reference is a decayed mean of up to this many earlier windows. A slow decay makes
-    # it the longer-term view, so a change stays visible against it for more than one window
-    # (a fast decay lets a half-changed window become the reference and hide the change).
+    # Drift: the reference is up to this many earlier windows, so a change stays visible against
+    # it for more than one window (a one-window reference lets a half-changed window become the
+    # reference and hide the change).
     drift_reference_windows: int = 3
-    # What the drift score compares (service/profiling/drift.py): the interest distributions,
-    # the profile embeddings, or the mean of both. The embeddings won scripts/eval_drift.py's
-    # ablation on ml-latest-small (F1 0.18 against 0.09 and 0.06; docs/EVALUATION.md).
-    drift_signal: Literal["interests", "embedding", "both"] = "embedding"
+    # What the drift score compares (service/profiling/drift.py): the interest counts of the
+    # window against the reference's (a chi-square statistic), or the profile embeddings. The
+    # interests won scripts/eval_drift.py on ml-latest-small and ml-100k (docs/EVALUATION.md).
+    drift_signal: Literal["interests", "embedding"] = "interests"
+    # The chi-square statistic above which a window's interests moved: calibrated by
+    # scripts/eval_drift.py to at most one false alarm per 100 windows of real histories.
+    drift_interest_threshold: float = 43.0
+    # The embedding signal: the reference is the windows' decayed mean (also the weights of the
+    # reference when listing the interests gained and lost).
     drift_decay: float = 0.9
-    # Population prior for the distance between two windows of an unchanged user, as pseudo-
-    # observations mixed with the user's own past distances (measured on the demo data and
-    # MovieLens with MiniLM: stable users sit around 0.05-0.20).
+    # The embedding signal's population prior for the distance between two windows of an
+    # unchanged user, as pseudo-observations mixed with the user's own past distances (measured
+    # on the demo data and MovieLens with MiniLM: stable users sit around 0.05-0.20).
     drift_prior_mean: float = 0.12
     drift_prior_std: float = 0.06
     drift_prior_weight: float = 5.0

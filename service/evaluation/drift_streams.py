@@ -263,10 +263,15 @@ def match(flagged: Sequence[int], changes: Sequence[int]) -> tuple[list[int], in
 
 
 def evaluate_detector(detector: Detector, setting: float, streams: Sequence[StreamData]) -> Score:
+    return score_flags([(detector(data, setting), data) for data in streams])
+
+
+def score_flags(flagged_streams: Sequence[tuple[Sequence[int], StreamData]]) -> Score:
+    """The score of the windows flagged on each stream, pooled over the streams."""
     delays: list[int] = []
     false_alarms = misses = windows = 0
-    for data in streams:
-        hit_delays, false, missed = match(detector(data, setting), data.stream.changes)
+    for flagged, data in flagged_streams:
+        hit_delays, false, missed = match(flagged, data.stream.changes)
         delays += hit_delays
         false_alarms += false
         misses += missed
@@ -283,6 +288,21 @@ def evaluate_detector(detector: Detector, setting: float, streams: Sequence[Stre
         false_alarms=false_alarms,
         misses=misses,
     )
+
+
+def cross_fitted(
+    detector: Detector,
+    settings: Sequence[float],
+    first: Sequence[StreamData],
+    second: Sequence[StreamData],
+) -> tuple[Score, tuple[float, float]]:
+    """Calibrated on each half and scored on the other, pooled: every user is held out once
+    (half the noise of one split), with the two calibrated settings."""
+    on_first = calibrate(detector, settings, first)
+    on_second = calibrate(detector, settings, second)
+    flagged = [(detector(data, on_first), data) for data in second]
+    flagged += [(detector(data, on_second), data) for data in first]
+    return score_flags(flagged), (on_first, on_second)
 
 
 def calibrate(detector: Detector, settings: Sequence[float], tuning: Sequence[StreamData]) -> float:

@@ -1,12 +1,20 @@
 """Drift: how far a window's profile moved from its reference, and whether that is unusual.
 
-The reference of window *i* is the windows before it, decayed (the newest weighs most). The
-distance (``Settings.drift_signal``) is between the interest distributions (each profile is a
-distribution over interest labels: the cosine distance of the decay-weighted label weights),
-between the profile embeddings, or the mean of the two. The threshold comes from what is normal
-for this user: the distances of earlier windows that were not themselves drift, pooled with a
-population prior given as pseudo-observations, so a user with little history is judged by the
-population and a user with much history by their own habits.
+The reference of window *i* is the windows before it (up to ``drift_reference_windows``). A
+profile is a distribution over interests, each backed by evidence, so the default score
+(``Settings.drift_signal = "interests"``) is a test between two samples of interest counts:
+Pearson's chi-square statistic of the table (this window's counts, the reference windows'
+pooled counts), a count being an interest's share of the profile times the window's events. It
+grows with how unlike the two distributions are and with how many events show it, so a
+two-event window cannot alarm as loudly as a full one, and a user whose taste spreads over many
+interests is not judged by the spread of someone narrow. It is compared with one fixed threshold
+(``drift_interest_threshold``, calibrated by scripts/eval_drift.py; a per-user threshold was
+measured and lost, see docs/EVALUATION.md).
+
+The other signal, ``"embedding"``, is the cosine distance between the profile embedding and the
+decayed mean of the reference's, against a threshold from what is normal for this user: the
+distances of earlier windows that were not themselves drift, pooled with a population prior given
+as pseudo-observations.
 
 One switch is one detection: consecutive windows above the threshold are one change, detected
 at its first window. A user counts as drifting from that detection until the reference of the
@@ -27,6 +35,9 @@ from service.embedding.encoder import normalize_rows
 
 # An interest counts as gained or lost when its weight moved by at least this much.
 INTEREST_CHANGE = 0.15
+# The share of the interest test's maximum (no interest shared) that alarms whatever the
+# threshold: a short reference cannot otherwise reach it.
+DISJOINT_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -64,30 +75,60 @@ def threshold_from(normal_scores: Sequence[float], settings: Settings) -> float:
     return max(settings.drift_min_threshold, mean + settings.drift_z * math.sqrt(spread / count))
 
 
-def interest_distance(current: Profile, reference: Sequence[Profile], decay: float) -> float:
-    """Cosine distance between the current interest weights and the reference's decayed ones,
-    labels matched case-insensitively: 1 when no label is shared."""
-    before = label_weights(reference, decay)
-    now = label_weights([current], decay)
-    labels = sorted(before.keys() | now.keys())
-    if not labels:
-        return 0.0
-    a = np.array([now.get(label, ("", 0.0))[1] for label in labels])
-    b = np.array([before.get(label, ("", 0.0))[1] for label in labels])
-    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return 1.0 - float(a @ b) / norms if norms > 0 else 1.0
+def interest_counts(profile: Profile) -> dict[str, float]:
+    """The profile's interests as counts: each one's share of the profile's weight times the
+    window's events; labels matched case-insensitively."""
+    total = sum(i.weight for i in profile.interests)
+    if total <= 0:
+        return {}
+    counts: dict[str, float] = {}
+    for interest in profile.interests:
+        key = interest.label.lower()
+        counts[key] = counts.get(key, 0.0) + interest.weight / total * profile.window.events
+    return counts
 
 
-def window_distance(
-    profile: Profile, reference: Sequence[Profile], decay: float, signal: str
-) -> float:
-    """The drift score of ``profile`` against its ``reference`` windows, by ``signal``."""
-    interests = interest_distance(profile, reference, decay)
-    if signal == "interests":
-        return interests
-    anchor = reference_embedding([p.embedding for p in reference], decay)
-    embedding = cosine_distance(profile.embedding, anchor)
-    return embedding if signal == "embedding" else (embedding + interests) / 2
+def interest_chi_square(current: Profile, reference: Sequence[Profile]) -> float:
+    """Pearson's chi-square statistic between the current window's interest counts and the
+    reference windows' pooled counts: 0 for the same distribution, the number of events of both
+    samples when no interest is shared."""
+    before: dict[str, float] = {}
+    for profile in reference:
+        for label, count in interest_counts(profile).items():
+            before[label] = before.get(label, 0.0) + count
+    now = interest_counts(current)
+    labels = sorted(k for k in before.keys() | now.keys() if now.get(k, 0.0) + before.get(k, 0.0))
+    table = np.array([[now.get(k, 0.0) for k in labels], [before.get(k, 0.0) for k in labels]])
+    if not labels or min(table.sum(axis=1)) <= 0:
+        return 0.0  # one side has no interests: nothing to compare
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    return float(((table - expected) ** 2 / expected).sum())
+
+
+def interest_test(
+    profile: Profile, reference: Sequence[Profile], settings: Settings
+) -> tuple[float, float]:
+    """(score, threshold) of the interest test, against the reference and against the
+    reference without its newest window (which may straddle a change, half old and half new,
+    and hide it), whichever is further past its threshold. The threshold is the fixed one, or
+    lower where the statistic cannot reach it (its maximum is the events of both samples, when
+    no interest is shared): a nearly disjoint window always alarms."""
+    candidates = [reference, reference[:-1]] if len(reference) > 1 else [reference]
+    verdicts = []
+    for windows in candidates:
+        events = sum(p.window.events for p in (profile, *windows) if p.interests)
+        limit = min(settings.drift_interest_threshold, DISJOINT_SHARE * events)
+        verdicts.append((interest_chi_square(profile, windows), max(limit, 1e-9)))
+    return max(verdicts, key=lambda verdict: verdict[0] / verdict[1])
+
+
+def embedding_test(
+    profile: Profile, reference: Sequence[Profile], normal: Sequence[float], settings: Settings
+) -> tuple[float, float]:
+    """(score, threshold) of the embedding test: the cosine distance to the reference's decayed
+    mean embedding, against what is normal for this user."""
+    anchor = reference_embedding([p.embedding for p in reference], settings.drift_decay)
+    return cosine_distance(profile.embedding, anchor), threshold_from(normal, settings)
 
 
 def drift_history(
@@ -101,22 +142,23 @@ def drift_history(
     normal: list[float] = []
     above_before = False
     for position, profile in enumerate(profiles):
-        threshold = threshold_from(normal, settings)
         start = max(0, position - settings.drift_reference_windows)
         reference = tuple(range(start, position))
         if not reference:
-            points.append(DriftPoint(None, threshold, False, ()))
+            first = settings.drift_interest_threshold if signal == "interests" else None
+            threshold = first if first is not None else threshold_from(normal, settings)
+            points.append(DriftPoint(None, round(threshold, 4), False, ()))
             continue
-        score = round(
-            window_distance(
-                profile, [profiles[i] for i in reference], settings.drift_decay, signal
-            ),
-            4,
-        )
+        windows = [profiles[i] for i in reference]
+        if signal == "interests":
+            score, threshold = interest_test(profile, windows, settings)
+        else:
+            score, threshold = embedding_test(profile, windows, normal, settings)
+        score, threshold = round(score, 4), round(threshold, 4)
         above = score > threshold
         if not above:
             normal.append(score)
-        points.append(DriftPoint(score, round(threshold, 4), above and not above_before, reference))
+        points.append(DriftPoint(score, threshold, above and not above_before, reference))
         above_before = above
     return points
 
