@@ -81,9 +81,6 @@ def _about(summary, words) -> bool:
 
 
 def test_a_space_window_gets_the_llms_own_profile_with_a_space_label(profiles, request):
-    # int8 (in this batch of three) labels it with a title's first words, "The James Webb
-    # Telescope": a title, not a topic.
-    _expect_to_fail(request, ("nf4", "int8"))
     _, summary = profiles["space"]
     provenance = summary.provenance
     assert provenance["summarizer"] == "llm", provenance.get("llm_output_excerpt")
@@ -94,7 +91,6 @@ def test_a_space_window_gets_the_llms_own_profile_with_a_space_label(profiles, r
 
 
 def test_a_cooking_window_gets_a_food_label(profiles, request):
-    _expect_to_fail(request, ("nf4",))
     _, summary = profiles["cooking"]
     assert summary.provenance["summarizer"] == "llm", summary.provenance.get("llm_output_excerpt")
     assert _about(summary, FOOD_WORDS), summary.interests
@@ -119,9 +115,7 @@ def test_the_random_tiny_model_falls_back_and_says_why(tiny_llm_path):
     window = view_window(topic_items(4))
     (summary,) = tiny.summarize([window])
     provenance = summary.provenance
-    # Constrained decoding made its output well-formed; only the garbage detector rejects it.
-    assert provenance["fallback_reason"].startswith("no usable interest"), provenance
-    assert (
-        "unsupported" in provenance["fallback_reason"] or "title" in provenance["fallback_reason"]
-    )
+    # Constrained decoding made its output well-formed, its labels the window's categories;
+    # the garbage detector rejects its free text, the summary.
+    assert provenance["fallback_reason"].startswith("unsupported summary"), provenance
     assert provenance["summarizer"] == "extractive" and summary.interests
