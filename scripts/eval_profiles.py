@@ -155,12 +155,28 @@ def example(window: Window, llm: Summary, extractive: Summary) -> dict:
             "summary": llm.summary,
             "interests": [(i.label, i.weight, list(i.evidence)) for i in llm.interests],
             "fallback_reason": llm.provenance.get("fallback_reason"),
+            # What the model wrote, where it was rejected.
+            "output_excerpt": llm.provenance.get("llm_output_excerpt"),
         },
         "extractive": {
             "summary": extractive.summary,
             "interests": [i.label for i in extractive.interests],
         },
     }
+
+
+def pick_examples(summaries: list[Summary], count: int) -> list[int]:
+    """Indexes of ``count`` windows spread over the run, the LLM's own profiles first (what a
+    reader judges is what the model wrote); fallbacks fill in when there are too few."""
+    own = [i for i, s in enumerate(summaries) if not s.provenance.get("fallback_reason")]
+    rest = [i for i in range(len(summaries)) if i not in set(own)]
+    chosen = []
+    for pool in (own, rest):
+        wanted = count - len(chosen)
+        if wanted > 0 and pool:
+            step = max(1, len(pool) // wanted)
+            chosen += pool[::step][:wanted]
+    return sorted(chosen)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -222,11 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         figures(f"llm ({llm.describe()['model']}, {args.quant})", results["llm"], windows, seconds)
     )
     print_table(rows)
-    step = max(1, done // max(1, args.examples))
     examples = [
         example(windows[i], results["llm"][i], results["extractive"][i])
-        for i in range(0, done, step)
-    ][: args.examples]
+        for i in pick_examples(results["llm"], args.examples)
+    ]
     for number, shown in enumerate(examples, start=1):
         print(f"\nexample {number}:", json.dumps(shown, indent=1))
     if args.out:
