@@ -104,7 +104,8 @@ def test_chars_to_close_is_an_upper_bound_from_every_point_of_an_answer(labels):
 
 def _shortest_close(grammar: AnswerGrammar) -> str | None:
     """Breadth-first over characters: the shortest text that closes the answer."""
-    alphabet = sorted(set('abc"0.1,]} []{:-&' + "".join(IDS + list(LABELS)) + "evidencelabelweight"))
+    words = "".join(IDS + list(LABELS)) + "evidencelabelweight"
+    alphabet = sorted(set('abc"0.1,]} []{:-&' + words))
     frontier, seen = [("", grammar)], set()
     for _ in range(120):
         next_frontier = []

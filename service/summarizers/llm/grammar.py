@@ -120,7 +120,8 @@ class AnswerGrammar:
         if self.mode == LITERAL:
             return {self.literal[0]}
         if self.mode == LABEL and self.labels:
-            following = {label[len(self.text) : len(self.text) + 1] for label in self._open_labels()}
+            at = len(self.text)
+            following = {label[at : at + 1] for label in self._open_labels()}
             return {c for c in following | {'"'} if c and self.accepts(c)}
         if self.mode in (SUMMARY, LABEL):
             return {'"'} if self.text.strip() and self._string_full() else set()
@@ -180,9 +181,13 @@ class AnswerGrammar:
         # a topic needs none.
         if char.isdigit():
             return False
-        if self.mode == SUMMARY and self.word_first and len(self.text) < 2:
-            if not (char == " " if not self.text else char.isalpha()):
-                return False
+        if (
+            self.mode == SUMMARY
+            and self.word_first
+            and len(self.text) < 2
+            and not (char.isalpha() if self.text else char == " ")
+        ):
+            return False
         if self.mode == LABEL and not (char.isalnum() or char in _LABEL_PUNCTUATION):
             return False
         if self.mode == LABEL and char == " " and len(self.text.split()) >= LABEL_WORDS:

@@ -2,8 +2,8 @@
 
 A template file has a ``=== system ===`` and a ``=== user ===`` section, and between them
 optionally a worked example as its own chat turns (``=== example user ===`` then ``=== example
-assistant ===``, not rendered: literal text); ``{{name}}`` marks a variable. Rendering refuses a missing or an unexpected variable, so a half-filled prompt never
-reaches a model.
+assistant ===``, not rendered: literal text); ``{{name}}`` marks a variable. Rendering refuses
+a missing or an unexpected variable, so a half-filled prompt never reaches a model.
 """
 
 from __future__ import annotations

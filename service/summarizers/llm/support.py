@@ -125,9 +125,10 @@ def window_labels(window: Window) -> dict[str, list[str]]:
     """The window's own topics, each with the items that carry it: its items' categories (the
     catalog's words for what an item is about), which constrained decoding offers as labels."""
     labels: dict[str, list[str]] = {}
-    for window_event in window.events:
-        item = window_event.item
-        for category in item.categories if item is not None else ():
+    for item in (we.item for we in window.events):
+        if item is None:
+            continue
+        for category in item.categories:
             backing = labels.setdefault(" ".join(category.split()), [])
             if item.item_id not in backing:
                 backing.append(item.item_id)

@@ -76,11 +76,12 @@ def parse_answer(text: str, window: Window, support: WindowSupport | None = None
     """Validate a model answer against the window: schema, grounding, weights, sensitivity.
 
     An interest is dropped when its label is blank, overlong or sensitive, is an item's title
-    or a run of words of one, or is not supported by the window's items (see ``support``: the garbage detector). Its
-    evidence is the cited items that back the label, or else the window's items that do; if no
-    interest is left the whole answer is rejected. So is an answer whose summary is about
-    something else (its words are not the window's, as for a label). A summary that makes a
-    sensitive inference, loops, or says nothing is replaced by one built from the interests.
+    or a run of words of one, or is not supported by the window's items (see ``support``: the
+    garbage detector). Its evidence is the cited items that back the label, or else the
+    window's items that do; if no interest is left the whole answer is rejected. So is an
+    answer whose summary is about something else (its words are not the window's, as for a
+    label). A summary that makes a sensitive inference, loops, or says nothing is replaced by
+    one built from the interests.
     """
     try:
         answer = _Answer.model_validate(extract_json_object(text))
