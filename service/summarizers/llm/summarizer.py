@@ -22,7 +22,8 @@ from service.summarizers.llm.batching import (
     with_oom_halving,
 )
 from service.summarizers.llm.bundled import model_name
-from service.summarizers.llm.grammar import AnswerGrammar, TokenTexts, constrained_logits
+from service.summarizers.llm.decoding import TokenTexts, constrained_logits
+from service.summarizers.llm.grammar import AnswerGrammar
 from service.summarizers.llm.loading import load_model
 from service.summarizers.llm.prompts import PromptTemplate, RenderedPrompt, load_template
 from service.summarizers.llm.support import Encode, WindowSupport, window_labels
