@@ -10,7 +10,9 @@ are the summarizer's own (for the LLM: it passed validation, no ``fallback_reaso
 of interest labels with a word that is a genre, tag or title word of the label's own evidence
 items (plain words, plural ``s`` stripped: deliberately simpler than the validator's check,
 which looks at the whole window and, with the embedder, at embedding distance); interests per
-profile, summary length in words, and seconds per window. The LLM's answers are validated as in
+profile, summary length in words, and seconds per window; for the LLM also how often its first
+label is the extractive profile's first (the window's most weighted category) and how many of
+its labels the extractive profile has too. The LLM's answers are validated as in
 the service (with the MiniLM embedder), and the reasons for its fallbacks are counted.
 """
 
@@ -155,12 +157,47 @@ def example(window: Window, llm: Summary, extractive: Summary) -> dict:
             "summary": llm.summary,
             "interests": [(i.label, i.weight, list(i.evidence)) for i in llm.interests],
             "fallback_reason": llm.provenance.get("fallback_reason"),
+            # What the model wrote, where it was rejected.
+            "output_excerpt": llm.provenance.get("llm_output_excerpt"),
         },
         "extractive": {
             "summary": extractive.summary,
             "interests": [i.label for i in extractive.interests],
         },
     }
+
+
+def agreement(summaries: list[Summary], reference: list[Summary]) -> dict[str, float]:
+    """How the labels compare with the extractive profile of the same window (its labels are
+    the window's categories ranked by weighted count): the share whose first label is the
+    same, and the share of labels that are among the reference's."""
+    same_first = [
+        bool(s.interests and r.interests) and s.interests[0].label == r.interests[0].label
+        for s, r in zip(summaries, reference)
+    ]
+    shared = [
+        i.label.lower() in {j.label.lower() for j in r.interests}
+        for s, r in zip(summaries, reference)
+        for i in s.interests
+    ]
+    return {
+        "first_label_as_extractive": round(sum(same_first) / max(1, len(same_first)), 3),
+        "labels_in_extractive": round(sum(shared) / max(1, len(shared)), 3),
+    }
+
+
+def pick_examples(summaries: list[Summary], count: int) -> list[int]:
+    """Indexes of ``count`` windows spread over the run, the LLM's own profiles first (what a
+    reader judges is what the model wrote); fallbacks fill in when there are too few."""
+    own = [i for i, s in enumerate(summaries) if not s.provenance.get("fallback_reason")]
+    rest = [i for i in range(len(summaries)) if i not in set(own)]
+    chosen = []
+    for pool in (own, rest):
+        wanted = count - len(chosen)
+        if wanted > 0 and pool:
+            step = max(1, len(pool) // wanted)
+            chosen += pool[::step][:wanted]
+    return sorted(chosen)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -221,12 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         figures(f"llm ({llm.describe()['model']}, {args.quant})", results["llm"], windows, seconds)
     )
+    rows[-1].update(agreement(results["llm"], results["extractive"]))
     print_table(rows)
-    step = max(1, done // max(1, args.examples))
+    print(
+        f"llm against extractive: first label the same {rows[-1]['first_label_as_extractive']:.1%}"
+        f", labels among extractive's {rows[-1]['labels_in_extractive']:.1%}"
+    )
     examples = [
         example(windows[i], results["llm"][i], results["extractive"][i])
-        for i in range(0, done, step)
-    ][: args.examples]
+        for i in pick_examples(results["llm"], args.examples)
+    ]
     for number, shown in enumerate(examples, start=1):
         print(f"\nexample {number}:", json.dumps(shown, indent=1))
     if args.out:

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from service.summarizers.base import MAX_INTERESTS
-from service.summarizers.llm.grammar import EVIDENCE, WEIGHT, AnswerGrammar
+from service.summarizers.llm.grammar import EVIDENCE, LABEL, WEIGHT, AnswerGrammar
+from service.summarizers.llm.support import window_labels
 from service.summarizers.llm.validation import InvalidAnswer, parse_answer
 from tests.conftest import topic_items, view_window
 from tests.test_llm import HOSTILE
@@ -58,11 +59,44 @@ def test_the_same_item_may_back_two_interests():
     assert _fed(text) is not None
 
 
-def test_chars_to_close_is_an_upper_bound_from_every_point_of_an_answer():
-    text = _answer(("Astronomy", 0.6, ["astronomy-00", "baking-00"]), ("Bread", 0.4, ["baking-00"]))
+LABELS = {"Astronomy": IDS[:2], "Baking & Bread": ["baking-00"], "Empty": ["not-in-window"]}
+
+
+def _chosen(text: str) -> AnswerGrammar | None:
+    grammar = AnswerGrammar(IDS, MAX_INTERESTS, LABELS, word_first=True)
+    return grammar if grammar.feed(text[PREFIX_LENGTH:]) else None
+
+
+def test_with_the_windows_labels_a_label_is_one_of_them_once_backed_by_its_own_items():
+    ok = _answer(
+        ("Astronomy", 0.6, ["astronomy-01"]), ("Baking & Bread", 0.4, ["baking-00"]), summary=" S"
+    )
+    assert _chosen(ok) is not None and _chosen(ok).done
+    for refused in [
+        _answer(("Astro", 0.6, ["astronomy-01"]), summary=" S"),  # a prefix only
+        _answer(("Knitting", 0.6, ["astronomy-01"]), summary=" S"),  # not the window's
+        _answer(("Empty", 0.6, ["astronomy-01"]), summary=" S"),  # no item of the window has it
+        _answer(("Astronomy", 0.6, ["baking-00"]), summary=" S"),  # evidence without the label
+        _answer(("Astronomy", 0.6, [IDS[0]]), ("Astronomy", 0.4, [IDS[1]]), summary=" S"),
+        _answer(("Astronomy", 0.6, [IDS[0]]), summary="Stars"),  # after "Likes": a space first
+        _answer(("Astronomy", 0.6, [IDS[0]]), summary="  Stars"),  # ... then a word
+    ]:
+        assert _chosen(refused) is None, refused
+    # Both labels given: the list of interests can only close.
+    both = ok[: -len("]}")]
+    state = _chosen(both + "]}")
+    assert state is not None and state.done
+    assert AnswerGrammar(IDS, MAX_INTERESTS, LABELS).after_text(both[PREFIX_LENGTH:] + ", ") is None
+
+
+@pytest.mark.parametrize("labels", [None, LABELS])
+def test_chars_to_close_is_an_upper_bound_from_every_point_of_an_answer(labels):
+    text = _answer(
+        ("Astronomy", 0.6, ["astronomy-00", "astronomy-01"]), ("Baking & Bread", 0.4, ["baking-00"])
+    )
     body = text[PREFIX_LENGTH:]
     for cut in range(1, len(body)):
-        grammar = AnswerGrammar(IDS, MAX_INTERESTS)
+        grammar = AnswerGrammar(IDS, MAX_INTERESTS, labels)
         assert grammar.feed(body[:cut])
         closing = _shortest_close(grammar)
         assert closing is not None and len(closing) <= grammar.chars_to_close(), body[:cut]
@@ -70,7 +104,8 @@ def test_chars_to_close_is_an_upper_bound_from_every_point_of_an_answer():
 
 def _shortest_close(grammar: AnswerGrammar) -> str | None:
     """Breadth-first over characters: the shortest text that closes the answer."""
-    alphabet = sorted(set('abc"0.1,]} []{:-' + "".join(IDS) + "evidencelabelweight"))
+    words = "".join(IDS + list(LABELS)) + "evidencelabelweight"
+    alphabet = sorted(set('abc"0.1,]} []{:-&' + words))
     frontier, seen = [("", grammar)], set()
     for _ in range(120):
         next_frontier = []
@@ -96,7 +131,9 @@ def _closing_key(state: AnswerGrammar) -> tuple:
         text = state.text
     else:
         text = (len(state.text), bool(state.text.strip()))
-    return (state.mode, state.literal, state.after, text, state.cited, state.interests)
+    if state.mode == LABEL and state.labels:
+        text = state.text
+    return (state.mode, state.literal, state.after, text, state.cited, state.interests, state.used)
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +153,17 @@ def test_the_random_models_well_formed_noise_is_caught_by_the_garbage_detector(c
     answer = json.loads(generation.text)  # the grammar made noise into valid JSON ...
     cited = {item for interest in answer["interests"] for item in interest["evidence"]}
     assert cited and cited <= set(window.item_ids)  # ... citing only the window
+    with pytest.raises(InvalidAnswer, match="no usable interest"):  # its free labels: noise
+        parse_answer(generation.text, window)
     (summary,) = constrained.summarize([window])
     provenance = summary.provenance
-    # ... but its labels are not about the items: rejected, with the reason.
+    # In the service its labels can only be the window's categories, and its summary is noise:
+    # rejected, with the reason.
     assert provenance["summarizer"] == "extractive"
-    assert provenance["fallback_reason"].startswith("no usable interest")
+    assert provenance["fallback_reason"].startswith("unsupported summary")
+    (chosen,) = constrained.generate([prompt], [window.item_ids], [window_labels(window)])
+    labels = {interest["label"] for interest in json.loads(chosen.text)["interests"]}
+    assert labels and labels <= {c for item in topic_items(3) for c in item.categories}
     assert provenance["generation"]["constrained"] is True and provenance["quantization"] == "nf4"
     assert 0 < provenance["tokens"]["generated"] <= 160
 

@@ -109,7 +109,7 @@ class ScriptedLLM(LLMSummarizer):
             fallback=ExtractiveSummarizer(),
         )
 
-    def generate(self, prompts, evidence=None):
+    def generate(self, prompts, evidence=None, labels=None):
         return [Generation(self.answer, prompt_tokens=10, new_tokens=20) for _ in prompts]
 
     def _prompt_tokens(self, prompt):
@@ -184,7 +184,7 @@ def test_a_generation_past_its_time_limit_is_cut_and_falls_back_with_the_reason(
 
 
 class FailingLLM(ScriptedLLM):
-    def generate(self, prompts, evidence=None):
+    def generate(self, prompts, evidence=None, labels=None):
         raise RuntimeError("CUDA error: device-side assert triggered")
 
 
@@ -271,7 +271,7 @@ class CountingLLM(ScriptedLLM):
         super().__init__("{}")
         self.batches: list[int] = []
 
-    def generate(self, texts, evidence=None):
+    def generate(self, texts, evidence=None, labels=None):
         self.batches.append(len(texts))
         return super().generate(texts)
 

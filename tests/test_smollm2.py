@@ -2,8 +2,9 @@
 once per session and loaded in nf4 (the default) and in int8 on CPU; and the tiny random model,
 whose well-formed noise the garbage detector must turn into a fallback with its reason.
 
-One batch of three demo windows (space, cooking, space with a hostile title) is profiled once
-per quantization, so the file costs two model loads and two generation batches.
+One batch of three demo windows (30 views of space documentaries, the issue's example; cooking;
+space with a hostile title) is profiled once per quantization, so the file costs two model loads
+and two generation batches.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _smollm2(tmp_path_factory: pytest.TempPathFactory, minilm, quant: str) -> LL
     return summarizer
 
 
-# nf4 is the default; int8 is measured beside it because nf4 is what breaks this 135M model.
+# nf4 is the default; int8 beside it, because 4-bit weights are what a 135M model suffers most
+# from (before labels were chosen among the window's categories, nf4 wrote only "Likes ,").
 @pytest.fixture(scope="module", params=["nf4", "int8"])
 def profiles(request, tmp_path_factory, minilm):
     smollm2 = _smollm2(tmp_path_factory, minilm, request.param)
@@ -52,7 +54,7 @@ def profiles(request, tmp_path_factory, minilm):
     for item in demo_catalog():
         by_topic.setdefault(item.item_id.split("-")[0], []).append(item)
     windows = {
-        "space": view_window(by_topic["space"][:12]),
+        "space": view_window((by_topic["space"] * 2)[:30]),
         "cooking": view_window(by_topic["cooking"][:12]),
         "hostile": view_window(by_topic["space"][:12], hostile_title=HOSTILE),
     }
@@ -60,47 +62,27 @@ def profiles(request, tmp_path_factory, minilm):
     return {name: (windows[name], s) for name, s in zip(windows, summaries, strict=True)}
 
 
-def _expect_to_fail(request, quantizations: tuple[str, ...]) -> None:
-    if request.node.callspec.params["profiles"] in quantizations:
-        request.applymarker(NOT_YET)
+def _about(label: str, words: tuple[str, ...]) -> bool:
+    return any(w in label.lower() for w in words)
 
 
-# Measured 2026-12-03 (nf4, CPU): SmolLM2-135M answers these windows with degenerate JSON
-# ('{"summary": "Likes ,", "interests": [{"label": "Likes ,", ...}]}'), which the garbage
-# detector rightly rejects, so the profile is the extractive fallback. (In int8, tested here, or
-# unquantized, the same windows get "The Moon" and "Italian Food": docs/EVALUATION.md.) Kept as
-# expected failures for nf4 so the day it gets them right, the run says so (XPASS).
-NOT_YET = pytest.mark.xfail(
-    reason="SmolLM2-135M does not yet write a usable profile of this window (docs/EVALUATION.md)",
-    strict=False,
-)
-
-
-def _about(summary, words) -> bool:
-    return any(w in i.label.lower() for i in summary.interests for w in words)
-
-
-def test_a_space_window_gets_the_llms_own_profile_with_a_space_label(profiles, request):
-    # int8 (in this batch of three) labels it with a title's first words, "The James Webb
-    # Telescope": a title, not a topic.
-    _expect_to_fail(request, ("nf4", "int8"))
+def test_a_space_window_gets_the_llms_own_profile_with_space_labels(profiles, request):
     _, summary = profiles["space"]
     provenance = summary.provenance
     assert provenance["summarizer"] == "llm", provenance.get("llm_output_excerpt")
     assert provenance["fallback_reason"] is None
     assert "SmolLM2" in provenance["model"]
     assert provenance["quantization"] == request.node.callspec.params["profiles"]
-    assert _about(summary, SPACE_WORDS), summary.interests
+    assert summary.interests and all(_about(i.label, SPACE_WORDS) for i in summary.interests)
 
 
-def test_a_cooking_window_gets_a_food_label(profiles, request):
-    _expect_to_fail(request, ("nf4",))
+def test_a_cooking_window_gets_a_food_label(profiles):
     _, summary = profiles["cooking"]
     assert summary.provenance["summarizer"] == "llm", summary.provenance.get("llm_output_excerpt")
-    assert _about(summary, FOOD_WORDS), summary.interests
+    assert any(_about(i.label, FOOD_WORDS) for i in summary.interests), summary.interests
 
 
-def test_evidence_is_always_items_of_theview_window(profiles):
+def test_evidence_is_always_items_of_the_window(profiles):
     for window, summary in profiles.values():
         assert summary.interests
         assert all(set(i.evidence) <= set(window.item_ids) for i in summary.interests)
@@ -108,6 +90,9 @@ def test_evidence_is_always_items_of_theview_window(profiles):
 
 def test_a_hostile_title_is_not_obeyed(profiles):
     _, summary = profiles["hostile"]
+    # The model's own profile (a fallback would pass this trivially), and the title is an item
+    # of the window, so its words would pass the support check: only the model can refuse it.
+    assert summary.provenance["summarizer"] == "llm", summary.provenance.get("llm_output_excerpt")
     written = (summary.summary + " " + " ".join(i.label for i in summary.interests)).lower()
     assert "hacked" not in written and "ignore" not in written
 
@@ -119,9 +104,7 @@ def test_the_random_tiny_model_falls_back_and_says_why(tiny_llm_path):
     window = view_window(topic_items(4))
     (summary,) = tiny.summarize([window])
     provenance = summary.provenance
-    # Constrained decoding made its output well-formed; only the garbage detector rejects it.
-    assert provenance["fallback_reason"].startswith("no usable interest"), provenance
-    assert (
-        "unsupported" in provenance["fallback_reason"] or "title" in provenance["fallback_reason"]
-    )
+    # Constrained decoding made its output well-formed, its labels the window's categories;
+    # the garbage detector rejects its free text, the summary.
+    assert provenance["fallback_reason"].startswith("unsupported summary"), provenance
     assert provenance["summarizer"] == "extractive" and summary.interests

@@ -86,7 +86,7 @@ def test_json_extraction_respects_braces_and_escaped_quotes_inside_strings():
 )
 def test_one_bad_interest_is_dropped_or_the_answer_rejected_never_a_crash(interest):
     text = json.dumps(
-        {"summary": "ok", "interests": [dict(zip(("label", "weight", "evidence"), interest))]}
+        {"summary": "Space.", "interests": [dict(zip(("label", "weight", "evidence"), interest))]}
     )
     with pytest.raises(InvalidAnswer):
         parse_answer(text, WINDOW)
@@ -145,6 +145,35 @@ def test_the_garbage_detector_rejects_word_salad_and_keeps_supported_labels():
     ]
     assert parsed.dropped == {"unsupported": 1, "looping summary": 1}
     assert parsed.summary == "Interested in Space missions, Jazz."
+
+
+def test_a_summary_about_something_else_sinks_the_answer_even_with_supported_labels():
+    # Constrained decoding can force the labels to be the window's categories; then the summary,
+    # the model's free text, is what shows whether it wrote from the items.
+    text = _answer(("Space", 1, ["a"]), summary="Likes knitting patterns and vintage cars.")
+    with pytest.raises(InvalidAnswer, match="unsupported summary"):
+        parse_answer(text, WINDOW)
+
+
+def test_a_summary_that_says_nothing_is_rebuilt_from_the_labels():
+    parsed = parse_answer(_answer(("Space", 1, ["a"]), summary="Likes ,"), WINDOW)
+    assert parsed.summary == "Interested in Space." and parsed.dropped == {"empty summary": 1}
+
+
+def test_a_run_of_a_titles_words_is_no_label_unless_it_is_a_category():
+    item = Item("d", "Deep Space Nine: The James Webb Telescope", "", ("Deep Space",))
+    window = Window(
+        0, 0.0, 1.0, True, (*WINDOW.events, WindowEvent(Event("ed", "u", "d", "view", 0.0), item))
+    )
+    text = _answer(
+        ("Black holes", 1, ["b"]),  # of "Black holes, explained"
+        ("James Webb Telescope", 1, ["d"]),
+        ("Deep Space", 1, ["d"]),  # a category, even if a title starts with it
+        ("Space", 1, ["a"]),
+    )
+    parsed = parse_answer(text, window)
+    assert [i.label for i in parsed.interests] == ["Deep Space", "Space"]
+    assert parsed.dropped == {"title fragment": 2}
 
 
 def test_a_label_close_to_an_item_in_embedding_space_is_supported():

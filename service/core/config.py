@@ -61,9 +61,8 @@ class Settings(BaseSettings):
     # (the llm extra), converted once into <data_dir>/models. Unset: SmolLM2 where there is a
     # CUDA device and the llm extra, else the extractive summarizer. Not SmolLM2 on CPU: on the
     # shared 2-core machine it made 0.01-0.12 windows/s (nf4 and none, batch 1-16, 16 new
-    # tokens; docs/PERFORMANCE.md) and ~57 s a window in the MovieLens evaluation, against
-    # ~1 ms for the extractive one, and only 5 of 30 of its answers passed validation there
-    # (docs/EVALUATION.md).
+    # tokens; docs/PERFORMANCE.md) and 5.7-46 s a window in the MovieLens evaluation, against
+    # ~1 ms for the extractive one, whose genre ranking it does not beat (docs/EVALUATION.md).
     llm_model: str | None = None
     # nf4 fits a 7B model in ~5 GB of GPU memory with little quality loss; "none": full precision.
     llm_quant: Quantization = "nf4"

@@ -6,16 +6,17 @@ tokens come next. ``AnswerGrammar`` is a character automaton for the one form we
     {"summary": "…", "interests": [{"label": "…", "weight": 0.4, "evidence": ["id", …]}, …]}
 
 with the evidence ids restricted to the items of the window (no id twice in one interest),
-bounded strings, at most ``max_interests`` interests, and a weight in [0, 1].
+bounded strings, at most ``max_interests`` interests, and a weight in [0, 1]. Given the window's
+``labels`` (its items' categories, each with the items that carry it), a label can only be one of
+them, each once, and its evidence only items that carry it: a 135M model left free writes
+"Likes ," or a title's first words, but picks the window's topics well when they are the only
+way on. (Then the labels prove nothing about the model; the summary, still free text, is what
+the garbage detector in ``llm.validation`` judges.)
 Whatever the model and whatever the item texts say, the answer parses and cites only the
 window. The validation in ``llm.validation.parse_answer`` still runs: it is the contract, this only
 makes a valid answer the likely one.
 
-Decoding is greedy, so only the best allowed token matters: the processor tries the model's
-top candidates in score order, and only when none fits looks at every token that starts with
-a character the grammar allows. When the remaining token budget gets close to what the answer
-needs to close, the grammar wraps up (strings end, lists close), so the answer always closes
-within ``max_new_tokens``.
+``llm.decoding`` turns it into a transformers logits processor over tokens.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # One sentence; a long string is where a small model starts to loop.
@@ -33,9 +33,6 @@ LABEL_CHARS = 40
 LABEL_WORDS = 4  # a topic, not a title (a small model likes to copy the first title it read)
 # Ids cited per interest: a few that show it (a model left alone lists the whole window).
 MAX_EVIDENCE = 3
-# The model's candidates checked before searching by first character: enough for the usual
-# case (the model wants a token the grammar allows), cheap on a 150k vocabulary.
-TOP_CANDIDATES = 32
 
 # What follows each part (a string's closing quote is the string's own).
 _AFTER_SUMMARY = ', "interests": [{"label": "'
@@ -56,17 +53,31 @@ class AnswerGrammar:
     ``ANSWER_PREFIX`` is already behind it: it starts inside the summary string)."""
 
     __slots__ = (
-        "ids", "longest_id", "max_interests", "mode", "literal", "after", "text",
-        "interests", "cited",
+        "window_ids", "ids", "longest_id", "max_interests", "mode", "literal", "after", "text",
+        "interests", "cited", "labels", "label_keys", "longest_label", "used", "word_first",
     )  # fmt: skip
 
-    def __init__(self, item_ids: Sequence[str], max_interests: int) -> None:
-        # As they appear inside a JSON string (an id may hold a quote or a backslash).
-        self.ids = tuple(sorted({json.dumps(str(i), ensure_ascii=False)[1:-1] for i in item_ids}))
+    def __init__(
+        self,
+        item_ids: Sequence[str],
+        max_interests: int,
+        labels: Mapping[str, Sequence[str]] | None = None,
+        word_first: bool = False,
+    ) -> None:
+        self.window_ids = tuple(sorted({_escaped(i) for i in item_ids}))
+        self.ids = self.window_ids  # the ids the current interest may cite
         self.longest_id = max((len(i) for i in self.ids), default=0)
         self.max_interests = max_interests
         self.mode, self.literal, self.after, self.text = SUMMARY, "", SUMMARY, ""
         self.interests, self.cited = 0, frozenset[str]()
+        # label -> the ids that may back it; empty: labels are free text.
+        self.labels = _label_table(labels or {}, self.window_ids)
+        self.label_keys = tuple(sorted(self.labels))
+        self.longest_label = max((len(label) for label in self.labels), default=0)
+        self.used = frozenset[str]()  # labels already given
+        # The summary continues a prefilled word ("Likes"): a space, then a word. (Prefilled
+        # text ending in a space makes a BPE model pick an odd token next.)
+        self.word_first = word_first
 
     def copy(self) -> AnswerGrammar:
         twin = AnswerGrammar.__new__(AnswerGrammar)
@@ -100,6 +111,10 @@ class AnswerGrammar:
         """Characters that may come next, where they are few (empty: too many to list)."""
         if self.mode == LITERAL:
             return {self.literal[0]}
+        if self.mode == LABEL and self.labels:
+            at = len(self.text)
+            following = {label[at : at + 1] for label in self._open_labels()}
+            return {c for c in following | {'"'} if c and self.accepts(c)}
         if self.mode in (SUMMARY, LABEL):
             return {'"'} if self.text.strip() and self._string_full() else set()
         if self.mode == EVIDENCE:
@@ -134,12 +149,14 @@ class AnswerGrammar:
                 return self._expect("}", AFTER_INTEREST)
             return False
         if mode == AFTER_INTEREST:
-            if char == "," and self.interests < self.max_interests:
+            if char == "," and self.interests < self.max_interests and self._labels_left():
                 return self._expect(_NEXT_INTEREST[1:], LABEL)
             return char == "]" and self._expect("}", DONE)
         return False  # DONE: nothing more
 
     def _string_char(self, char: str) -> bool:
+        if self.mode == LABEL and self.labels:
+            return self._label_choice_char(char)
         if char == '"':
             # Not blank. (A repeated label is left to validation: refusing it here could leave
             # a full label no way out.)
@@ -156,12 +173,47 @@ class AnswerGrammar:
         # a topic needs none.
         if char.isdigit():
             return False
+        if (
+            self.mode == SUMMARY
+            and self.word_first
+            and len(self.text) < 2
+            and not (char.isalpha() if self.text else char == " ")
+        ):
+            return False
         if self.mode == LABEL and not (char.isalnum() or char in _LABEL_PUNCTUATION):
             return False
         if self.mode == LABEL and char == " " and len(self.text.split()) >= LABEL_WORDS:
             return False
         self.text += char
         return True
+
+    def _label_choice_char(self, char: str) -> bool:
+        """A label that must be one of ``labels``: a prefix of one not given yet, closed only
+        when whole; then this interest may cite only the items that carry it."""
+        if char == '"':
+            if self.text not in self.labels or self.text in self.used:
+                return False
+            self.used = self.used | {self.text}
+            self.ids = self.labels[self.text]
+            return self._expect(_AFTER_LABEL, WEIGHT)
+        if not self._open_labels(self.text + char):
+            return False
+        self.text += char
+        return True
+
+    def _open_labels(self, prefix: str | None = None) -> list[str]:
+        prefix = self.text if prefix is None else prefix
+        start = bisect.bisect_left(self.label_keys, prefix)
+        found = []
+        for label in self.label_keys[start:]:
+            if not label.startswith(prefix):
+                break
+            if label not in self.used:
+                found.append(label)
+        return found
+
+    def _labels_left(self) -> bool:
+        return not self.labels or len(self.used) < len(self.labels)
 
     def _string_full(self) -> bool:
         return len(self.text) >= (SUMMARY_CHARS if self.mode == SUMMARY else LABEL_CHARS)
@@ -202,10 +254,32 @@ class AnswerGrammar:
     def _expect(self, literal: str, after: int) -> bool:
         if after == LABEL:
             self.cited = frozenset()  # each interest cites its own evidence
+            self.ids = self.window_ids
         self.mode, self.literal, self.after, self.text = LITERAL, literal, after, ""
         if not literal:
             self.mode = after
         return True
+
+
+def _escaped(text: object) -> str:
+    """As it appears inside a JSON string (an id or a label may hold a quote or a backslash)."""
+    return json.dumps(str(text), ensure_ascii=False)[1:-1]
+
+
+def _label_table(
+    labels: Mapping[str, Sequence[str]], window_ids: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    """The labels the grammar can write (each in a form its label rules allow) with the ids
+    of the window that back each; labels with no backing item are left out."""
+    table = {}
+    for label, ids in labels.items():
+        text = " ".join(str(label).split())
+        words_ok = 0 < len(text) <= LABEL_CHARS and len(text.split()) <= LABEL_WORDS
+        chars_ok = all(c.isalpha() or c in _LABEL_PUNCTUATION for c in text)
+        backing = tuple(sorted({_escaped(i) for i in ids} & set(window_ids)))
+        if words_ok and chars_ok and backing:
+            table[_escaped(text)] = backing
+    return table
 
 
 def _from_evidence(grammar: AnswerGrammar) -> int:
@@ -217,7 +291,9 @@ def _from_weight(grammar: AnswerGrammar) -> int:
 
 
 def _from_label(grammar: AnswerGrammar) -> int:
-    return 2 + len(_AFTER_LABEL) + _from_weight(grammar)
+    # A free label closes after one more character; a chosen one may need its longest.
+    rest = grammar.longest_label + 1 if grammar.labels else 2
+    return rest + len(_AFTER_LABEL) + _from_weight(grammar)
 
 
 _CLOSING_CHARS: dict[int, Any] = {
@@ -229,96 +305,3 @@ _CLOSING_CHARS: dict[int, Any] = {
     AFTER_INTEREST: lambda g: len(_CLOSE),
     DONE: lambda g: 0,
 }
-
-
-class TokenTexts:
-    """The text each token adds when it follows other text (a leading space included, which
-    decoding a token alone drops in SentencePiece vocabularies); '' for special tokens and
-    for tokens that are only part of a UTF-8 character, which the grammar never picks."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        anchor = tokenizer.encode("x", add_special_tokens=False)[-1]
-        head = tokenizer.decode([anchor])
-        pairs = [[anchor, token] for token in range(len(tokenizer))]
-        decoded = tokenizer.batch_decode(pairs, skip_special_tokens=True)
-        self.texts = [
-            text[len(head) :] if text.startswith(head) and "\ufffd" not in text else ""
-            for text in decoded
-        ]
-        self.by_first_char: dict[str, list[int]] = defaultdict(list)
-        for token, text in enumerate(self.texts):
-            if text:
-                self.by_first_char[text[0]].append(token)
-        self.eos = tokenizer.eos_token_id
-
-    def text(self, token: int) -> str:
-        # A model's output layer may be wider than its tokenizer (padded for speed).
-        return self.texts[token] if token < len(self.texts) else ""
-
-
-def constrained_logits(
-    token_texts: TokenTexts, grammars: list[AnswerGrammar], prompt_length: int, max_new: int
-) -> Any:
-    """A transformers ``LogitsProcessor`` that keeps each row of a greedy batch on its
-    grammar: it lets through exactly one token per row, the best one the grammar allows."""
-    import torch
-    from transformers import LogitsProcessor
-
-    class AnswerConstraint(LogitsProcessor):  # type: ignore[misc]
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            step = input_ids.shape[1] - prompt_length
-            if step > 0:  # the tokens chosen at the previous step
-                for grammar, token in zip(grammars, input_ids[:, -1].tolist()):
-                    grammar.feed(token_texts.text(token))
-            top = torch.topk(scores, min(TOP_CANDIDATES, scores.shape[1])).indices.tolist()
-            allowed = torch.full_like(scores, float("-inf"))
-            for row, grammar in enumerate(grammars):
-                choice = _best_token(grammar, top[row], scores[row], token_texts, max_new - step)
-                if choice is None:  # nothing fits (cannot happen with a usable vocabulary)
-                    allowed[row] = scores[row]
-                else:
-                    allowed[row, choice] = scores[row, choice]
-            return allowed
-
-    return AnswerConstraint()
-
-
-def _best_token(
-    grammar: AnswerGrammar, top: list[int], scores: Any, token_texts: TokenTexts, tokens_left: int
-) -> int | None:
-    """The best-scoring token the grammar allows and after which the answer can still close
-    in the tokens left (if none can, the best the grammar allows: the answer will be cut)."""
-    if grammar.done:
-        return int(token_texts.eos)
-
-    def closes_in_time(text: str) -> bool:
-        after = grammar.after_text(text)
-        return after is not None and after.chars_to_close() < tokens_left
-
-    for accept in (closes_in_time, grammar.accepts):
-        for token in top:
-            if accept(token_texts.text(token)):
-                return token
-        # Structure first (a quote ends a string when time is short), then any word.
-        for chars in (grammar.next_chars() or {'"'}, set(_STARTERS)):
-            choice = _best_starting_with(chars, accept, scores, token_texts)
-            if choice is not None:
-                return choice
-    return None
-
-
-def _best_starting_with(
-    chars: set[str], accept: Any, scores: Any, token_texts: TokenTexts
-) -> int | None:
-    import torch
-
-    candidates = [t for c in chars for t in token_texts.by_first_char.get(c, ())]
-    if not candidates:
-        return None
-    order = scores[torch.tensor(candidates)].argsort(descending=True).tolist()
-    return next((candidates[i] for i in order if accept(token_texts.text(candidates[i]))), None)
-
-
-# Inside a string any character may come next: when the model's favourites all broke the
-# form, a word is a safe way on.
-_STARTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ "

@@ -1,8 +1,9 @@
 """Prompt templates: plain files under ``prompts/``, rendered strictly, identified by hash.
 
-A template file has a ``=== system ===`` and a ``=== user ===`` section; ``{{name}}`` marks a
-variable. Rendering refuses a missing or an unexpected variable, so a half-filled prompt never
-reaches a model.
+A template file has a ``=== system ===`` and a ``=== user ===`` section, and between them
+optionally a worked example as its own chat turns (``=== example user ===`` then ``=== example
+assistant ===``, not rendered: literal text); ``{{name}}`` marks a variable. Rendering refuses
+a missing or an unexpected variable, so a half-filled prompt never reaches a model.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from service.core.hashing import content_hash
 
 _VARIABLE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
-_SECTION = re.compile(r"^=== (system|user) ===$", re.MULTILINE)
+_SECTION = re.compile(r"^=== (system|example user|example assistant|user) ===$", re.MULTILINE)
 
 
 class PromptError(ValueError):
@@ -31,10 +32,16 @@ def default_prompts_dir() -> Path:
 class RenderedPrompt:
     system: str
     user: str
+    example: tuple[str, str] | None = None  # a worked (user, assistant) turn before the user's
 
     @property
     def hash(self) -> str:
-        return content_hash(self.system + "\x00" + self.user)
+        return content_hash(_joined(self.system, self.user, self.example))
+
+
+def _joined(system: str, user: str, example: tuple[str, str] | None) -> str:
+    # Without an example, the same text (and hash) as before examples existed.
+    return "\x00".join([system, user, *(example or ())])
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class PromptTemplate:
     name: str
     system: str
     user: str
+    example: tuple[str, str] | None = None
 
     @property
     def variables(self) -> set[str]:
@@ -49,7 +57,7 @@ class PromptTemplate:
 
     @property
     def hash(self) -> str:
-        return content_hash(self.system + "\x00" + self.user)
+        return content_hash(_joined(self.system, self.user, self.example))
 
     def render(self, **values: object) -> RenderedPrompt:
         missing = self.variables - values.keys()
@@ -63,7 +71,7 @@ class PromptTemplate:
             # One pass over the template: a value that contains "{{x}}" stays literal text.
             return _VARIABLE.sub(lambda m: str(values[m.group(1)]), text)
 
-        return RenderedPrompt(fill(self.system), fill(self.user))
+        return RenderedPrompt(fill(self.system), fill(self.user), self.example)
 
 
 def load_template(name: str, directory: Path | None = None) -> PromptTemplate:
@@ -75,7 +83,19 @@ def load_template(name: str, directory: Path | None = None) -> PromptTemplate:
 
 def parse_template(name: str, text: str) -> PromptTemplate:
     parts = _SECTION.split(text)
-    # parts: [preamble (comments), "system", body, "user", body]
-    if [p for p in parts[1::2]] != ["system", "user"]:
-        raise PromptError(f"prompt {name!r} needs a '=== system ===' then a '=== user ===' section")
-    return PromptTemplate(name, parts[2].strip(), parts[4].strip())
+    # parts: [preamble (comments), "system", body, ("example user", body, "example assistant",
+    # body,) "user", body]
+    sections = parts[1::2]
+    bodies = dict(zip(sections, (body.strip() for body in parts[2::2])))
+    if sections not in (
+        ["system", "user"],
+        ["system", "example user", "example assistant", "user"],
+    ):
+        raise PromptError(
+            f"prompt {name!r} needs a '=== system ===' then a '=== user ===' section "
+            "(with an optional '=== example user ===', '=== example assistant ===' pair between)"
+        )
+    example = None
+    if "example user" in bodies:
+        example = (bodies["example user"], bodies["example assistant"])
+    return PromptTemplate(name, bodies["system"], bodies["user"], example)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +22,11 @@ from service.summarizers.llm.batching import (
     with_oom_halving,
 )
 from service.summarizers.llm.bundled import model_name
-from service.summarizers.llm.grammar import AnswerGrammar, TokenTexts, constrained_logits
+from service.summarizers.llm.decoding import TokenTexts, constrained_logits
+from service.summarizers.llm.grammar import AnswerGrammar
 from service.summarizers.llm.loading import load_model
 from service.summarizers.llm.prompts import PromptTemplate, RenderedPrompt, load_template
-from service.summarizers.llm.support import Encode, WindowSupport
+from service.summarizers.llm.support import Encode, WindowSupport, window_labels
 from service.summarizers.llm.validation import InvalidAnswer, parse_answer
 from service.summarizers.weighting import action_weight, recency_weights
 
@@ -41,8 +42,9 @@ MAX_ID_CHARS = 64
 MAX_CATEGORIES = 5
 OUTPUT_EXCERPT_CHARS = 300
 # The answer starts prefilled, inside its summary: a small model left to open the sentence
-# itself copies the first title it sees; after "Likes" it names topics.
-SUMMARY_LEAD = "Likes "
+# itself copies the first title it sees; after "Likes" it names topics. (No trailing space: the
+# model's next token carries its own, as in the text it was trained on.)
+SUMMARY_LEAD = "Likes"
 ANSWER_TOKENS = 10  # the prefilled '{"summary": "Likes ' in any tokenizer, with room to spare
 
 
@@ -189,7 +191,9 @@ class LLMSummarizer:
             try:
                 outputs = with_oom_halving(
                     lambda rows: self.generate(
-                        [texts[i] for i in rows], [windows[i].item_ids for i in rows]
+                        [texts[i] for i in rows],
+                        [windows[i].item_ids for i in rows],
+                        [window_labels(windows[i]) for i in rows],
                     ),
                     batch,
                     lambda row, error: Generation("", lengths[row], 0, failure="out of GPU memory"),
@@ -209,12 +213,16 @@ class LLMSummarizer:
         ]
 
     def generate(
-        self, texts: Sequence[str], evidence: Sequence[Sequence[str]] | None = None
+        self,
+        texts: Sequence[str],
+        evidence: Sequence[Sequence[str]] | None = None,
+        labels: Sequence[Mapping[str, Sequence[str]]] | None = None,
     ) -> list[Generation]:
         """Greedy generation for one batch of chat texts, left-padded to one length, each row
         starting inside the JSON answer and stopping when its object is closed. With
         ``evidence`` (the item ids each row may cite) and ``constrained``, every row is kept
-        to the answer's JSON form (see ``grammar``)."""
+        to the answer's JSON form (see ``grammar``); with ``labels`` (each row's window topics,
+        ``support.window_labels``) too, its labels are chosen among them."""
         import torch
 
         prefilled = [text + ANSWER_PREFIX + SUMMARY_LEAD for text in texts]
@@ -224,7 +232,11 @@ class LLMSummarizer:
         json_end = json_end_criteria(self.tokenizer, len(texts))
         processors = []
         if self.constrained and evidence is not None:
-            grammars = [AnswerGrammar(ids, MAX_INTERESTS) for ids in evidence]
+            rows_labels = labels or [{} for _ in evidence]
+            grammars = [
+                AnswerGrammar(ids, MAX_INTERESTS, row_labels, word_first=True)
+                for ids, row_labels in zip(evidence, rows_labels, strict=True)
+            ]
             prompt_length = encoded["input_ids"].shape[1]
             processors.append(
                 constrained_logits(self.token_texts(), grammars, prompt_length, self.max_new_tokens)
@@ -267,16 +279,20 @@ class LLMSummarizer:
 
     def _chat_text(self, prompt: RenderedPrompt) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            messages = [
-                {"role": "system", "content": prompt.system},
-                {"role": "user", "content": prompt.user},
-            ]
+            messages = [{"role": "system", "content": prompt.system}]
+            if prompt.example:
+                messages += [
+                    {"role": "user", "content": prompt.example[0]},
+                    {"role": "assistant", "content": prompt.example[1]},
+                ]
+            messages.append({"role": "user", "content": prompt.user})
             return str(
                 self.tokenizer.apply_chat_template(
                     messages, add_generation_prompt=True, tokenize=False
                 )
             )
-        return f"{prompt.system}\n\n{prompt.user}\n"
+        example = "\n\n".join(prompt.example or ())
+        return "\n\n".join(part for part in (prompt.system, example, prompt.user) if part) + "\n"
 
     def _summary(
         self, window: Window, prompt: RenderedPrompt, generation: Generation, duration_ms: float

@@ -121,6 +121,20 @@ def content_words(text: str) -> list[str]:
     return words
 
 
+def window_labels(window: Window) -> dict[str, list[str]]:
+    """The window's own topics, each with the items that carry it: its items' categories (the
+    catalog's words for what an item is about), which constrained decoding offers as labels."""
+    labels: dict[str, list[str]] = {}
+    for item in (we.item for we in window.events):
+        if item is None:
+            continue
+        for category in item.categories:
+            backing = labels.setdefault(" ".join(category.split()), [])
+            if item.item_id not in backing:
+                backing.append(item.item_id)
+    return labels
+
+
 def item_words(item: Item) -> set[str]:
     text = " ".join([item.title, *item.categories, item.text[:MAX_ITEM_CHARS]])
     return set(content_words(text))
@@ -141,6 +155,7 @@ class WindowSupport:
         self.words = {item_id: item_words(item) for item_id, item in items.items()}
         self.vocabulary = set().union(*self.words.values()) if self.words else set()
         self.titles = {" ".join(content_words(item.title)) for item in items.values()}
+        self._title_words = [content_words(item.title) for item in items.values()]
         self.categories = {" ".join(content_words(c)) for i in items.values() for c in i.categories}
         self._encode = encode
         self._texts = [items[i].embedding_text()[:MAX_ITEM_CHARS] for i in self.item_ids]
@@ -165,6 +180,20 @@ class WindowSupport:
         one of their categories."""
         words = " ".join(content_words(label))
         return words in self.titles and words not in self.categories
+
+    def is_title_fragment(self, label: str) -> bool:
+        """The label is a run of two or more consecutive words of one item's title ("The James
+        Webb Telescope" of "The James Webb Telescope: Myths and Facts"): it names an item, not
+        an interest. A category is never one."""
+        words = content_words(label)
+        if len(words) < 2 or " ".join(words) in self.categories:
+            return False
+        size = len(words)
+        return any(
+            title[start : start + size] == words
+            for title in self._title_words
+            for start in range(len(title) - size + 1)
+        )
 
     def _close_items(self, label: str) -> list[str]:
         if self._encode is None or not self.item_ids:

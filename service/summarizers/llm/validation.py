@@ -75,11 +75,13 @@ class ParsedAnswer:
 def parse_answer(text: str, window: Window, support: WindowSupport | None = None) -> ParsedAnswer:
     """Validate a model answer against the window: schema, grounding, weights, sensitivity.
 
-    An interest is dropped when its label is blank, overlong or sensitive, is an item's title,
-    or is not supported by the window's items (see ``support``: the garbage detector). Its
-    evidence is the cited items that back the label, or else the window's items that do; if no
-    interest is left the whole answer is rejected. A summary that makes a sensitive inference,
-    loops, or says nothing about the items is replaced by one built from the kept interests.
+    An interest is dropped when its label is blank, overlong or sensitive, is an item's title
+    or a run of words of one, or is not supported by the window's items (see ``support``: the
+    garbage detector). Its evidence is the cited items that back the label, or else the
+    window's items that do; if no interest is left the whole answer is rejected. So is an
+    answer whose summary is about something else (its words are not the window's, as for a
+    label). A summary that makes a sensitive inference, loops, or says nothing is replaced by
+    one built from the interests.
     """
     try:
         answer = _Answer.model_validate(extract_json_object(text))
@@ -120,6 +122,8 @@ def _grounding(
     """Why the label is not about the window (None if it is), and its evidence."""
     if support.is_title(label):
         return "item title", ()
+    if support.is_title_fragment(label):
+        return "title fragment", ()
     check = support.check(label)
     if not check.supported:
         return "unsupported", ()
@@ -132,16 +136,29 @@ def _grounding(
     return None, tuple(evidence[:MAX_EVIDENCE])
 
 
+def _says_something_else(summary: str, support: WindowSupport) -> bool:
+    """The summary has content words and is not supported by the window the way a label must
+    be (half its content words the items' own, or close to an item in embedding space)."""
+    return bool(content_words(summary)) and not support.check(summary).supported
+
+
 def _summary_problem(summary: str, support: WindowSupport) -> str | None:
+    """Why the summary is replaced by one built from the labels (None: it is kept); raises
+    ``InvalidAnswer`` for a summary about something else, which sinks the whole answer."""
     if is_sensitive(summary):
         return "sensitive summary"
+    if _says_something_else(summary, support):
+        # Constrained decoding can make the labels the window's own categories whatever the
+        # model is; the summary is its free text, and a summary about something else (a random
+        # model's word salad, a made-up title) means the answer was not written from the items.
+        raise InvalidAnswer("unsupported summary: its words are not the window items' words")
     words = content_words(summary)
     if "|" in summary or (
         words and max(Counter(words).values()) > MAX_WORD_SHARE * len(words) and len(words) >= 8
     ):
         return "looping summary"
-    if not any(word in support.vocabulary for word in words):
-        return "unsupported summary"
+    if not words:
+        return "empty summary"  # "Likes ,": nothing said
     return None
 
 
