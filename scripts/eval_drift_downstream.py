@@ -1,0 +1,293 @@
+"""Does drift help recommendations? Next-window NDCG@10 with and without drift-aware weighting.
+
+Usage:
+    python scripts/eval_drift_downstream.py --data ../shared/data/ml-latest-small
+        [--users N] [--embedder hashing] [--seed 0] [--weights 0.01,0.03,0.1,0.3,0.6] [--out FILE]
+
+Real chronological histories, nothing injected: each user's events after onboarding (the first
+24 h dropped, ``service/evaluation/drift_streams.eligible_users``), cut into full windows of the
+service's window size. The users are split at random (``--seed``) into a tuning and a test
+half; each half is served by its own store and index, whose collaborative model is fitted on
+everyone else's events, so no evaluated user's next window is ever learnt from. A half's
+windows go in one at a time: after window *i* the service brings the user's profiles (and drift)
+up to date, and from *i* = 2 on the recommender is asked for 10 items for the profile and
+history the request path reads (``Profiler.current_with_history``), scored by NDCG@10 (binary)
+against the items of window *i* + 1 the user had not had.
+
+Recommenders, the same code in the same run, on the same profiles:
+- ignoring drift (``drift_earlier_weight`` = 1);
+- ``fired`` (the service's rule): when the newest window's drift fired, the history before that
+  window weighs *w* times less in the collaborative model;
+- ``since detection``: while the drift report says drifting (``DriftReport.drift_detected``),
+  the history before its detected window weighs *w* times less.
+Each variant's *w* is chosen on the tuning half (the best mean NDCG@10 on the windows where it
+applies; a tie goes to the larger, milder *w*) and reported on the test half, on the windows
+where it applies and on all windows. ``--users`` caps the eligible users (CI smoke runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scripts.evaluate import RememberingEmbedder
+from service.app.container import Services, build_services
+from service.core.config import Settings
+from service.core.records import DriftReport, Event, Profile
+from service.embedding.encoder import Embedder, load_embedder
+from service.evaluation import drift_streams as de
+from service.evaluation.protocol import ndcg_at
+from service.ingest.movielens import load_movielens
+from service.profiling.drift import drift_report
+from service.retrieval.collaborative import ShortTerm
+from service.retrieval.recommender import Recommender
+
+K = 10
+FIRST_EVALUATED_WINDOW = 2  # the drift of window i needs windows before it as a reference
+WEIGHTS = (0.01, 0.03, 0.1, 0.3, 0.6)
+IGNORING = "ignoring drift"
+VARIANTS = ("fired", "since detection")
+
+
+class SinceDetection(Recommender):
+    """The variant: the short-term window starts at the drift report's detected window, for as
+    long as the report says drifting (``reports``: each user's current report)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.reports: dict[str, DriftReport] = {}
+
+    def short_term(self, profile: Profile, history: Sequence[str]) -> ShortTerm | None:
+        report = self.reports.get(profile.user_id)
+        if report is None or not report.drift_detected or report.detected_window is None:
+            return None
+        start = report.detected_window.index * self.window.size
+        return ShortTerm(min(start, len(history)), self.drift_earlier_weight)
+
+
+@dataclass
+class Row:
+    """One evaluated window position of one user."""
+
+    user: str
+    window: int
+    fired: bool  # the newest window's drift was detected
+    drifting: bool  # the drift report says drifting
+    ndcg: dict[str, float] = field(default_factory=dict)  # recommender name -> NDCG@10
+
+    def applies(self, variant: str) -> bool:
+        return self.fired if variant == "fired" else self.drifting
+
+
+def name(variant: str, weight: float) -> str:
+    return f"{variant} w={weight:g}"
+
+
+def full_windows(events: Sequence[Event], size: int) -> list[list[Event]]:
+    return [list(events[i : i + size]) for i in range(0, len(events) - size + 1, size)]
+
+
+def serve_half(
+    folder: Path,
+    dataset,  # type: ignore[no-untyped-def]
+    streams: dict[str, list[list[Event]]],
+    embedder: Embedder,
+    weights: Sequence[float],
+) -> list[Row]:
+    """The half's users, window by window, through a service trained on everyone else."""
+    settings = Settings(data_dir=folder / "data", index_dir=folder / "index")
+    services = build_services(settings, embedder=embedder, load_item_index=False)
+    services.store.upsert_items(dataset.items)
+    services.store.add_events([e for e in dataset.events if e.user_id not in streams])
+    services.index.rebuild(services.store, progress=False)
+    recommenders = _recommenders(services, weights)
+    rows: list[Row] = []
+    for position in range(max(len(w) for w in streams.values())):
+        present = [user for user, windows in streams.items() if len(windows) > position]
+        services.store.add_events([e for user in present for e in streams[user][position]])
+        services.profiler.refresh_users(present)
+        if position < FIRST_EVALUATED_WINDOW:
+            continue
+        for user in present:
+            if len(streams[user]) > position + 1:
+                rows.append(_evaluate(services, recommenders, user, position, streams[user]))
+    for recommender in recommenders.values():
+        recommender.close()
+    services.close()
+    return rows
+
+
+def _recommenders(services: Services, weights: Sequence[float]) -> dict[str, Recommender]:
+    def make(cls: type[Recommender], weight: float) -> Recommender:
+        args = (services.store, services.embedder, services.index.get)
+        return cls(*args, drift_earlier_weight=weight, window=services.settings.window_spec)
+
+    recommenders = {IGNORING: make(Recommender, 1.0)}
+    for weight in weights:
+        recommenders[name("fired", weight)] = make(Recommender, weight)
+        recommenders[name("since detection", weight)] = make(SinceDetection, weight)
+    return recommenders
+
+
+def _evaluate(
+    services: Services,
+    recommenders: dict[str, Recommender],
+    user: str,
+    position: int,
+    windows: list[list[Event]],
+) -> Row:
+    profile, history = services.profiler.current_with_history(user)
+    if profile.window.index != position:
+        newest = profile.window.index
+        raise RuntimeError(f"{user}: the newest profile is window {newest}, not {position}")
+    report = drift_report(user, services.profiler.history(user), services.settings)
+    fired = bool(profile.drift and profile.drift.detected)
+    row = Row(user, position, fired, report.drift_detected)
+    target = {e.item_id for e in windows[position + 1]} - set(history)
+    for label, recommender in recommenders.items():
+        if isinstance(recommender, SinceDetection):
+            recommender.reports[user] = report
+        ranked = [r.item_id for r in recommender.recommend(profile, K, history)]
+        row.ndcg[label] = ndcg_at(ranked, target, K) if target else 0.0
+    return row
+
+
+def summary(rows: Sequence[Row], label: str, variant: str | None) -> dict:
+    """Mean NDCG@10 of ``label`` against ignoring drift, on the rows ``variant`` applies to
+    (all rows when None), with the paired wins and losses."""
+    picked = [r for r in rows if variant is None or r.applies(variant)]
+    if not picked:
+        return {"windows": 0, "users": 0}
+    aware = np.array([r.ndcg[label] for r in picked])
+    plain = np.array([r.ndcg[IGNORING] for r in picked])
+    return {
+        "windows": len(picked),
+        "users": len({r.user for r in picked}),
+        "ndcg@10": round(float(aware.mean()), 4),
+        "ndcg@10 ignoring drift": round(float(plain.mean()), 4),
+        "better": int((aware > plain).sum()),
+        "worse": int((aware < plain).sum()),
+    }
+
+
+def grid(rows: Sequence[Row], weights: Sequence[float]) -> dict:
+    """Each variant's mean NDCG@10 where it applies, per weight (1: ignoring drift)."""
+    return {
+        variant: {
+            f"{w:g}": summary(rows, IGNORING if w == 1.0 else name(variant, w), variant).get(
+                "ndcg@10"
+            )
+            for w in [*weights, 1.0]
+        }
+        for variant in VARIANTS
+    }
+
+
+def choose(rows: Sequence[Row], variant: str, weights: Sequence[float]) -> float:
+    """The weight with the best mean on the windows where the variant applies; ties to the
+    larger (milder) weight; 1 (off) unless some weight beats ignoring drift."""
+    best, best_mean = 1.0, summary(rows, IGNORING, variant).get("ndcg@10", 0.0)
+    for weight in sorted(weights, reverse=True):
+        mean = summary(rows, name(variant, weight), variant).get("ndcg@10", 0.0)
+        if mean > best_mean:
+            best, best_mean = weight, mean
+    return best
+
+
+def evaluate(
+    data_dir: Path, users: int | None, embedder_name: str | None, seed: int, weights: list[float]
+) -> dict:
+    dataset = load_movielens(data_dir)
+    size = Settings().window_spec.size
+    histories = de.eligible_users(dataset.events, size)
+    chosen = sorted(histories)
+    random.Random(seed).shuffle(chosen)
+    chosen = chosen[:users] if users else chosen
+    half = len(chosen) // 2
+    halves = {"tuning": chosen[:half], "test": chosen[half:]}
+    embedder = RememberingEmbedder(load_embedder(embedder_name))
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="iprof-downstream-") as folder:
+        for part, members in halves.items():
+            streams = {user: full_windows(histories[user], size) for user in members}
+            rows[part] = serve_half(Path(folder) / part, dataset, streams, embedder, weights)
+    report: dict = {
+        "dataset": dataset.name,
+        "window": f"{size}e",
+        "users_eligible": len(histories),
+        "users": {part: len(members) for part, members in halves.items()},
+        "windows_evaluated": {part: len(r) for part, r in rows.items()},
+        "grid": {part: grid(r, weights) for part, r in rows.items()},
+        "variants": {},
+    }
+    for variant in VARIANTS:
+        weight = choose(rows["tuning"], variant, weights)
+        label = IGNORING if weight == 1.0 else name(variant, weight)
+        report["variants"][variant] = {
+            "chosen_weight": weight,
+            "tuning": summary(rows["tuning"], label, variant),
+            "test": summary(rows["test"], label, variant),
+            "test_all_windows": summary(rows["test"], label, None),
+        }
+    return report
+
+
+def print_table(report: dict) -> None:
+    print(f"\n{report['dataset']}: {report['users']} users, windows {report['windows_evaluated']}")
+    print("tuning-half grid (NDCG@10 where the variant applies):", report["grid"]["tuning"])
+    header = f"{'variant':16} {'w':>5} {'where':22} {'windows':>7} {'users':>5}"
+    print(f"\n{header} {'aware':>7} {'ignoring':>8} {'better':>6} {'worse':>5}")
+    for variant, result in report["variants"].items():
+        for where, key in (("applies (test)", "test"), ("all windows (test)", "test_all_windows")):
+            s = result[key]
+            if not s["windows"]:
+                print(f"{variant:16} {result['chosen_weight']:5g} {where:22} {0:7d}")
+                continue
+            print(
+                f"{variant:16} {result['chosen_weight']:5g} {where:22} {s['windows']:7d} "
+                f"{s['users']:5d} {s['ndcg@10']:7.4f} {s['ndcg@10 ignoring drift']:8.4f} "
+                f"{s['better']:6d} {s['worse']:5d}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Next-window NDCG@10, drift-aware or not.")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--users", type=int, help="use at most this many eligible users")
+    parser.add_argument("--embedder", help="default: the bundled MiniLM; 'hashing' for smoke runs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--weights",
+        default=",".join(f"{w:g}" for w in WEIGHTS),
+        help="comma-separated weights of the history before the change, tried on the tuning half",
+    )
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such directory")
+    try:
+        weights = [float(w) for w in args.weights.split(",") if w.strip()]
+    except ValueError:
+        parser.error(f"--weights {args.weights!r}: not comma-separated numbers")
+    if not weights or not all(0 < w < 1 for w in weights):
+        parser.error("--weights: each weight must be in (0, 1)")
+    try:
+        report = evaluate(args.data, args.users, args.embedder, args.seed, weights)
+    except FileNotFoundError as error:  # a directory that is not MovieLens
+        parser.error(str(error))
+    print_table(report)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
