@@ -2,7 +2,8 @@
 
 Usage:
     python scripts/eval_drift_downstream.py --data ../shared/data/ml-latest-small
-        [--users N] [--embedder hashing] [--seed 0] [--weights 0.01,0.03,0.1,0.3,0.6] [--out FILE]
+        [--users N] [--embedder hashing] [--seed 0] [--weights 0.01,0.03,0.1,0.3,0.6]
+        [--drift-z 3,2,1.5,1] [--out FILE.json]
 
 Real chronological histories, nothing injected: each user's events after onboarding (the first
 24 h dropped, ``service/evaluation/drift_streams.eligible_users``), cut into full windows of the
@@ -22,7 +23,12 @@ Recommenders, the same code in the same run, on the same profiles:
   the history before its detected window weighs *w* times less.
 Each variant's *w* is chosen on the tuning half (the best mean NDCG@10 on the windows where it
 applies; a tie goes to the larger, milder *w*) and reported on the test half, on the windows
-where it applies and on all windows. ``--users`` caps the eligible users (CI smoke runs).
+where it applies and on all windows.
+
+At the service's default sensitivity drift seldom fires on real histories, so the same is done
+at more sensitive ``drift_z`` values too (``--drift-z``; the threshold's floor moves with it,
+as in ``scripts/eval_drift.py``): the newest profile then carries the drift the service's own
+code finds at that setting. ``--users`` caps the eligible users (CI smoke runs).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import random
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +47,20 @@ import numpy as np
 from scripts.evaluate import RememberingEmbedder
 from service.app.container import Services, build_services
 from service.core.config import Settings
-from service.core.records import DriftReport, Event, Profile
+from service.core.records import DriftReport, Event, Profile, WindowDrift
 from service.embedding.encoder import Embedder, load_embedder
 from service.evaluation import drift_streams as de
 from service.evaluation.protocol import ndcg_at
 from service.ingest.movielens import load_movielens
-from service.profiling.drift import drift_report
+from service.profiling.drift import drift_history, drift_report
 from service.retrieval.collaborative import ShortTerm
 from service.retrieval.recommender import Recommender
 
 K = 10
 FIRST_EVALUATED_WINDOW = 2  # the drift of window i needs windows before it as a reference
 WEIGHTS = (0.01, 0.03, 0.1, 0.3, 0.6)
+# The service's default drift_z first; lower is more sensitive (it fires more often).
+SENSITIVITIES = (3.0, 2.0, 1.5, 1.0)
 IGNORING = "ignoring drift"
 VARIANTS = ("fired", "since detection")
 
@@ -75,24 +83,33 @@ class SinceDetection(Recommender):
 
 @dataclass
 class Row:
-    """One evaluated window position of one user."""
+    """One evaluated window position of one user: at each drift sensitivity (``drift_z``),
+    whether the newest window's drift fired and whether the drift report says drifting, and
+    each recommender's NDCG@10 there."""
 
     user: str
     window: int
-    fired: bool  # the newest window's drift was detected
-    drifting: bool  # the drift report says drifting
-    ndcg: dict[str, float] = field(default_factory=dict)  # recommender name -> NDCG@10
+    fired: dict[float, bool] = field(default_factory=dict)
+    drifting: dict[float, bool] = field(default_factory=dict)
+    ndcg: dict[tuple[float, str], float] = field(default_factory=dict)  # (z, recommender)
 
-    def applies(self, variant: str) -> bool:
-        return self.fired if variant == "fired" else self.drifting
+    def applies(self, variant: str, z: float) -> bool:
+        return self.fired[z] if variant == "fired" else self.drifting[z]
 
 
 def name(variant: str, weight: float) -> str:
-    return f"{variant} w={weight:g}"
+    return IGNORING if weight == 1.0 else f"{variant} w={weight:g}"
 
 
 def full_windows(events: Sequence[Event], size: int) -> list[list[Event]]:
     return [list(events[i : i + size]) for i in range(0, len(events) - size + 1, size)]
+
+
+def at_sensitivity(settings: Settings, z: float) -> Settings:
+    """The service's drift settings at another ``drift_z``, the threshold's floor moving with
+    it, as ``scripts/eval_drift.py`` calibrates the service."""
+    floor = settings.drift_min_threshold / settings.drift_z * z
+    return settings.model_copy(update={"drift_z": z, "drift_min_threshold": floor})
 
 
 def serve_half(
@@ -101,6 +118,7 @@ def serve_half(
     streams: dict[str, list[list[Event]]],
     embedder: Embedder,
     weights: Sequence[float],
+    sensitivities: Sequence[float],
 ) -> list[Row]:
     """The half's users, window by window, through a service trained on everyone else."""
     settings = Settings(data_dir=folder / "data", index_dir=folder / "index")
@@ -118,7 +136,8 @@ def serve_half(
             continue
         for user in present:
             if len(streams[user]) > position + 1:
-                rows.append(_evaluate(services, recommenders, user, position, streams[user]))
+                row = _evaluate(services, recommenders, user, streams[user], sensitivities)
+                rows.append(row)
     for recommender in recommenders.values():
         recommender.close()
     services.close()
@@ -141,33 +160,46 @@ def _evaluate(
     services: Services,
     recommenders: dict[str, Recommender],
     user: str,
-    position: int,
     windows: list[list[Event]],
+    sensitivities: Sequence[float],
 ) -> Row:
+    """The user's state after their newest window, as the request path reads it; at each
+    sensitivity the newest profile carries the drift the service's code finds there."""
     profile, history = services.profiler.current_with_history(user)
-    if profile.window.index != position:
-        newest = profile.window.index
-        raise RuntimeError(f"{user}: the newest profile is window {newest}, not {position}")
-    report = drift_report(user, services.profiler.history(user), services.settings)
-    fired = bool(profile.drift and profile.drift.detected)
-    row = Row(user, position, fired, report.drift_detected)
+    profiles = services.profiler.history(user)
+    position = profile.window.index
+    if position != profiles[-1].window.index or len(history) != (position + 1) * len(windows[0]):
+        raise RuntimeError(f"{user}: the profiles do not end at the history's newest window")
+    row = Row(user, position)
     target = {e.item_id for e in windows[position + 1]} - set(history)
-    for label, recommender in recommenders.items():
-        if isinstance(recommender, SinceDetection):
-            recommender.reports[user] = report
-        ranked = [r.item_id for r in recommender.recommend(profile, K, history)]
-        row.ndcg[label] = ndcg_at(ranked, target, K) if target else 0.0
+    made: dict[tuple[str, ShortTerm | None], float] = {}  # the same weighting, the same list
+    for z in sensitivities:
+        tuned = at_sensitivity(services.settings, z)
+        newest = drift_history(profiles, tuned)[-1]
+        report = drift_report(user, profiles, tuned)
+        row.fired[z], row.drifting[z] = newest.detected, report.drift_detected
+        drifted = replace(
+            profile, drift=WindowDrift(newest.score, newest.threshold, newest.detected)
+        )
+        for label, recommender in recommenders.items():
+            if isinstance(recommender, SinceDetection):
+                recommender.reports[user] = report
+            key = (label, recommender.short_term(drifted, history))
+            if key not in made:
+                ranked = [r.item_id for r in recommender.recommend(drifted, K, history)]
+                made[key] = ndcg_at(ranked, target, K) if target else 0.0
+            row.ndcg[z, label] = made[key]
     return row
 
 
-def summary(rows: Sequence[Row], label: str, variant: str | None) -> dict:
-    """Mean NDCG@10 of ``label`` against ignoring drift, on the rows ``variant`` applies to
-    (all rows when None), with the paired wins and losses."""
-    picked = [r for r in rows if variant is None or r.applies(variant)]
+def summary(rows: Sequence[Row], z: float, label: str, variant: str | None) -> dict:
+    """Mean NDCG@10 of ``label`` against ignoring drift at sensitivity ``z``, on the rows
+    ``variant`` applies to (all rows when None), with the paired wins and losses."""
+    picked = [r for r in rows if variant is None or r.applies(variant, z)]
     if not picked:
         return {"windows": 0, "users": 0}
-    aware = np.array([r.ndcg[label] for r in picked])
-    plain = np.array([r.ndcg[IGNORING] for r in picked])
+    aware = np.array([r.ndcg[z, label] for r in picked])
+    plain = np.array([r.ndcg[z, IGNORING] for r in picked])
     return {
         "windows": len(picked),
         "users": len({r.user for r in picked}),
@@ -178,32 +210,35 @@ def summary(rows: Sequence[Row], label: str, variant: str | None) -> dict:
     }
 
 
-def grid(rows: Sequence[Row], weights: Sequence[float]) -> dict:
+def grid(rows: Sequence[Row], z: float, weights: Sequence[float]) -> dict:
     """Each variant's mean NDCG@10 where it applies, per weight (1: ignoring drift)."""
     return {
         variant: {
-            f"{w:g}": summary(rows, IGNORING if w == 1.0 else name(variant, w), variant).get(
-                "ndcg@10"
-            )
+            f"{w:g}": summary(rows, z, name(variant, w), variant).get("ndcg@10")
             for w in [*weights, 1.0]
         }
         for variant in VARIANTS
     }
 
 
-def choose(rows: Sequence[Row], variant: str, weights: Sequence[float]) -> float:
+def choose(rows: Sequence[Row], z: float, variant: str, weights: Sequence[float]) -> float:
     """The weight with the best mean on the windows where the variant applies; ties to the
     larger (milder) weight; 1 (off) unless some weight beats ignoring drift."""
-    best, best_mean = 1.0, summary(rows, IGNORING, variant).get("ndcg@10", 0.0)
+    best, best_mean = 1.0, summary(rows, z, IGNORING, variant).get("ndcg@10", 0.0)
     for weight in sorted(weights, reverse=True):
-        mean = summary(rows, name(variant, weight), variant).get("ndcg@10", 0.0)
+        mean = summary(rows, z, name(variant, weight), variant).get("ndcg@10", 0.0)
         if mean > best_mean:
             best, best_mean = weight, mean
     return best
 
 
 def evaluate(
-    data_dir: Path, users: int | None, embedder_name: str | None, seed: int, weights: list[float]
+    data_dir: Path,
+    users: int | None,
+    embedder_name: str | None,
+    seed: int,
+    weights: list[float],
+    sensitivities: list[float],
 ) -> dict:
     dataset = load_movielens(data_dir)
     size = Settings().window_spec.size
@@ -218,44 +253,53 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="iprof-downstream-") as folder:
         for part, members in halves.items():
             streams = {user: full_windows(histories[user], size) for user in members}
-            rows[part] = serve_half(Path(folder) / part, dataset, streams, embedder, weights)
+            rows[part] = serve_half(
+                Path(folder) / part, dataset, streams, embedder, weights, sensitivities
+            )
     report: dict = {
         "dataset": dataset.name,
         "window": f"{size}e",
+        "service_drift_z": Settings().drift_z,
         "users_eligible": len(histories),
         "users": {part: len(members) for part, members in halves.items()},
         "windows_evaluated": {part: len(r) for part, r in rows.items()},
-        "grid": {part: grid(r, weights) for part, r in rows.items()},
-        "variants": {},
+        "sensitivities": {},
     }
-    for variant in VARIANTS:
-        weight = choose(rows["tuning"], variant, weights)
-        label = IGNORING if weight == 1.0 else name(variant, weight)
-        report["variants"][variant] = {
-            "chosen_weight": weight,
-            "tuning": summary(rows["tuning"], label, variant),
-            "test": summary(rows["test"], label, variant),
-            "test_all_windows": summary(rows["test"], label, None),
-        }
+    for z in sensitivities:
+        result: dict = {"tuning_grid": grid(rows["tuning"], z, weights)}
+        for variant in VARIANTS:
+            weight = choose(rows["tuning"], z, variant, weights)
+            label = name(variant, weight)
+            result[variant] = {
+                "chosen_weight": weight,
+                "tuning": summary(rows["tuning"], z, label, variant),
+                "test": summary(rows["test"], z, label, variant),
+                "test_all_windows": summary(rows["test"], z, label, None),
+                # What each weight would have given on the test half (not used to choose).
+                "test_grid": grid(rows["test"], z, weights)[variant],
+            }
+        report["sensitivities"][f"{z:g}"] = result
     return report
 
 
 def print_table(report: dict) -> None:
     print(f"\n{report['dataset']}: {report['users']} users, windows {report['windows_evaluated']}")
-    print("tuning-half grid (NDCG@10 where the variant applies):", report["grid"]["tuning"])
-    header = f"{'variant':16} {'w':>5} {'where':22} {'windows':>7} {'users':>5}"
-    print(f"\n{header} {'aware':>7} {'ignoring':>8} {'better':>6} {'worse':>5}")
-    for variant, result in report["variants"].items():
-        for where, key in (("applies (test)", "test"), ("all windows (test)", "test_all_windows")):
-            s = result[key]
-            if not s["windows"]:
-                print(f"{variant:16} {result['chosen_weight']:5g} {where:22} {0:7d}")
-                continue
-            print(
-                f"{variant:16} {result['chosen_weight']:5g} {where:22} {s['windows']:7d} "
-                f"{s['users']:5d} {s['ndcg@10']:7.4f} {s['ndcg@10 ignoring drift']:8.4f} "
-                f"{s['better']:6d} {s['worse']:5d}"
-            )
+    header = f"{'drift_z':>7} {'variant':16} {'w':>5} {'where (test half)':18} {'windows':>7}"
+    print(f"\n{header} {'users':>5} {'aware':>7} {'ignoring':>8} {'better':>6} {'worse':>5}")
+    for z, result in report["sensitivities"].items():
+        for variant in VARIANTS:
+            chosen = result[variant]
+            for where, key in (("it applies", "test"), ("all windows", "test_all_windows")):
+                s = chosen[key]
+                line = f"{z:>7} {variant:16} {chosen['chosen_weight']:5g} {where:18} "
+                if not s["windows"]:
+                    print(line + f"{0:7d}")
+                    continue
+                print(
+                    line + f"{s['windows']:7d} {s['users']:5d} {s['ndcg@10']:7.4f} "
+                    f"{s['ndcg@10 ignoring drift']:8.4f} {s['better']:6d} {s['worse']:5d}"
+                )
+        print(f"{z:>7} tuning grid: {result['tuning_grid']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedder", help="default: the bundled MiniLM; 'hashing' for smoke runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--drift-z",
+        default=",".join(f"{z:g}" for z in SENSITIVITIES),
+        help="comma-separated drift sensitivities (drift_z; the service's default first)",
+    )
+    parser.add_argument(
         "--weights",
         default=",".join(f"{w:g}" for w in WEIGHTS),
         help="comma-separated weights of the history before the change, tried on the tuning half",
@@ -275,12 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data {args.data}: no such directory")
     try:
         weights = [float(w) for w in args.weights.split(",") if w.strip()]
+        sensitivities = [float(z) for z in args.drift_z.split(",") if z.strip()]
     except ValueError:
-        parser.error(f"--weights {args.weights!r}: not comma-separated numbers")
+        parser.error("--weights, --drift-z: comma-separated numbers")
+    if not sensitivities or not all(z > 0 for z in sensitivities):
+        parser.error("--drift-z: each must be above 0")
     if not weights or not all(0 < w < 1 for w in weights):
         parser.error("--weights: each weight must be in (0, 1)")
     try:
-        report = evaluate(args.data, args.users, args.embedder, args.seed, weights)
+        report = evaluate(args.data, args.users, args.embedder, args.seed, weights, sensitivities)
     except FileNotFoundError as error:  # a directory that is not MovieLens
         parser.error(str(error))
     print_table(report)
