@@ -18,12 +18,13 @@ against the items of window *i* + 1 the user had not had.
 Recommenders, the same code in the same run, on the same profiles:
 - ignoring drift (``drift_earlier_weight`` = 1);
 - ``fired`` (the service's rule): when the newest window's drift fired, the history before that
-  window weighs *w* times less in the collaborative model;
+  window counts *w* of its weight in the collaborative model;
 - ``since detection``: while the drift report says drifting (``DriftReport.drift_detected``),
-  the history before its detected window weighs *w* times less.
+  the history before its detected window counts *w* of its weight.
 Each variant's *w* is chosen on the tuning half (the best mean NDCG@10 on the windows where it
 applies; a tie goes to the larger, milder *w*) and reported on the test half, on the windows
-where it applies and on all windows.
+where it applies and on all windows; then the halves swapped, and both halves pooled, each
+scored with the *w* chosen on the other (the table's "w" column: tuning-chosen/test-chosen).
 
 At the service's default sensitivity drift seldom fires on real histories, so the same is done
 at more sensitive ``drift_z`` values too (``--drift-z``; the threshold's floor moves with it,
@@ -192,17 +193,17 @@ def _evaluate(
     return row
 
 
-def summary(rows: Sequence[Row], z: float, label: str, variant: str | None) -> dict:
-    """Mean NDCG@10 of ``label`` against ignoring drift at sensitivity ``z``, on the rows
-    ``variant`` applies to (all rows when None), with the paired wins and losses."""
-    picked = [r for r in rows if variant is None or r.applies(variant, z)]
+def summary(scored: Sequence[tuple[Row, str]], z: float, variant: str | None) -> dict:
+    """Mean NDCG@10 of each row's recommender against ignoring drift at sensitivity ``z``, on
+    the rows ``variant`` applies to (all rows when None), with the paired wins and losses."""
+    picked = [(row, label) for row, label in scored if variant is None or row.applies(variant, z)]
     if not picked:
         return {"windows": 0, "users": 0}
-    aware = np.array([r.ndcg[z, label] for r in picked])
-    plain = np.array([r.ndcg[z, IGNORING] for r in picked])
+    aware = np.array([row.ndcg[z, label] for row, label in picked])
+    plain = np.array([row.ndcg[z, IGNORING] for row, _ in picked])
     return {
         "windows": len(picked),
-        "users": len({r.user for r in picked}),
+        "users": len({row.user for row, _ in picked}),
         "ndcg@10": round(float(aware.mean()), 4),
         "ndcg@10 ignoring drift": round(float(plain.mean()), 4),
         "better": int((aware > plain).sum()),
@@ -210,11 +211,15 @@ def summary(rows: Sequence[Row], z: float, label: str, variant: str | None) -> d
     }
 
 
+def by(rows: Sequence[Row], label: str) -> list[tuple[Row, str]]:
+    return [(row, label) for row in rows]
+
+
 def grid(rows: Sequence[Row], z: float, weights: Sequence[float]) -> dict:
     """Each variant's mean NDCG@10 where it applies, per weight (1: ignoring drift)."""
     return {
         variant: {
-            f"{w:g}": summary(rows, z, name(variant, w), variant).get("ndcg@10")
+            f"{w:g}": summary(by(rows, name(variant, w)), z, variant).get("ndcg@10")
             for w in [*weights, 1.0]
         }
         for variant in VARIANTS
@@ -224,9 +229,9 @@ def grid(rows: Sequence[Row], z: float, weights: Sequence[float]) -> dict:
 def choose(rows: Sequence[Row], z: float, variant: str, weights: Sequence[float]) -> float:
     """The weight with the best mean on the windows where the variant applies; ties to the
     larger (milder) weight; 1 (off) unless some weight beats ignoring drift."""
-    best, best_mean = 1.0, summary(rows, z, IGNORING, variant).get("ndcg@10", 0.0)
+    best, best_mean = 1.0, summary(by(rows, IGNORING), z, variant).get("ndcg@10", 0.0)
     for weight in sorted(weights, reverse=True):
-        mean = summary(rows, z, name(variant, weight), variant).get("ndcg@10", 0.0)
+        mean = summary(by(rows, name(variant, weight)), z, variant).get("ndcg@10", 0.0)
         if mean > best_mean:
             best, best_mean = weight, mean
     return best
@@ -269,14 +274,21 @@ def evaluate(
         result: dict = {"tuning_grid": grid(rows["tuning"], z, weights)}
         for variant in VARIANTS:
             weight = choose(rows["tuning"], z, variant, weights)
-            label = name(variant, weight)
+            swapped = choose(rows["test"], z, variant, weights)
+            test = by(rows["test"], name(variant, weight))
+            tuning = by(rows["tuning"], name(variant, swapped))
             result[variant] = {
                 "chosen_weight": weight,
-                "tuning": summary(rows["tuning"], z, label, variant),
-                "test": summary(rows["test"], z, label, variant),
-                "test_all_windows": summary(rows["test"], z, label, None),
+                "test": summary(test, z, variant),
+                "test_all_windows": summary(test, z, None),
                 # What each weight would have given on the test half (not used to choose).
                 "test_grid": grid(rows["test"], z, weights)[variant],
+                # The halves swapped: chosen on the test half, scored on the tuning half; and
+                # both halves, each scored with the weight chosen on the other.
+                "swapped_weight": swapped,
+                "tuning_swapped": summary(tuning, z, variant),
+                "both_halves": summary(test + tuning, z, variant),
+                "both_halves_all_windows": summary(test + tuning, z, None),
             }
         report["sensitivities"][f"{z:g}"] = result
     return report
@@ -284,14 +296,20 @@ def evaluate(
 
 def print_table(report: dict) -> None:
     print(f"\n{report['dataset']}: {report['users']} users, windows {report['windows_evaluated']}")
-    header = f"{'drift_z':>7} {'variant':16} {'w':>5} {'where (test half)':18} {'windows':>7}"
+    header = f"{'drift_z':>7} {'variant':16} {'w':>9} {'where':28} {'windows':>7}"
     print(f"\n{header} {'users':>5} {'aware':>7} {'ignoring':>8} {'better':>6} {'worse':>5}")
     for z, result in report["sensitivities"].items():
         for variant in VARIANTS:
             chosen = result[variant]
-            for where, key in (("it applies", "test"), ("all windows", "test_all_windows")):
+            weights = f"{chosen['chosen_weight']:g}/{chosen['swapped_weight']:g}"
+            for where, key in (
+                ("test half, where it applies", "test"),
+                ("test half, all windows", "test_all_windows"),
+                ("both halves, where it applies", "both_halves"),
+                ("both halves, all windows", "both_halves_all_windows"),
+            ):
                 s = chosen[key]
-                line = f"{z:>7} {variant:16} {chosen['chosen_weight']:5g} {where:18} "
+                line = f"{z:>7} {variant:16} {weights:>9} {where:28} "
                 if not s["windows"]:
                     print(line + f"{0:7d}")
                     continue

@@ -9,9 +9,9 @@ that found an item gives its reason; otherwise the source that contributed most 
 The searches and the collaborative scores are made once per profile, history and index build
 and stored (`service/retrieval/candidates.py`); popularity and the fusion run per request.
 
-Drift-aware: when the newest window's drift fired, the collaborative model weighs the history
-before that window ``drift_earlier_weight`` times less (the interest searches follow the current
-profile anyway); measured in docs/EVALUATION.md ("Downstream value").
+Drift-aware: when the newest window's drift fired, the history before that window counts only
+``drift_earlier_weight`` of its recency weight in the collaborative model (the interest searches
+follow the current profile anyway); measured in docs/EVALUATION.md ("Downstream value").
 """
 
 from __future__ import annotations
