@@ -68,7 +68,15 @@ def service_ranker(
     services.refresh_users(users)
     recommender = services.recommender
     if weights is not None:
-        recommender = Recommender(services.store, services.embedder, services.index.get, weights)
+        settings = services.settings
+        recommender = Recommender(
+            services.store,
+            services.embedder,
+            services.index.get,
+            weights,
+            drift_earlier_weight=settings.drift_earlier_weight,
+            window=settings.window_spec,
+        )
     return lambda user: [
         r.item_id for r in recommender.recommend(services.profiler.current(user), 50)
     ]

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from service.retrieval.builds import IndexMismatch
-from service.retrieval.collaborative import MODEL_FILE, ItemModel, fit_item_model, recency_weights
+from service.retrieval.collaborative import (
+    MODEL_FILE,
+    ItemModel,
+    ShortTerm,
+    fit_item_model,
+    recency_weights,
+)
 from service.retrieval.index import load_index
 from service.retrieval.index_build import build_index
 from tests.conftest import topic_items
@@ -38,6 +44,30 @@ def test_the_newest_history_item_leads_the_scores():
     weights = recency_weights(30)
     assert weights[-1] == pytest.approx(1.0) and np.all(np.diff(weights) > 0)
     assert weights[0] > 0.1  # old history still counts a little
+
+
+def test_a_short_term_window_outweighs_the_longer_history_before_it():
+    """Four old items of one taste outvote the newest of another by recency alone; with the
+    history before the short-term window weighed ten times less, the newest taste leads."""
+    pairs = []
+    for user in range(20):
+        pairs += [(f"old{user}", item) for item in ("a1", "a2", "a3", "a4", "b")]
+        pairs += [(f"new{user}", item) for item in ("x", "y")]
+        pairs.append((f"x-only{user}", "x"))  # half of those who take x take y
+    model = fit_item_model(pairs, regularization=1.0)
+    history = ["a1", "a2", "a3", "a4", "x"]
+
+    def rank(short_term=None):
+        ranked = model.scores(history, depth=10, short_term=short_term).ranked
+        return [item for item in ranked if item in {"b", "y"}]
+
+    assert rank() == ["b", "y"]
+    assert rank(ShortTerm(start=4, earlier=0.1)) == ["y", "b"]
+    weights = recency_weights(5, ShortTerm(start=4, earlier=0.1))
+    np.testing.assert_allclose(weights[:4], recency_weights(5)[:4] * 0.1)
+    assert weights[4] == pytest.approx(1.0)
+    # The whole history in the short-term window: nothing before it to weigh less.
+    assert rank(ShortTerm(start=0, earlier=0.1)) == rank()
 
 
 def test_too_little_data_gives_no_model_and_unknown_history_no_scores():

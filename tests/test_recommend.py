@@ -3,16 +3,18 @@ from dataclasses import replace
 
 import numpy as np
 
-from service.core.config import Settings
-from service.core.records import Event
+from service.core.config import Settings, WindowSpec
+from service.core.records import Event, WindowDrift
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
+from service.retrieval.collaborative import ShortTerm
 from service.retrieval.index import _ranks_of, load_index
 from service.retrieval.recommender import (
     EXPLAINS_FIRST_LIFT,
     NEW_ITEMS_EVERY,
     NEW_ITEMS_FROM,
     RRF_K,
+    FusionWeights,
     Recommendation,
     Recommender,
     _Candidates,
@@ -194,3 +196,63 @@ def test_new_items_take_their_slots_after_the_first_ten_places():
     short = [r.item_id for r in with_new_items(fused[:3] + [new[1]] + fused[3:11], new, 20)]
     assert short[:4] == ["old00", "old01", "old02", "new1"]
     assert short[4:] == [f"old{n:02d}" for n in range(3, 9)] + ["new0", "old09", "old10", "new2"]
+
+
+def _drifting_user(store, tmp_path, embedder):
+    """'me' had six astronomy items, then two baking ones (the window from position 6 on);
+    other users tie astronomy-00..05 to astronomy-09 and baking-00..05 to baking-09."""
+    store.upsert_items(topic_items())
+    events = []
+    for user in range(10):
+        for topic in ("astronomy", "baking"):
+            for n in (*range(6), 9):
+                events.append(
+                    Event(f"{topic}{user}-{n}", f"{topic}{user}", f"{topic}-{n:02d}", "view", n)
+                )
+    mine = [f"astronomy-{n:02d}" for n in range(6)] + ["baking-00", "baking-01"]
+    events += [Event(f"me-{n}", "me", item, "view", 100 + n) for n, item in enumerate(mine)]
+    store.add_events(events)
+    index_store(store, embedder, tmp_path / "index")
+    profiler = Profiler(
+        store, ExtractiveSummarizer(), embedder, Settings(window="6e", min_window_events=2)
+    )
+    return profiler.current_with_history("me")
+
+
+def test_a_drifting_user_is_recommended_from_the_short_term_window(store, tmp_path):
+    embedder = HashingEmbedder()
+    profile, history = _drifting_user(store, tmp_path, embedder)
+    assert profile.window.index == 1 and len(history) == 8
+    fired = replace(profile, drift=WindowDrift(0.6, 0.3, True))
+    calm = replace(profile, drift=WindowDrift(0.1, 0.3, False))
+    # The collaborative model alone, so the test sees its ranking only.
+    only = FusionWeights(interests=0.0, profile=0.0, popularity=0.0, new_items=False)
+    index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
+    window = WindowSpec(kind="count", size=6)
+    aware = Recommender(store, embedder, index, only, drift_earlier_weight=0.1, window=window)
+    assert aware.short_term(fired, history) == ShortTerm(start=6, earlier=0.1)
+    assert aware.short_term(calm, history) is None
+    assert aware.short_term(replace(profile, drift=None), history) is None
+
+    def top(recommender, profile):
+        return recommender.recommend(profile, k=3, history=history)[0].item_id
+
+    # Six old astronomy items outvote two baking ones, unless drift says the baking is new.
+    assert top(aware, calm) == "astronomy-09"
+    assert top(aware, fired).startswith("baking")  # not the calm profile's stored lists
+    assert top(aware, calm) == "astronomy-09"  # nor the other way round
+    off = Recommender(store, embedder, index, only, drift_earlier_weight=1.0, window=window)
+    assert off.short_term(fired, history) is None and top(off, fired) == "astronomy-09"
+    aware.close()
+    off.close()
+
+
+def test_time_windows_find_the_short_term_window_by_its_start(store, tmp_path):
+    embedder = HashingEmbedder()
+    profile, history = _drifting_user(store, tmp_path, embedder)
+    index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
+    window = WindowSpec.parse("1d")
+    aware = Recommender(store, embedder, index, drift_earlier_weight=0.2, window=window)
+    starts_at_baking = replace(profile.window, start=106.0)  # me's events are at 100..107
+    fired = replace(profile, window=starts_at_baking, drift=WindowDrift(0.6, 0.3, True))
+    assert aware.short_term(fired, history) == ShortTerm(start=6, earlier=0.2)

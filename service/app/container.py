@@ -180,7 +180,13 @@ def build_services(
         embedder=embedder,
         summarizer=summarizer,
         profiler=Profiler(store, summarizer, embedder, settings),
-        recommender=Recommender(store, embedder, holder.get),
+        recommender=Recommender(
+            store,
+            embedder,
+            holder.get,
+            drift_earlier_weight=settings.drift_earlier_weight,
+            window=settings.window_spec,
+        ),
         index=holder,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
     )

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     drift_prior_weight: float = 5.0
     drift_z: float = 3.0
     drift_min_threshold: float = 0.25
+    # Drift-aware recommendations: when the newest window's drift fired, each event of the
+    # user's history before that window counts this share of its recency weight in the
+    # collaborative model, so the new interests lead (service/retrieval/recommender.py); 1 turns
+    # it off. Chosen on the tuning half of scripts/eval_drift_downstream.py (docs/EVALUATION.md,
+    # "Downstream value").
+    drift_earlier_weight: float = Field(default=0.03, gt=0, le=1)
 
     # Largest batch accepted by PUT /v1/items and POST /v1/events (413 above).
     max_batch: int = 5_000

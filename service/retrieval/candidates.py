@@ -23,6 +23,7 @@ import numpy as np
 from service.core.hashing import content_hash
 from service.core.records import Profile
 from service.embedding.encoder import Embedder, normalize_rows
+from service.retrieval.collaborative import ShortTerm
 from service.retrieval.index import ItemIndex
 
 # Requests for up to this many items share one set of lists (the evaluation asks for 50).
@@ -71,11 +72,15 @@ class CandidateLists:
         return [self.profile_close, self.profile_rest, self.collaborative, self.anchors]
 
 
-def lists_key(profile: Profile, history: Sequence[str], build_id: str) -> str:
+def lists_key(
+    profile: Profile, history: Sequence[str], build_id: str, short_term: ShortTerm | None = None
+) -> str:
     """Everything the lists depend on: the profile (its window, what made it, when), the
-    history in order, and the index build."""
+    history in order, the index build, and the short-term weighting of a drifting user (a
+    verdict can change while the profile does not, when an earlier window is re-scored)."""
     made = f"{profile.window.index}|{profile.source_key}|{profile.created_at!r}"
-    return f"{FORMAT}|{build_id}|{made}|{content_hash(chr(10).join(history))}"
+    key = f"{FORMAT}|{build_id}|{made}|{content_hash(chr(10).join(history))}"
+    return key if short_term is None else f"{key}|{short_term.start}|{short_term.earlier!r}"
 
 
 class LabelVectors:
@@ -118,7 +123,12 @@ class CandidateSearch:
         self.label_vectors = LabelVectors(embedder)
 
     def find(
-        self, profile: Profile, history: Sequence[str], index: ItemIndex, k: int
+        self,
+        profile: Profile,
+        history: Sequence[str],
+        index: ItemIndex,
+        k: int,
+        short_term: ShortTerm | None = None,
     ) -> CandidateLists:
         seen = len(set(history))
         depth = search_depth(k, seen, len(index))
@@ -131,7 +141,7 @@ class CandidateSearch:
         ]
         # The close matches of the whole profile, and the rest of that search as a backfill.
         close = close_matches(scores[-1], rows[-1])
-        collaborative, anchors = _collaborative(history, index, depth + seen)
+        collaborative, anchors = _collaborative(history, index, depth + seen, short_term)
         return CandidateLists(
             interests, rows[-1][close], _indexed(rows[-1][~close]), collaborative, anchors
         )
@@ -157,14 +167,14 @@ class CandidateSearch:
 
 
 def _collaborative(
-    history: Sequence[str], index: ItemIndex, depth: int
+    history: Sequence[str], index: ItemIndex, depth: int, short_term: ShortTerm | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The collaborative model's best items for the history (index rows; the model may know
     items the index does not, from events for items not in the catalog) and their anchors."""
     model = index.collaborative
     if model is None:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    found = model.scores(history, depth)
+    found = model.scores(history, depth, short_term)
     rows = index.collaborative_rows[found.rows]
     indexed = rows >= 0
     return rows[indexed], found.anchors()[indexed]

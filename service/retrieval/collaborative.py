@@ -8,13 +8,15 @@ and a user's scores cost one sparse sum over their history. It is fitted with th
 
 A user's history is weighted by recency: on time-ordered data what someone consumed last
 predicts what comes next far better than what they consumed a year ago (+15% NDCG@10 on
-ml-latest-small, +25% on ml-100k over unweighted EASE; see docs/EVALUATION.md).
+ml-latest-small, +25% on ml-100k over unweighted EASE; see docs/EVALUATION.md). While the
+user's interests are drifting, the history before the change weighs less still (``ShortTerm``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +54,23 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def recency_weights(count: int) -> np.ndarray:
+@dataclass(frozen=True)
+class ShortTerm:
+    """The history from position ``start`` on is the short-term window (what the user chose
+    since their drift was detected); each event before it weighs ``earlier`` times its
+    recency weight."""
+
+    start: int
+    earlier: float
+
+
+def recency_weights(count: int, short_term: ShortTerm | None = None) -> np.ndarray:
     """Weights of ``count`` events, oldest first: the newest weighs 1."""
     age = np.arange(count - 1, -1, -1, dtype=np.float32)
-    return RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * 0.5 ** (age / RECENCY_HALF_LIFE)
+    weights = RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * 0.5 ** (age / RECENCY_HALF_LIFE)
+    if short_term is not None:
+        weights[: short_term.start] *= short_term.earlier
+    return weights
 
 
 class Scored:
@@ -102,10 +117,12 @@ class ItemModel:
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def scores(self, history: Sequence[str], depth: int) -> Scored:
+    def scores(
+        self, history: Sequence[str], depth: int, short_term: ShortTerm | None = None
+    ) -> Scored:
         """The ``depth`` best items for a history (oldest first)."""
         weights: dict[int, float] = {}
-        for item_id, weight in zip(history, recency_weights(len(history)).tolist()):
+        for item_id, weight in zip(history, recency_weights(len(history), short_term).tolist()):
             row = self._rows.get(item_id)
             if row is not None:  # an item seen again counts at its newest weight
                 weights[row] = weight

@@ -8,6 +8,10 @@ that found an item gives its reason; otherwise the source that contributed most 
 
 The searches and the collaborative scores are made once per profile, history and index build
 and stored (`service/retrieval/candidates.py`); popularity and the fusion run per request.
+
+Drift-aware: when the newest window's drift fired, the history before that window counts only
+``drift_earlier_weight`` of its recency weight in the collaborative model (the interest searches
+follow the current profile anyway); measured in docs/EVALUATION.md ("Downstream value").
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from service.core.config import WindowSpec
 from service.core.records import Profile
 from service.embedding.encoder import Embedder
 from service.retrieval.candidates import (
@@ -27,6 +32,7 @@ from service.retrieval.candidates import (
     lists_key,
     search_depth,
 )
+from service.retrieval.collaborative import ShortTerm
 from service.retrieval.index import ItemIndex
 from service.store import Store
 from service.store.candidate_lists import ListsWriter
@@ -109,11 +115,17 @@ class Recommender:
         embedder: Embedder,
         index: Callable[[], ItemIndex],
         weights: FusionWeights | None = None,
+        drift_earlier_weight: float = 1.0,
+        window: WindowSpec | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
         self.weights = weights or FusionWeights()
+        # Settings.drift_earlier_weight (1: drift does not change the ranking) and the window
+        # the profiles are cut by (where a window begins in the history).
+        self.drift_earlier_weight = drift_earlier_weight
+        self.window = window or WindowSpec(kind="count", size=20)
         self.search = CandidateSearch(embedder)
         self.lists_writer = ListsWriter(store)
         self._popularity = _Popularity(None, [])
@@ -129,7 +141,7 @@ class Recommender:
         index = self.index()
         if history is None:
             history = [e.item_id for e in self.store.user_events(profile.user_id)]
-        lists = self._lists(profile, history, index, k)
+        lists = self._lists(profile, history, index, k, self.short_term(profile, history))
         seen = len(set(history))
         popular = self._popular_rows(index)[: search_depth(k, seen, len(index)) + seen]
         sources = [
@@ -161,25 +173,43 @@ class Recommender:
         index = self.index()
         stored = {}
         for profile, history in users:
-            key = lists_key(profile, history, index.manifest.build_id)
+            short_term = self.short_term(profile, history)
+            key = lists_key(profile, history, index.manifest.build_id, short_term)
             if self._stored(profile.user_id, key) is None:
-                lists = self.search.find(profile, history, index, SHARED_K)
+                lists = self.search.find(profile, history, index, SHARED_K, short_term)
                 stored[profile.user_id] = (profile.user_id, key, lists.to_bytes())
         if stored:
             self.store.save_candidate_lists(list(stored.values()))
         return len(stored)
 
+    def short_term(self, profile: Profile, history: Sequence[str]) -> ShortTerm | None:
+        """While the newest window's drift fired, that window on is the short-term window:
+        what the user chose before it says less about what comes next."""
+        if self.drift_earlier_weight >= 1.0 or profile.drift is None or not profile.drift.detected:
+            return None
+        if self.window.kind == "count":
+            start = profile.window.index * self.window.size
+        else:  # time windows: the events before the window's start (a read only when drifting)
+            events = self.store.user_events(profile.user_id)
+            start = sum(event.ts < profile.window.start for event in events)
+        return ShortTerm(min(start, len(history)), self.drift_earlier_weight)
+
     def _lists(
-        self, profile: Profile, history: list[str], index: ItemIndex, k: int
+        self,
+        profile: Profile,
+        history: list[str],
+        index: ItemIndex,
+        k: int,
+        short_term: ShortTerm | None,
     ) -> CandidateLists:
-        """The stored lists when they were made from this profile, history and index;
-        otherwise made now, and stored for the next requests (once per change)."""
+        """The stored lists when they were made from this profile, history, weighting and
+        index; otherwise made now, and stored for the next requests (once per change)."""
         if k > SHARED_K:
-            return self.search.find(profile, history, index, k)
-        key = lists_key(profile, history, index.manifest.build_id)
+            return self.search.find(profile, history, index, k, short_term)
+        key = lists_key(profile, history, index.manifest.build_id, short_term)
         lists = self._stored(profile.user_id, key)
         if lists is None:
-            lists = self.search.find(profile, history, index, k)
+            lists = self.search.find(profile, history, index, k, short_term)
             self.lists_writer.put(profile.user_id, key, lists.to_bytes())
         return lists
 
