@@ -202,9 +202,9 @@ def counted_searches(monkeypatch):
     searches = []
     real = candidates_module.CandidateSearch.find
 
-    def find(self, profile, history, index, k):
+    def find(self, profile, history, index, k, short_term=None):
         searches.append(profile.user_id)
-        return real(self, profile, history, index, k)
+        return real(self, profile, history, index, k, short_term)
 
     monkeypatch.setattr(candidates_module.CandidateSearch, "find", find)
     return searches
