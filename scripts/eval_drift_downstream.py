@@ -3,7 +3,7 @@
 Usage:
     python scripts/eval_drift_downstream.py --data ../shared/data/ml-latest-small
         [--users N] [--embedder hashing] [--seed 0] [--weights 0.01,0.03,0.1,0.3,0.6]
-        [--drift-z 3,2,1.5,1] [--out FILE.json]
+        [--signal interests|embedding] [--sensitivities 43,30,20,15] [--out FILE.json]
 
 Real chronological histories, nothing injected: each user's events after onboarding (the first
 24 h dropped, ``service/evaluation/drift_streams.eligible_users``), cut into full windows of the
@@ -27,9 +27,12 @@ where it applies and on all windows; then the halves swapped, and both halves po
 scored with the *w* chosen on the other (the table's "w" column: tuning-chosen/test-chosen).
 
 At the service's default sensitivity drift seldom fires on real histories, so the same is done
-at more sensitive ``drift_z`` values too (``--drift-z``; the threshold's floor moves with it,
-as in ``scripts/eval_drift.py``): the newest profile then carries the drift the service's own
-code finds at that setting. ``--users`` caps the eligible users (CI smoke runs).
+at more sensitive settings too (``--sensitivities``): the newest profile then carries the drift
+the service's own code finds there. ``--signal`` picks the drift signal: ``interests`` (the
+default, the service's chi-square interest test; a sensitivity is its threshold,
+``drift_interest_threshold``) or ``embedding`` (the profile-embedding signal; a sensitivity is
+``drift_z``, the threshold's floor moving with it as in ``scripts/eval_drift.py``).
+``--users`` caps the eligible users (CI smoke runs).
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ from service.retrieval.recommender import Recommender
 K = 10
 FIRST_EVALUATED_WINDOW = 2  # the drift of window i needs windows before it as a reference
 WEIGHTS = (0.01, 0.03, 0.1, 0.3, 0.6)
-# The service's default drift_z first; lower is more sensitive (it fires more often).
-SENSITIVITIES = (3.0, 2.0, 1.5, 1.0)
+# Each signal's default setting first; lower is more sensitive (it fires more often).
+SENSITIVITIES = {"interests": (43.0, 30.0, 20.0, 15.0), "embedding": (3.0, 2.0, 1.5, 1.0)}
 IGNORING = "ignoring drift"
 VARIANTS = ("fired", "since detection")
 
@@ -84,7 +87,7 @@ class SinceDetection(Recommender):
 
 @dataclass
 class Row:
-    """One evaluated window position of one user: at each drift sensitivity (``drift_z``),
+    """One evaluated window position of one user: at each drift sensitivity,
     whether the newest window's drift fired and whether the drift report says drifting, and
     each recommender's NDCG@10 there."""
 
@@ -106,12 +109,14 @@ def full_windows(events: Sequence[Event], size: int) -> list[list[Event]]:
     return [list(events[i : i + size]) for i in range(0, len(events) - size + 1, size)]
 
 
-def at_sensitivity(settings: Settings, z: float) -> Settings:
-    """The embedding drift signal's settings at another ``drift_z``, the threshold's floor
-    moving with it (the signal this was measured with; drift_z does not move the default
-    interest test, whose sensitivity is drift_interest_threshold)."""
-    floor = settings.drift_min_threshold / settings.drift_z * z
-    update = {"drift_signal": "embedding", "drift_z": z, "drift_min_threshold": floor}
+def at_sensitivity(settings: Settings, signal: str, value: float) -> Settings:
+    """The settings with drift signal ``signal`` at sensitivity ``value``: the interest test's
+    threshold, or the embedding signal's ``drift_z`` with the threshold's floor moving with it."""
+    if signal == "interests":
+        update: dict = {"drift_signal": signal, "drift_interest_threshold": value}
+    else:
+        floor = settings.drift_min_threshold / settings.drift_z * value
+        update = {"drift_signal": signal, "drift_z": value, "drift_min_threshold": floor}
     return settings.model_copy(update=update)
 
 
@@ -121,7 +126,7 @@ def serve_half(
     streams: dict[str, list[list[Event]]],
     embedder: Embedder,
     weights: Sequence[float],
-    sensitivities: Sequence[float],
+    sensitivities: dict[float, Settings],
 ) -> list[Row]:
     """The half's users, window by window, through a service trained on everyone else."""
     settings = Settings(data_dir=folder / "data", index_dir=folder / "index")
@@ -164,7 +169,7 @@ def _evaluate(
     recommenders: dict[str, Recommender],
     user: str,
     windows: list[list[Event]],
-    sensitivities: Sequence[float],
+    sensitivities: dict[float, Settings],
 ) -> Row:
     """The user's state after their newest window, as the request path reads it; at each
     sensitivity the newest profile carries the drift the service's code finds there."""
@@ -176,8 +181,7 @@ def _evaluate(
     row = Row(user, position)
     target = {e.item_id for e in windows[position + 1]} - set(history)
     made: dict[tuple[str, ShortTerm | None], float] = {}  # the same weighting, the same list
-    for z in sensitivities:
-        tuned = at_sensitivity(services.settings, z)
+    for z, tuned in sensitivities.items():
         newest = drift_history(profiles, tuned)[-1]
         report = drift_report(user, profiles, tuned)
         row.fired[z], row.drifting[z] = newest.detected, report.drift_detected
@@ -245,10 +249,13 @@ def evaluate(
     embedder_name: str | None,
     seed: int,
     weights: list[float],
+    signal: str,
     sensitivities: list[float],
 ) -> dict:
     dataset = load_movielens(data_dir)
     size = Settings().window_spec.size
+    service_weight = Settings().drift_earlier_weight  # always run, reported on both halves
+    weights = sorted({*weights, service_weight})
     histories = de.eligible_users(dataset.events, size)
     chosen = sorted(histories)
     random.Random(seed).shuffle(chosen)
@@ -256,16 +263,20 @@ def evaluate(
     half = len(chosen) // 2
     halves = {"tuning": chosen[:half], "test": chosen[half:]}
     embedder = RememberingEmbedder(load_embedder(embedder_name))
+    settings = {z: at_sensitivity(Settings(), signal, z) for z in sensitivities}
     rows = {}
     with tempfile.TemporaryDirectory(prefix="iprof-downstream-") as folder:
         for part, members in halves.items():
             streams = {user: full_windows(histories[user], size) for user in members}
             rows[part] = serve_half(
-                Path(folder) / part, dataset, streams, embedder, weights, sensitivities
+                Path(folder) / part, dataset, streams, embedder, weights, settings
             )
     report: dict = {
         "dataset": dataset.name,
         "window": f"{size}e",
+        "signal": signal,
+        "service_drift_signal": Settings().drift_signal,
+        "service_drift_interest_threshold": Settings().drift_interest_threshold,
         "service_drift_z": Settings().drift_z,
         "users_eligible": len(histories),
         "users": {part: len(members) for part, members in halves.items()},
@@ -291,6 +302,11 @@ def evaluate(
                 "tuning_swapped": summary(tuning, z, variant),
                 "both_halves": summary(test + tuning, z, variant),
                 "both_halves_all_windows": summary(test + tuning, z, None),
+                # Both halves at the service's own weight (Settings.drift_earlier_weight),
+                # chosen on neither of them here.
+                "both_halves_service_weight": summary(
+                    by(rows["tuning"] + rows["test"], name(variant, service_weight)), z, variant
+                ),
             }
         report["sensitivities"][f"{z:g}"] = result
     return report
@@ -298,7 +314,7 @@ def evaluate(
 
 def print_table(report: dict) -> None:
     print(f"\n{report['dataset']}: {report['users']} users, windows {report['windows_evaluated']}")
-    header = f"{'drift_z':>7} {'variant':16} {'w':>9} {'where':28} {'windows':>7}"
+    header = f"{'setting':>7} {'variant':16} {'w':>9} {'where':28} {'windows':>7}"
     print(f"\n{header} {'users':>5} {'aware':>7} {'ignoring':>8} {'better':>6} {'worse':>5}")
     for z, result in report["sensitivities"].items():
         for variant in VARIANTS:
@@ -309,6 +325,7 @@ def print_table(report: dict) -> None:
                 ("test half, all windows", "test_all_windows"),
                 ("both halves, where it applies", "both_halves"),
                 ("both halves, all windows", "both_halves_all_windows"),
+                ("both halves, the service's w", "both_halves_service_weight"),
             ):
                 s = chosen[key]
                 line = f"{z:>7} {variant:16} {weights:>9} {where:28} "
@@ -330,9 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedder", help="default: the bundled MiniLM; 'hashing' for smoke runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--signal",
+        choices=sorted(SENSITIVITIES),
+        default=Settings().drift_signal,
+        help="the drift signal (default: the service's)",
+    )
+    parser.add_argument(
+        "--sensitivities",
         "--drift-z",
-        default=",".join(f"{z:g}" for z in SENSITIVITIES),
-        help="comma-separated drift sensitivities (drift_z; the service's default first)",
+        help="comma-separated settings of the signal, the service's default first (interests: "
+        "the chi-square threshold, default 43,30,20,15; embedding: drift_z, default 3,2,1.5,1)",
     )
     parser.add_argument(
         "--weights",
@@ -344,15 +368,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data {args.data}: no such directory")
     try:
         weights = [float(w) for w in args.weights.split(",") if w.strip()]
-        sensitivities = [float(z) for z in args.drift_z.split(",") if z.strip()]
+        given = args.sensitivities
+        sensitivities = (
+            [float(z) for z in given.split(",") if z.strip()]
+            if given is not None
+            else list(SENSITIVITIES[args.signal])
+        )
     except ValueError:
-        parser.error("--weights, --drift-z: comma-separated numbers")
+        parser.error("--weights, --sensitivities: comma-separated numbers")
     if not sensitivities or not all(z > 0 for z in sensitivities):
-        parser.error("--drift-z: each must be above 0")
+        parser.error("--sensitivities: each must be above 0")
     if not weights or not all(0 < w < 1 for w in weights):
         parser.error("--weights: each weight must be in (0, 1)")
     try:
-        report = evaluate(args.data, args.users, args.embedder, args.seed, weights, sensitivities)
+        report = evaluate(
+            args.data, args.users, args.embedder, args.seed, weights, args.signal, sensitivities
+        )
     except FileNotFoundError as error:  # a directory that is not MovieLens
         parser.error(str(error))
     print_table(report)

@@ -3,6 +3,7 @@
 Usage:
     python scripts/evaluate.py --data ../shared/data/ml-latest-small [--out FILE.json]
         [--plot FILE.png] [--ablation] [--users N] [--embedder hashing] [--seed 0]
+        [--interest-weight W]
 
 Detects ml-latest-small (ratings.csv, movies.csv, tags.csv), ml-100k (u.data, u.item) or
 RecBole's ml-100k (ml-100k.inter, ml-100k.item). Each user's events sorted by time, the last
@@ -14,6 +15,11 @@ events loaded into its store, its index built, each user profiled through its ow
 own recommender asked. ``--users`` evaluates a random sample (all users still train);
 ``--embedder hashing`` swaps MiniLM for the fast fake (CI smoke runs only). ``--ablation``
 adds two rows per signal of the service's fusion: that signal alone, and the fusion without it.
+
+The interest searches' weight in the fusion (``Settings.fusion_interests``) is chosen per data
+set, as EASE's λ is: on a validation split carved from the training part (each user's last 20%
+of training events), among ``INTEREST_WEIGHTS``, by NDCG@10 over the evaluated users; the test
+part is never looked at. ``--interest-weight`` fixes it instead.
 
 The cold-item protocol (``service/evaluation/cold.py``) follows in the same run: 20% of the
 items (fixed seed) lose all their training interactions, and service, centroid and popularity
@@ -43,6 +49,7 @@ from service.evaluation.cold import COLD_SEED, COLD_SHARE, FEW_EVENTS, cold_item
 from service.evaluation.protocol import (
     Interactions,
     Ranker,
+    Split,
     score,
     temporal_split,
 )
@@ -57,6 +64,9 @@ PROTOCOL = (
 
 # One row per signal of the service's fusion: that signal alone, and the fusion without it.
 SIGNALS = ("collaborative", "interests", "profile", "popularity")
+# The interest searches' fusion weights tried on the validation split (the collaborative
+# model's weight is 4).
+INTEREST_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 def service_ranker(
@@ -82,11 +92,11 @@ def service_ranker(
     ]
 
 
-NO_SLOTS = {"service: without new-item slots": replace(FusionWeights(), new_items=False)}
+def without_slots(weights: FusionWeights) -> dict[str, FusionWeights]:
+    return {"service: without new-item slots": replace(weights, new_items=False)}
 
 
-def ablations() -> dict[str, FusionWeights]:
-    default = FusionWeights()
+def ablations(default: FusionWeights) -> dict[str, FusionWeights]:
     rows = {}
     for signal in SIGNALS:
         only = {other: 0.0 for other in SIGNALS if other != signal}
@@ -123,6 +133,25 @@ def load_service(folder: Path, dataset, train: dict, embedder: Embedder) -> Serv
     return services
 
 
+def choose_interest_weight(
+    dataset, split: Split, users: set[str], embedder: Embedder
+) -> tuple[float, dict[str, float]]:
+    """The interest weight with the best NDCG@10 on a validation split carved from the
+    training part (a tie goes to the smaller weight), and each weight's NDCG@10 there."""
+    validation = temporal_split(e for events in split.train.values() for e in events)
+    test = {user: validation.test[user] for user in sorted(users) if user in validation.test}
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="iprof-validation-") as folder:
+        services = load_service(Path(folder), dataset, validation.train, embedder)
+        for weight in INTEREST_WEIGHTS:
+            weights = replace(FusionWeights(), interests=weight)
+            found[weight] = score(service_ranker(services, sorted(test), weights), test)["ndcg@10"]
+            print(f"validation: interests {weight:<4g} NDCG@10 {found[weight]:.4f}", flush=True)
+        services.close()
+    best = max(INTEREST_WEIGHTS, key=lambda weight: found[weight])  # the first of a tie
+    return best, {f"{weight:g}": ndcg for weight, ndcg in found.items()}
+
+
 def item_vectors(services: Services, data: Interactions) -> np.ndarray:
     """The index's item vectors in the order of ``data``'s items (zeros for any not indexed)."""
     index = services.index.get()
@@ -149,6 +178,7 @@ def evaluate(
     seed: int,
     ablation: bool = False,
     cold: bool = True,
+    interest_weight: float | None = None,
 ) -> dict:
     dataset = load_movielens(data_dir)
     split = temporal_split(dataset.events)
@@ -168,13 +198,17 @@ def evaluate(
     run("item_knn", lambda: baselines.item_knn(data))
     lam = baselines.tune_ease(split, item_ids)
     run("ease", lambda: baselines.ease(data, lam))
+    validation: dict[str, float] = {}
+    if interest_weight is None:
+        interest_weight, validation = choose_interest_weight(dataset, split, set(test), embedder)
+    fusion = replace(FusionWeights(), interests=interest_weight)
     with tempfile.TemporaryDirectory(prefix="iprof-eval-") as folder:
         services = load_service(Path(folder), dataset, split.train, embedder)
         vectors = item_vectors(services, data)
         run("centroid", lambda: baselines.embedding_centroid(data, split.train, vectors))
-        run("service", lambda: service_ranker(services, sorted(test)))
+        run("service", lambda: service_ranker(services, sorted(test), fusion))
         if ablation:
-            for name, weights in {**ablations(), **NO_SLOTS}.items():
+            for name, weights in {**ablations(fusion), **without_slots(fusion)}.items():
                 run(name, lambda w=weights: service_ranker(services, sorted(test), w))
         services.close()
     report = {
@@ -182,16 +216,19 @@ def evaluate(
         "protocol": PROTOCOL,
         "users_evaluated": len(test),
         "ease_lambda": lam,
+        "fusion_interests": interest_weight,
+        # NDCG@10 of each interest weight on the validation split (empty: the weight was given).
+        "fusion_interests_validation": validation,
         "embedder": embedder_name or "sentence-transformers/all-MiniLM-L6-v2",
         "methods": results,
         "seconds": timings,
     }
     if cold:
-        report.update(cold_items(dataset, split, set(test), embedder, vectors, timings))
+        report.update(cold_items(dataset, split, set(test), embedder, vectors, timings, fusion))
     return report
 
 
-def cold_items(dataset, split, users: set, embedder, vectors, timings) -> dict:  # type: ignore[no-untyped-def]
+def cold_items(dataset, split, users: set, embedder, vectors, timings, weights) -> dict:  # type: ignore[no-untyped-def]
     """The cold-item protocol over the evaluated ``users``: a second store and index, trained
     without any interaction on the cold items."""
     item_ids = [item.item_id for item in dataset.items]
@@ -202,9 +239,9 @@ def cold_items(dataset, split, users: set, embedder, vectors, timings) -> dict: 
     rankers = {}
     with tempfile.TemporaryDirectory(prefix="iprof-cold-") as folder:
         services = load_service(Path(folder), dataset, cold.train, embedder)
-        rankers["service"] = service_ranker(services, sorted(test))
-        for name, weights in NO_SLOTS.items():
-            rankers[name] = service_ranker(services, sorted(test), weights)
+        rankers["service"] = service_ranker(services, sorted(test), weights)
+        for name, changed in without_slots(weights).items():
+            rankers[name] = service_ranker(services, sorted(test), changed)
         rankers["centroid"] = baselines.embedding_centroid(data, cold.train, vectors)
         rankers["popularity"] = baselines.popularity(data)
         methods = {
@@ -286,12 +323,25 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cold", action="store_true", help="skip the cold-item protocol (a second index)"
     )
     parser.add_argument("--plot", type=Path, help="write the metric table as bars (PNG) here")
+    parser.add_argument(
+        "--interest-weight",
+        type=float,
+        help="the interest searches' fusion weight (default: chosen on a validation split)",
+    )
     args = parser.parse_args(argv)
+    if args.interest_weight is not None and args.interest_weight < 0:
+        parser.error("--interest-weight: must be 0 or more")
     if not args.data.is_dir():
         parser.error(f"--data {args.data}: no such directory")
     try:
         report = evaluate(
-            args.data, args.users, args.embedder, args.seed, args.ablation, not args.no_cold
+            args.data,
+            args.users,
+            args.embedder,
+            args.seed,
+            args.ablation,
+            not args.no_cold,
+            args.interest_weight,
         )
     except FileNotFoundError as error:  # a directory that is not MovieLens
         parser.error(str(error))

@@ -70,6 +70,15 @@ def test_a_short_term_window_outweighs_the_longer_history_before_it():
     assert rank(ShortTerm(start=0, earlier=0.1)) == rank()
 
 
+def test_every_items_score_orders_as_the_best_items_do():
+    model = fit_item_model(_pairs(), regularization=1.0)
+    scores = model.score_all(["x", "a"])
+    assert scores.shape == (len(model.item_ids),)
+    best = model.scores(["x", "a"], depth=4)
+    assert [model.item_ids[row] for row in np.argsort(-scores)[:2]] == best.ranked
+    assert scores[model.item_ids.index("a")] == 0.0 == scores[model.item_ids.index("x")]
+
+
 def test_too_little_data_gives_no_model_and_unknown_history_no_scores():
     assert fit_item_model([("u", "a"), ("v", "a")]) is None
     model = fit_item_model(_pairs(), regularization=1.0)

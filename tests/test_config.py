@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.app import cli
+from service.app.container import build_services
 from service.core import config
 from service.core.config import Settings, WindowSpec
 
@@ -68,3 +69,18 @@ def test_cli_names_the_setting_to_change(monkeypatch, capsys):
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert message.startswith("error: IPROF_LLM_QUANT: ") and "IPROF_LLM_QUANT=none" in message
+
+
+def test_the_interest_weight_reaches_the_recommender_and_a_negative_one_is_refused(
+    monkeypatch, settings
+):
+    services = build_services(
+        settings.model_copy(update={"fusion_interests": 0.25}), load_item_index=False
+    )
+    try:
+        assert services.recommender.weights.interests == 0.25
+    finally:
+        services.close()
+    monkeypatch.setenv("IPROF_FUSION_INTERESTS", "-1")
+    with pytest.raises(ValidationError, match="fusion_interests"):
+        Settings()

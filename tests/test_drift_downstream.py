@@ -17,18 +17,22 @@ from tests.conftest import MOVIELENS
 def test_eval_drift_downstream_script_on_a_movielens_sample(tmp_path):
     out = tmp_path / "downstream.json"
     args = ["--data", str(MOVIELENS), "--users", "6", "--embedder", "hashing"]
-    options = ["--weights", "0.1,0.5", "--drift-z", "3,1", "--out", str(out)]
+    options = ["--weights", "0.1,0.5", "--sensitivities", "43,10", "--out", str(out)]
     assert downstream.main([*args, *options]) == 0
     report = json.loads(out.read_text())
     assert report["users"] == {"tuning": 3, "test": 3}
     per_user = de.STREAM_WINDOWS - downstream.FIRST_EVALUATED_WINDOW - 1
     for windows in report["windows_evaluated"].values():
         assert 0 < windows <= 3 * per_user
-    assert list(report["sensitivities"]) == ["3", "1"]
+    assert report["signal"] == "interests"
+    assert list(report["sensitivities"]) == ["43", "10"]
     for result in report["sensitivities"].values():
         for variant in downstream.VARIANTS:
             chosen = result[variant]
-            assert chosen["chosen_weight"] in (0.1, 0.5, 1.0)
+            # The weights given, the service's own (always tried) and ignoring drift.
+            assert chosen["chosen_weight"] in (0.03, 0.1, 0.5, 1.0)
+            at_service_weight = chosen["both_halves_service_weight"]
+            assert at_service_weight["windows"] == chosen["both_halves"]["windows"]
             applies, everywhere = chosen["test"], chosen["test_all_windows"]
             assert everywhere["windows"] == report["windows_evaluated"]["test"]
             assert 0.0 <= everywhere["ndcg@10"] <= 1.0

@@ -74,6 +74,10 @@ def test_evaluate_script_on_a_movielens_sample(tmp_path):
     # Sanity, not a target: collaborative baselines beat chance by far on MovieLens.
     assert report["methods"]["ease"]["ndcg@10"] > 0.05
     assert report["methods"]["service"]["ndcg@10"] > 0.01
+    # The interest weight is the validation split's best among those tried.
+    tried = report["fusion_interests_validation"]
+    assert set(tried) == {f"{weight:g}" for weight in evaluate.INTEREST_WEIGHTS}
+    assert tried[f"{report['fusion_interests']:g}"] == max(tried.values())
     assert set(report["cold_items"]) >= {"service", "centroid", "popularity"}
     assert report["cold_items_protocol"]["users"] > 0
     # Popularity has never seen a cold item: it cannot rank one.

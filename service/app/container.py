@@ -17,7 +17,7 @@ from service.retrieval.builds import IndexUnavailable, Manifest
 from service.retrieval.index import ItemIndex, load_index
 from service.retrieval.index_build import build_index
 from service.retrieval.index_choice import DEFAULT_MEMORY_BUDGET_MB
-from service.retrieval.recommender import Recommender
+from service.retrieval.recommender import FusionWeights, Recommender
 from service.store import Store
 from service.summarizers.base import Summarizer
 from service.summarizers.factory import build_summarizer
@@ -184,6 +184,7 @@ def build_services(
             store,
             embedder,
             holder.get,
+            FusionWeights(interests=settings.fusion_interests),
             drift_earlier_weight=settings.drift_earlier_weight,
             window=settings.window_spec,
         ),

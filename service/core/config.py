@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     # "Downstream value").
     drift_earlier_weight: float = Field(default=0.03, gt=0, le=1)
 
+    # The interest searches' share of the recommendation fusion (the collaborative model's is 4):
+    # a catalog's own validation split decides it (scripts/evaluate.py chooses it there and
+    # prints it; scripts/sweep_fusion.py --validation sweeps it). MovieLens: ml-latest-small
+    # chose 2 (1 within 0.0004 NDCG@10), ml-100k 0.25, where 1 cost 0.003 (docs/EVALUATION.md).
+    fusion_interests: float = Field(default=1.0, ge=0)
+
     # Largest batch accepted by PUT /v1/items and POST /v1/events (413 above).
     max_batch: int = 5_000
     # Per API key (per client address without keys): far above what one honest client sends,

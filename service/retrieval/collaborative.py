@@ -121,6 +121,22 @@ class ItemModel:
         self, history: Sequence[str], depth: int, short_term: ShortTerm | None = None
     ) -> Scored:
         """The ``depth`` best items for a history (oldest first)."""
+        rows, contributions, totals = self._score(history, short_term)
+        # Only the best ``depth`` are sorted: a full sort of every modelled item per request
+        # would cost more than the scoring itself.
+        depth = min(depth, len(totals)) if len(rows) else 0
+        best = np.argpartition(-totals, depth - 1)[:depth] if depth else np.array([], dtype=int)
+        best = best[np.argsort(-totals[best], kind="stable")]
+        return Scored(self, best[totals[best] > 0], rows, contributions)
+
+    def score_all(self, history: Sequence[str], short_term: ShortTerm | None = None) -> np.ndarray:
+        """Every modelled item's score for a history (oldest first), in model row order."""
+        return self._score(history, short_term)[2]
+
+    def _score(
+        self, history: Sequence[str], short_term: ShortTerm | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The history's model rows, their weighted neighbour contributions and the totals."""
         weights: dict[int, float] = {}
         for item_id, weight in zip(history, recency_weights(len(history), short_term).tolist()):
             row = self._rows.get(item_id)
@@ -134,12 +150,7 @@ class ItemModel:
             weights=contributions.ravel(),
             minlength=len(self.item_ids),
         )
-        # Only the best ``depth`` are sorted: a full sort of every modelled item per request
-        # would cost more than the scoring itself.
-        depth = min(depth, len(totals)) if len(rows) else 0
-        best = np.argpartition(-totals, depth - 1)[:depth] if depth else np.array([], dtype=int)
-        best = best[np.argsort(-totals[best], kind="stable")]
-        return Scored(self, best[totals[best] > 0], rows, contributions)
+        return rows, contributions, totals
 
     def save(self, folder: Path) -> None:
         np.savez(
