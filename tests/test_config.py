@@ -71,16 +71,21 @@ def test_cli_names_the_setting_to_change(monkeypatch, capsys):
     assert message.startswith("error: IPROF_LLM_QUANT: ") and "IPROF_LLM_QUANT=none" in message
 
 
-def test_the_interest_weight_reaches_the_recommender_and_a_negative_one_is_refused(
+def test_the_fusion_settings_reach_the_recommender_and_negative_ones_are_refused(
     monkeypatch, settings
 ):
-    services = build_services(
-        settings.model_copy(update={"fusion_interests": 0.25}), load_item_index=False
-    )
+    changed = {"fusion_interests": 0.25, "new_item_boost": 1.2}
+    services = build_services(settings.model_copy(update=changed), load_item_index=False)
     try:
         assert services.recommender.weights.interests == 0.25
+        assert services.recommender.search.new_item_boost == 1.2
     finally:
         services.close()
-    monkeypatch.setenv("IPROF_FUSION_INTERESTS", "-1")
-    with pytest.raises(ValidationError, match="fusion_interests"):
-        Settings()
+    for variable, field in (
+        ("IPROF_FUSION_INTERESTS", "fusion_interests"),
+        ("IPROF_NEW_ITEM_BOOST", "new_item_boost"),
+    ):
+        monkeypatch.setenv(variable, "-1")
+        with pytest.raises(ValidationError, match=field):
+            Settings()
+        monkeypatch.delenv(variable)

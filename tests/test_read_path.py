@@ -16,6 +16,7 @@ from service.retrieval import candidates as candidates_module
 from service.retrieval.candidates import SHARED_K, CandidateLists
 from service.retrieval.index import load_index
 from service.retrieval.index_build import build_index
+from service.retrieval.new_items import Placed
 from service.retrieval.recommender import Recommender
 from service.store.candidate_lists import ListsWriter
 from service.summarizers.extractive import ExtractiveSummarizer
@@ -190,11 +191,18 @@ def test_candidate_lists_round_trip_through_bytes():
         profile_rest=np.array([9, 8, 5]),
         collaborative=np.array([4, 6]),
         anchors=np.array([0, -1]),
+        new_first=Placed(np.array([11, 12]), np.array([0, 4]), np.array([2, -1])),
     )
     again = CandidateLists.from_bytes(lists.to_bytes())
     assert [a.tolist() for a in again.interests] == [[3, 1], [], [7]]
     for name in ("profile_close", "profile_rest", "collaborative", "anchors"):
         assert getattr(again, name).tolist() == getattr(lists, name).tolist()
+    placed = again.new_first
+    assert (placed.rows.tolist(), placed.places.tolist(), placed.interests.tolist()) == (
+        [11, 12],
+        [0, 4],
+        [2, -1],
+    )
 
 
 @pytest.fixture

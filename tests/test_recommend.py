@@ -4,11 +4,12 @@ from dataclasses import replace
 import numpy as np
 
 from service.core.config import Settings, WindowSpec
-from service.core.records import Event, WindowDrift
+from service.core.records import Event, Interest, Profile, WindowDrift, WindowInfo
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
 from service.retrieval.collaborative import ShortTerm
 from service.retrieval.index import _ranks_of, load_index
+from service.retrieval.new_items import Placed
 from service.retrieval.recommender import (
     EXPLAINS_FIRST_LIFT,
     NEW_ITEMS_EVERY,
@@ -20,6 +21,7 @@ from service.retrieval.recommender import (
     _Candidates,
     fuse,
     with_new_items,
+    with_placed_items,
 )
 from service.summarizers.extractive import ExtractiveSummarizer
 from tests.conftest import index_store, topic_items
@@ -256,3 +258,55 @@ def test_time_windows_find_the_short_term_window_by_its_start(store, tmp_path):
     starts_at_baking = replace(profile.window, start=106.0)  # me's events are at 100..107
     fired = replace(profile, window=starts_at_baking, drift=WindowDrift(0.6, 0.3, True))
     assert aware.short_term(fired, history) == ShortTerm(start=6, earlier=0.2)
+
+
+def test_new_items_close_to_what_the_model_scores_high_take_a_place_in_the_first_ten(
+    store, tmp_path
+):
+    embedder = HashingEmbedder()
+    profile, history = _drifting_user(store, tmp_path, embedder)
+    index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
+    new_items = {f"{topic}-0{n}" for topic in ("astronomy", "baking") for n in (6, 7, 8)}
+    # The collaborative model's weight alone: the six modelled items 'me' has not had come
+    # first; astronomy-06..08 and baking-06..08, which nobody has had, only in the backfill.
+    only = FusionWeights(interests=0.0, profile=0.0, popularity=0.0, new_items=False)
+    unplaced = Recommender(store, embedder, index, only, new_item_boost=0.0)
+    modelled = [p.item_id for p in unplaced.recommend(profile, k=10, history=history)][:6]
+    assert not set(modelled) & new_items
+    placing = Recommender(store, embedder, index, only, new_item_boost=1.6)
+    picks = placing.recommend(profile, k=9, history=history)
+    ids = [p.item_id for p in picks]
+    # The profile (the newest window) is all baking: its searches find the new baking items,
+    # which borrow the scores of the baking items the model ranks and take places among them;
+    # the new astronomy items stay out, though their neighbours score higher.
+    new_baking = {f"baking-0{n}" for n in (6, 7, 8)}
+    assert set(ids) == set(modelled) | new_baking
+    assert [item for item in ids if item not in new_baking] == modelled
+    assert {p.reason for p in picks if p.item_id in new_baking} == {
+        "new here; matches your interest 'Baking'"
+    }
+    assert max(ids.index(item) for item in new_baking) < len(ids) - 1  # not only at the end
+    unplaced.close()
+    placing.close()
+
+
+def test_a_new_item_takes_the_place_its_borrowed_score_earns():
+    old = [Recommendation(f"old{n}", 10.0 - n, "people who chose") for n in range(10)]
+    profile = Profile(
+        user_id="u",
+        window=WindowInfo(0, 0.0, 1.0, 20, True),
+        summary="Astronomy",
+        interests=(Interest("Astronomy", 1.0, ("x",)),),
+        embedding=np.ones(4, dtype=np.float32) / 2,
+        provenance={},
+        source_key="0",
+        created_at=0.0,
+    )
+    placed = Placed(np.array([1, 0]), np.array([0, 3]), np.array([0, -1]))
+    ranked = with_placed_items(old, placed, profile, ["n0", "n1"], k=10)
+    assert [r.item_id for r in ranked][:6] == ["n1", "old0", "old1", "old2", "n0", "old3"]
+    assert len(ranked) == 10 and ranked[-1].item_id == "old7"
+    assert ranked[0].reason == "new here; matches your interest 'Astronomy'"
+    assert ranked[4].reason == "new here; like what you chose"
+    assert ranked[4].score == old[3].score  # the score of the item it moved down
+

@@ -187,6 +187,7 @@ def build_services(
             FusionWeights(interests=settings.fusion_interests),
             drift_earlier_weight=settings.drift_earlier_weight,
             window=settings.window_spec,
+            new_item_boost=settings.new_item_boost,
         ),
         index=holder,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),

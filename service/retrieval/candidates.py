@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from service.core.records import Profile
 from service.embedding.encoder import Embedder, normalize_rows
 from service.retrieval.collaborative import ShortTerm
 from service.retrieval.index import ItemIndex
+from service.retrieval.new_items import Placed, place_new_items
 
 # Requests for up to this many items share one set of lists (the evaluation asks for 50).
 SHARED_K = 50
@@ -32,7 +33,7 @@ SHARED_K = 50
 CLOSE_MATCH = 0.5
 LABEL_CACHE = 50_000
 # Part of every key: stored lists of another format (or search rule) are never read.
-FORMAT = 2
+FORMAT = 3
 
 
 def search_depth(k: int, seen: int, catalog: int) -> int:
@@ -46,13 +47,15 @@ def search_depth(k: int, seen: int, catalog: int) -> int:
 class CandidateLists:
     """Rows of the item index, best first, per source; ``anchors`` gives for each
     collaborative row the history item behind it (a row of the collaborative model; -1:
-    none)."""
+    none); ``new_first``, the new items that take a place among the first ten
+    (`service/retrieval/new_items.py`)."""
 
     interests: list[np.ndarray]  # one per interest of the profile: its close matches
     profile_close: np.ndarray
     profile_rest: np.ndarray
     collaborative: np.ndarray
     anchors: np.ndarray
+    new_first: Placed = field(default_factory=Placed.none)
 
     def to_bytes(self) -> bytes:
         arrays = [*self._tail(), *self.interests]
@@ -65,21 +68,35 @@ class CandidateLists:
         count = int(values[0])
         lengths = values[1 : 1 + count]
         arrays = np.split(values[1 + count :], np.cumsum(lengths)[:-1])
-        close, rest, collaborative, anchors, *interests = arrays
-        return cls(interests, close, rest, collaborative, anchors)
+        close, rest, collaborative, anchors, new, places, closest, *interests = arrays
+        return cls(interests, close, rest, collaborative, anchors, Placed(new, places, closest))
 
     def _tail(self) -> list[np.ndarray]:
-        return [self.profile_close, self.profile_rest, self.collaborative, self.anchors]
+        new = self.new_first
+        return [
+            self.profile_close,
+            self.profile_rest,
+            self.collaborative,
+            self.anchors,
+            new.rows,
+            new.places,
+            new.interests,
+        ]
 
 
 def lists_key(
-    profile: Profile, history: Sequence[str], build_id: str, short_term: ShortTerm | None = None
+    profile: Profile,
+    history: Sequence[str],
+    build_id: str,
+    short_term: ShortTerm | None = None,
+    new_item_boost: float = 0.0,
 ) -> str:
     """Everything the lists depend on: the profile (its window, what made it, when), the
-    history in order, the index build, and the short-term weighting of a drifting user (a
-    verdict can change while the profile does not, when an earlier window is re-scored)."""
+    history in order, the index build, the new items' boost, and the short-term weighting of
+    a drifting user (a verdict can change while the profile does not, when an earlier window
+    is re-scored)."""
     made = f"{profile.window.index}|{profile.source_key}|{profile.created_at!r}"
-    key = f"{FORMAT}|{build_id}|{made}|{content_hash(chr(10).join(history))}"
+    key = f"{FORMAT}|{build_id}|{made}|{content_hash(chr(10).join(history))}|{new_item_boost!r}"
     return key if short_term is None else f"{key}|{short_term.start}|{short_term.earlier!r}"
 
 
@@ -117,10 +134,12 @@ class LabelVectors:
 
 
 class CandidateSearch:
-    """Makes the lists: the searches and the collaborative scores."""
+    """Makes the lists: the searches, the collaborative scores and the new items placed by
+    them (``new_item_boost``, ``Settings.new_item_boost``; 0: none)."""
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, new_item_boost: float = 0.0) -> None:
         self.label_vectors = LabelVectors(embedder)
+        self.new_item_boost = new_item_boost
 
     def find(
         self,
@@ -141,9 +160,24 @@ class CandidateSearch:
         ]
         # The close matches of the whole profile, and the rest of that search as a backfill.
         close = close_matches(scores[-1], rows[-1])
-        collaborative, anchors = _collaborative(history, index, depth + seen, short_term)
+        model = index.collaborative
+        if model is None:
+            return CandidateLists(interests, rows[-1][close], _indexed(rows[-1][~close]), *_NONE)
+        found = model.scores(history, depth + seen, short_term)
+        # As index rows: the model may know items the index does not (events for items not in
+        # the catalog); only indexed ones are offered.
+        collaborative = index.collaborative_rows[found.rows]
+        indexed = collaborative >= 0
+        placed = place_new_items(
+            index, found.totals, index.rows_of(history), self.new_item_boost, interests
+        )
         return CandidateLists(
-            interests, rows[-1][close], _indexed(rows[-1][~close]), collaborative, anchors
+            interests,
+            rows[-1][close],
+            _indexed(rows[-1][~close]),
+            collaborative[indexed],
+            found.anchors()[indexed],
+            placed,
         )
 
     def _interest_queries(self, profile: Profile, index: ItemIndex) -> np.ndarray:
@@ -166,18 +200,8 @@ class CandidateSearch:
         return normalize_rows(queries)
 
 
-def _collaborative(
-    history: Sequence[str], index: ItemIndex, depth: int, short_term: ShortTerm | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The collaborative model's best items for the history (index rows; the model may know
-    items the index does not, from events for items not in the catalog) and their anchors."""
-    model = index.collaborative
-    if model is None:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    found = model.scores(history, depth, short_term)
-    rows = index.collaborative_rows[found.rows]
-    indexed = rows >= 0
-    return rows[indexed], found.anchors()[indexed]
+# The collaborative lists of an index without a model: nothing (and no new item placed).
+_NONE = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 def close_matches(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:

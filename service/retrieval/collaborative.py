@@ -74,8 +74,9 @@ def recency_weights(count: int, short_term: ShortTerm | None = None) -> np.ndarr
 
 
 class Scored:
-    """A history's best items (``rows`` of the model, best first; ``ranked``, their ids) and,
-    on demand, the history item behind each."""
+    """A history's best items (``rows`` of the model, best first; ``ranked``, their ids), every
+    modelled item's score (``totals``, model order) and, on demand, the history item behind
+    each of the best."""
 
     def __init__(
         self,
@@ -83,11 +84,13 @@ class Scored:
         rows: np.ndarray,
         history_rows: np.ndarray,
         contributions: np.ndarray,
+        totals: np.ndarray,
     ) -> None:
         self._model = model
         self._history_rows = history_rows
         self._contributions = contributions
         self.rows = rows
+        self.totals = totals
 
     @property
     def ranked(self) -> list[str]:
@@ -127,7 +130,7 @@ class ItemModel:
         depth = min(depth, len(totals)) if len(rows) else 0
         best = np.argpartition(-totals, depth - 1)[:depth] if depth else np.array([], dtype=int)
         best = best[np.argsort(-totals[best], kind="stable")]
-        return Scored(self, best[totals[best] > 0], rows, contributions)
+        return Scored(self, best[totals[best] > 0], rows, contributions, totals)
 
     def score_all(self, history: Sequence[str], short_term: ShortTerm | None = None) -> np.ndarray:
         """Every modelled item's score for a history (oldest first), in model row order."""

@@ -34,6 +34,7 @@ from service.retrieval.candidates import (
 )
 from service.retrieval.collaborative import ShortTerm
 from service.retrieval.index import ItemIndex
+from service.retrieval.new_items import Placed
 from service.store import Store
 from service.store.candidate_lists import ListsWriter
 
@@ -46,8 +47,9 @@ POPULAR_ITEMS = 10_000  # popularity beyond the top 10,000 says nothing useful
 class FusionWeights:
     """Set by the ablation in docs/EVALUATION.md: on MovieLens the collaborative model carries
     the ranking (alone it beats EASE); at this weight the content sources still serve items and
-    users it knows little about without moving its ranking (NDCG@10 0.1429 against 0.1431
-    alone), where at 0.5 they pulled it down to 0.054."""
+    users it knows little about without moving its ranking (NDCG@10 0.1432 against 0.1431
+    alone on ml-latest-small), where at 0.5 they pulled it down to 0.054. The interest weight
+    is a setting (``Settings.fusion_interests``), chosen per catalog on a validation split."""
 
     interests: float = 1.0  # shared among the interests by their weights
     profile: float = 0.3
@@ -117,6 +119,7 @@ class Recommender:
         weights: FusionWeights | None = None,
         drift_earlier_weight: float = 1.0,
         window: WindowSpec | None = None,
+        new_item_boost: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -126,7 +129,9 @@ class Recommender:
         # the profiles are cut by (where a window begins in the history).
         self.drift_earlier_weight = drift_earlier_weight
         self.window = window or WindowSpec(kind="count", size=20)
-        self.search = CandidateSearch(embedder)
+        # Settings.new_item_boost: new items may take one of the first ten places
+        # (service/retrieval/new_items.py); 0 keeps them to their slots from the 11th on.
+        self.search = CandidateSearch(embedder, new_item_boost)
         self.lists_writer = ListsWriter(store)
         self._popularity = _Popularity(None, [])
         self._popularity_lock = threading.Lock()
@@ -156,12 +161,15 @@ class Recommender:
         ]
         seen_rows = index.rows_of(history)
         fused = fuse(sources, seen_rows, k, index.item_ids, index.id_order)
+        fused = with_placed_items(fused, lists.new_first, profile, index.item_ids, k)
         if not self.weights.new_items or k <= NEW_ITEMS_FROM:
             return fused
-        new = [
-            replace(source, rows=source.rows[index.new_to_model[source.rows]])
-            for source in sources[: len(profile.interests)]
-        ]
+        # Ranked among themselves by the interests' own weights: the fusion's interest weight
+        # (0 on a catalog where the searches do not help the warm ranking) must not scramble them.
+        new = []
+        for source, interest in zip(sources, profile.interests):
+            rows = source.rows[index.new_to_model[source.rows]]
+            new.append(replace(source, rows=rows, weight=interest.weight))
         slots = len(range(NEW_ITEMS_FROM, k, NEW_ITEMS_EVERY))
         found = fuse(new, seen_rows, slots, index.item_ids, index.id_order)
         return with_new_items(fused, found, k)
@@ -174,7 +182,7 @@ class Recommender:
         stored = {}
         for profile, history in users:
             short_term = self.short_term(profile, history)
-            key = lists_key(profile, history, index.manifest.build_id, short_term)
+            key = self._key(profile, history, index, short_term)
             if self._stored(profile.user_id, key) is None:
                 lists = self.search.find(profile, history, index, SHARED_K, short_term)
                 stored[profile.user_id] = (profile.user_id, key, lists.to_bytes())
@@ -206,12 +214,22 @@ class Recommender:
         index; otherwise made now, and stored for the next requests (once per change)."""
         if k > SHARED_K:
             return self.search.find(profile, history, index, k, short_term)
-        key = lists_key(profile, history, index.manifest.build_id, short_term)
+        key = self._key(profile, history, index, short_term)
         lists = self._stored(profile.user_id, key)
         if lists is None:
             lists = self.search.find(profile, history, index, k, short_term)
             self.lists_writer.put(profile.user_id, key, lists.to_bytes())
         return lists
+
+    def _key(
+        self,
+        profile: Profile,
+        history: Sequence[str],
+        index: ItemIndex,
+        short_term: ShortTerm | None,
+    ) -> str:
+        build = index.manifest.build_id
+        return lists_key(profile, history, build, short_term, self.search.new_item_boost)
 
     def _stored(self, user_id: str, key: str) -> CandidateLists | None:
         stored = self.lists_writer.pending(user_id) or self.store.candidate_lists(user_id)
@@ -332,6 +350,42 @@ def fuse(
         Recommendation(item_ids[row], round(total * 1000, 4), reasons[at])
         for at, row, total in zip(top.tolist(), candidates[top].tolist(), totals[top].tolist())
     ]
+
+
+def with_placed_items(
+    fused: list[Recommendation],
+    placed: Placed,
+    profile: Profile,
+    item_ids: Sequence[str],
+    k: int,
+) -> list[Recommendation]:
+    """``fused`` with the new items that take a place among the first ten
+    (`service/retrieval/new_items.py`): each at its place in the model's ranking, below the
+    new items placed before it, at the score of the item it moves down."""
+    result = list(fused)
+    for order, (row, place, interest) in enumerate(
+        zip(placed.rows.tolist(), placed.places.tolist(), placed.interests.tolist())
+    ):
+        position = min(place + order, len(result))
+        if position >= k:
+            break
+        score = result[position].score if position < len(result) else 0.0
+        reason = _new_reason(profile, interest)
+        result.insert(position, Recommendation(item_ids[row], score, reason))
+    # A placed item the fusion listed too keeps its first (placed) place only.
+    listed: set[str] = set()
+    unique = []
+    for recommendation in result:
+        if recommendation.item_id not in listed:
+            listed.add(recommendation.item_id)
+            unique.append(recommendation)
+    return unique[:k]
+
+
+def _new_reason(profile: Profile, interest: int) -> str:
+    if 0 <= interest < len(profile.interests):
+        return f"new here; matches your interest '{profile.interests[interest].label}'"
+    return "new here; like what you chose"
 
 
 def with_new_items(
