@@ -3,7 +3,7 @@
 Usage:
     python scripts/evaluate.py --data ../shared/data/ml-latest-small [--out FILE.json]
         [--plot FILE.png] [--ablation] [--users N] [--embedder hashing] [--seed 0]
-        [--interest-weight W]
+        [--interest-weight W] [--new-item-boost B] [--new-item-boosts 1.2,1.4]
 
 Detects ml-latest-small (ratings.csv, movies.csv, tags.csv), ml-100k (u.data, u.item) or
 RecBole's ml-100k (ml-100k.inter, ml-100k.item). Each user's events sorted by time, the last
@@ -16,10 +16,15 @@ own recommender asked. ``--users`` evaluates a random sample (all users still tr
 ``--embedder hashing`` swaps MiniLM for the fast fake (CI smoke runs only). ``--ablation``
 adds two rows per signal of the service's fusion: that signal alone, and the fusion without it.
 
-The interest searches' weight in the fusion (``Settings.fusion_interests``) is chosen per data
-set, as EASE's λ is: on a validation split carved from the training part (each user's last 20%
-of training events), among ``INTEREST_WEIGHTS``, by NDCG@10 over the evaluated users; the test
-part is never looked at. ``--interest-weight`` fixes it instead.
+Two service settings are chosen per data set, as EASE's λ is, on a validation split carved
+from the training part (each user's last 20% of training events), by the one-standard-error
+rule over the evaluated users (``choose_on_validation``); the test part is never looked at.
+The interest searches' fusion weight (``Settings.fusion_interests``, among
+``INTEREST_WEIGHTS``; ``--interest-weight`` fixes it instead) and the boost with which new
+items take places among the first ten (``Settings.new_item_boost``, among
+``NEW_ITEM_BOOSTS``, ``service/retrieval/new_items.py``; ``--new-item-boost`` fixes it). With
+``--ablation`` the service is also scored without new items, and ``--new-item-boosts`` adds a
+row per other boost, on both protocols, to show the trade between them.
 
 The cold-item protocol (``service/evaluation/cold.py``) follows in the same run: 20% of the
 items (fixed seed) lose all their training interactions, and service, centroid and popularity
@@ -35,7 +40,8 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +56,8 @@ from service.evaluation.protocol import (
     Interactions,
     Ranker,
     Split,
+    one_standard_error_choice,
+    per_user,
     score,
     temporal_split,
 )
@@ -67,18 +75,23 @@ SIGNALS = ("collaborative", "interests", "profile", "popularity")
 # The interest searches' fusion weights tried on the validation split (the collaborative
 # model's weight is 4).
 INTEREST_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+# The new-item boosts tried there (0: no new item among the first ten).
+NEW_ITEM_BOOSTS = (0.0, 1.2, 1.4, 1.6, 2.0)
 
 
 def service_ranker(
-    services: Services, users: list[str], weights: FusionWeights | None = None
+    services: Services,
+    users: list[str],
+    weights: FusionWeights | None = None,
+    new_item_boost: float | None = None,
 ) -> Ranker:
     """Profile every evaluated user through the service, as `iprof refresh` does (once: later
     calls find the profiles and candidate lists current), then ask its recommender, with other
-    fusion weights for the ablation rows."""
+    fusion weights or new-item boost for the ablation rows."""
     services.refresh_users(users)
     recommender = services.recommender
-    if weights is not None:
-        settings = services.settings
+    settings = services.settings
+    if weights is not None or new_item_boost is not None:
         recommender = Recommender(
             services.store,
             services.embedder,
@@ -86,21 +99,44 @@ def service_ranker(
             weights,
             drift_earlier_weight=settings.drift_earlier_weight,
             window=settings.window_spec,
+            new_item_boost=settings.new_item_boost if new_item_boost is None else new_item_boost,
         )
+        # The service's writer, which closing the services flushes: one store, one writer.
+        recommender.lists_writer = services.recommender.lists_writer
     return lambda user: [
         r.item_id for r in recommender.recommend(services.profiler.current(user), 50)
     ]
 
 
-def without_slots(weights: FusionWeights) -> dict[str, FusionWeights]:
-    return {"service: without new-item slots": replace(weights, new_items=False)}
+# The new-item rows: without any new item in the first ten places (boost 0, slots kept), and
+# without new items at all.
+NO_NEW_IN_FIRST_TEN = "service: without new items in the first ten"
+NO_NEW_ITEMS = "service: without new items"
+
+
+def new_item_rankers(
+    services: Services, users: list[str], weights: FusionWeights, boosts: Sequence[float] = ()
+) -> dict:
+    rankers = {
+        NO_NEW_IN_FIRST_TEN: service_ranker(services, users, weights, new_item_boost=0.0),
+        NO_NEW_ITEMS: service_ranker(
+            services, users, replace(weights, new_items=False), new_item_boost=0.0
+        ),
+    }
+    for boost in boosts:
+        name = f"service: new-item boost {boost:g}"
+        rankers[name] = service_ranker(services, users, weights, new_item_boost=boost)
+    return rankers
 
 
 def ablations(default: FusionWeights) -> dict[str, FusionWeights]:
+    """One signal alone (at its default weight where the chosen one is 0: alone, any weight
+    ranks the same) and the fusion without it."""
     rows = {}
     for signal in SIGNALS:
         only = {other: 0.0 for other in SIGNALS if other != signal}
-        rows[f"service: {signal} only"] = replace(default, **only)
+        alone = getattr(default, signal) or getattr(FusionWeights(), signal)
+        rows[f"service: {signal} only"] = replace(default, **only, **{signal: alone})
         rows[f"service: without {signal}"] = replace(default, **{signal: 0.0})
     return rows
 
@@ -133,23 +169,75 @@ def load_service(folder: Path, dataset, train: dict, embedder: Embedder) -> Serv
     return services
 
 
-def choose_interest_weight(
-    dataset, split: Split, users: set[str], embedder: Embedder
-) -> tuple[float, dict[str, float]]:
-    """The interest weight with the best NDCG@10 on a validation split carved from the
-    training part (a tie goes to the smaller weight), and each weight's NDCG@10 there."""
+@dataclass
+class Choice:
+    """The fusion settings chosen on the validation split, and each candidate's mean NDCG@10
+    there (empty where the setting was given)."""
+
+    interests: float
+    new_item_boost: float
+    tried: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def choose_on_validation(
+    dataset,
+    split: Split,
+    users: set[str],
+    embedder: Embedder,
+    interests: float | None,
+    new_item_boost: float | None,
+) -> Choice:
+    """The interest weight and the new-item boost, each by the one-standard-error rule on a
+    validation split carved from the training part (each user's last 20% of training events):
+    the interest weight by NDCG@10 on it; the boost by NDCG@10 over all its held-out events
+    once 20% of the items have lost their training interactions, as a catalog with new items
+    has (``service/evaluation/cold.py``). The test part is never looked at. A setting given
+    (not None) is kept."""
     validation = temporal_split(e for events in split.train.values() for e in events)
-    test = {user: validation.test[user] for user in sorted(users) if user in validation.test}
+    chosen = Choice(interests or 0.0, new_item_boost or 0.0)
+    if interests is None:
+        test = {user: validation.test[user] for user in sorted(users) if user in validation.test}
+        chosen.interests, chosen.tried["interests"] = _choose(
+            dataset,
+            validation.train,
+            test,
+            embedder,
+            "interests",
+            INTEREST_WEIGHTS,
+            lambda services, weight: service_ranker(
+                services, sorted(test), replace(FusionWeights(), interests=weight), 0.0
+            ),
+        )
+    if new_item_boost is None:
+        cold = cold_item_split(validation, [item.item_id for item in dataset.items])
+        test = {user: validation.test[user] for user in sorted(users) if user in cold.train}
+        test = {user: items for user, items in test.items() if items}
+        fusion = replace(FusionWeights(), interests=chosen.interests)
+        chosen.new_item_boost, chosen.tried["new_item_boost"] = _choose(
+            dataset,
+            cold.train,
+            test,
+            embedder,
+            "new-item boost",
+            NEW_ITEM_BOOSTS,
+            lambda services, boost: service_ranker(services, sorted(test), fusion, boost),
+        )
+    return chosen
+
+
+def _choose(dataset, train, test, embedder, name, settings, ranker) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
+    """The one-standard-error choice among ``settings``, each scored by ``ranker`` (services,
+    setting) on a service trained on ``train``; and each setting's mean NDCG@10."""
     found = {}
     with tempfile.TemporaryDirectory(prefix="iprof-validation-") as folder:
-        services = load_service(Path(folder), dataset, validation.train, embedder)
-        for weight in INTEREST_WEIGHTS:
-            weights = replace(FusionWeights(), interests=weight)
-            found[weight] = score(service_ranker(services, sorted(test), weights), test)["ndcg@10"]
-            print(f"validation: interests {weight:<4g} NDCG@10 {found[weight]:.4f}", flush=True)
+        services = load_service(Path(folder), dataset, train, embedder)
+        for setting in settings:
+            found[setting] = per_user(ranker(services, setting), test)["ndcg@10"]
+            print(f"validation: {name} {setting:<4g} NDCG@10 {found[setting].mean():.4f}")
         services.close()
-    best = max(INTEREST_WEIGHTS, key=lambda weight: found[weight])  # the first of a tie
-    return best, {f"{weight:g}": ndcg for weight, ndcg in found.items()}
+    choice = one_standard_error_choice(found)
+    print(f"validation: {name} {choice:g} chosen", flush=True)
+    return choice, {f"{setting:g}": round(float(v.mean()), 4) for setting, v in found.items()}
 
 
 def item_vectors(services: Services, data: Interactions) -> np.ndarray:
@@ -179,6 +267,8 @@ def evaluate(
     ablation: bool = False,
     cold: bool = True,
     interest_weight: float | None = None,
+    new_item_boosts: Sequence[float] = (),
+    new_item_boost: float | None = None,
 ) -> dict:
     dataset = load_movielens(data_dir)
     split = temporal_split(dataset.events)
@@ -198,37 +288,47 @@ def evaluate(
     run("item_knn", lambda: baselines.item_knn(data))
     lam = baselines.tune_ease(split, item_ids)
     run("ease", lambda: baselines.ease(data, lam))
-    validation: dict[str, float] = {}
-    if interest_weight is None:
-        interest_weight, validation = choose_interest_weight(dataset, split, set(test), embedder)
-    fusion = replace(FusionWeights(), interests=interest_weight)
+    choice = choose_on_validation(
+        dataset, split, set(test), embedder, interest_weight, new_item_boost
+    )
+    fusion = replace(FusionWeights(), interests=choice.interests)
+    boost = choice.new_item_boost
     with tempfile.TemporaryDirectory(prefix="iprof-eval-") as folder:
         services = load_service(Path(folder), dataset, split.train, embedder)
         vectors = item_vectors(services, data)
         run("centroid", lambda: baselines.embedding_centroid(data, split.train, vectors))
-        run("service", lambda: service_ranker(services, sorted(test), fusion))
+        run("service", lambda: service_ranker(services, sorted(test), fusion, boost))
         if ablation:
-            for name, weights in {**ablations(fusion), **without_slots(fusion)}.items():
-                run(name, lambda w=weights: service_ranker(services, sorted(test), w))
+            for name, weights in ablations(fusion).items():
+                run(name, lambda w=weights: service_ranker(services, sorted(test), w, boost))
+            extra = new_item_rankers(services, sorted(test), fusion, new_item_boosts)
+            for name, ranker in extra.items():
+                run(name, lambda r=ranker: r)
         services.close()
     report = {
         "dataset": dataset.name,
         "protocol": PROTOCOL,
         "users_evaluated": len(test),
         "ease_lambda": lam,
-        "fusion_interests": interest_weight,
-        # NDCG@10 of each interest weight on the validation split (empty: the weight was given).
-        "fusion_interests_validation": validation,
+        "fusion_interests": choice.interests,
+        "new_item_boost": boost,
+        # Mean NDCG@10 of each setting tried on the validation split (none where it was given).
+        "validation": choice.tried,
         "embedder": embedder_name or "sentence-transformers/all-MiniLM-L6-v2",
         "methods": results,
         "seconds": timings,
     }
     if cold:
-        report.update(cold_items(dataset, split, set(test), embedder, vectors, timings, fusion))
+        boosts = new_item_boosts if ablation else ()
+        report.update(
+            cold_items(dataset, split, set(test), embedder, vectors, timings, fusion, boost, boosts)
+        )
     return report
 
 
-def cold_items(dataset, split, users: set, embedder, vectors, timings, weights) -> dict:  # type: ignore[no-untyped-def]
+def cold_items(
+    dataset, split, users, embedder, vectors, timings, weights, boost, boosts=()
+) -> dict:  # type: ignore[no-untyped-def]
     """The cold-item protocol over the evaluated ``users``: a second store and index, trained
     without any interaction on the cold items."""
     item_ids = [item.item_id for item in dataset.items]
@@ -239,9 +339,8 @@ def cold_items(dataset, split, users: set, embedder, vectors, timings, weights) 
     rankers = {}
     with tempfile.TemporaryDirectory(prefix="iprof-cold-") as folder:
         services = load_service(Path(folder), dataset, cold.train, embedder)
-        rankers["service"] = service_ranker(services, sorted(test), weights)
-        for name, changed in without_slots(weights).items():
-            rankers[name] = service_ranker(services, sorted(test), changed)
+        rankers["service"] = service_ranker(services, sorted(test), weights, boost)
+        rankers.update(new_item_rankers(services, sorted(test), weights, boosts))
         rankers["centroid"] = baselines.embedding_centroid(data, cold.train, vectors)
         rankers["popularity"] = baselines.popularity(data)
         methods = {
@@ -324,13 +423,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plot", type=Path, help="write the metric table as bars (PNG) here")
     parser.add_argument(
+        "--new-item-boosts",
+        type=lambda text: [float(b) for b in text.split(",") if b.strip()],
+        default=[],
+        help="comma-separated new-item boosts to score beside the service's (with --ablation)",
+    )
+    parser.add_argument(
+        "--new-item-boost",
+        type=float,
+        help="the new-item boost (default: chosen on a validation split)",
+    )
+    parser.add_argument(
         "--interest-weight",
         type=float,
         help="the interest searches' fusion weight (default: chosen on a validation split)",
     )
     args = parser.parse_args(argv)
-    if args.interest_weight is not None and args.interest_weight < 0:
-        parser.error("--interest-weight: must be 0 or more")
+    for given, option in (
+        (args.interest_weight, "--interest-weight"),
+        (args.new_item_boost, "--new-item-boost"),
+    ):
+        if given is not None and given < 0:
+            parser.error(f"{option}: must be 0 or more")
     if not args.data.is_dir():
         parser.error(f"--data {args.data}: no such directory")
     try:
@@ -342,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             args.ablation,
             not args.no_cold,
             args.interest_weight,
+            args.new_item_boosts,
+            args.new_item_boost,
         )
     except FileNotFoundError as error:  # a directory that is not MovieLens
         parser.error(str(error))

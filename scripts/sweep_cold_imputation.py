@@ -7,12 +7,15 @@ Usage:
 
 A new item (no interaction the collaborative model knows of) gets an imputed collaborative
 score: the mean of its ``--neighbours`` nearest modelled items' scores (nearest by the item
-index's vectors, weighted by similarity ** ``--sharpness``), times ``--boost``. Items are then
-ranked by the collaborative model's scores with the new items among them, on both of
-scripts/evaluate.py's protocols (the same split): the warm one (all training events; NDCG@10
-over all held-out items) and the cold-item one (20% of items without training interactions;
-scored on the held-out events on those items). A boost of 0 is the collaborative model alone.
-docs/EVALUATION.md ("Cold items") has the numbers and why the service does not do this.
+index's vectors, weighted by similarity ** ``--sharpness``; the service's own
+``compute_neighbourhoods``), times ``--boost``. Items are then ranked by the collaborative
+model's scores with the new items among them, on both of scripts/evaluate.py's protocols (the
+same split): the warm one (all training events; NDCG@10 over all held-out items) and the
+cold-item one (20% of items without training interactions; scored on the held-out events on
+those items). A boost of 0 is the collaborative model alone. Here every new item is placed so;
+the service places only those its profile's interest searches found
+(``service/retrieval/new_items.py``).
+docs/EVALUATION.md ("Cold items") has the numbers and the setting the service took from them.
 """
 
 from __future__ import annotations
@@ -31,19 +34,7 @@ from service.evaluation.cold import cold_item_split
 from service.evaluation.protocol import ndcg_at, recall_at, temporal_split
 from service.ingest.movielens import load_movielens
 from service.retrieval.index import ItemIndex
-
-
-def nearest_modelled(index: ItemIndex, new: np.ndarray, depth: int) -> tuple:
-    """For each new item (index row), its ``depth`` most similar modelled items and the
-    similarities, most similar first."""
-    modelled = np.flatnonzero(~index.new_to_model)
-    vectors = index.vectors.astype(np.float32)
-    similarity = vectors[new] @ vectors[modelled].T
-    best = np.argpartition(-similarity, depth, axis=1)[:, :depth]
-    values = np.take_along_axis(similarity, best, axis=1)
-    order = np.argsort(-values, axis=1)
-    best, values = np.take_along_axis(best, order, 1), np.take_along_axis(values, order, 1)
-    return modelled[best], values
+from service.retrieval.new_items import compute_neighbourhoods
 
 
 def collaborative_scores(index: ItemIndex, history: list[str]) -> np.ndarray:
@@ -57,8 +48,10 @@ def collaborative_scores(index: ItemIndex, history: list[str]) -> np.ndarray:
 
 
 def sweep(index: ItemIndex, train: dict, test: dict, settings: list[tuple]) -> dict:
+    near = {
+        (k, sharpness): compute_neighbourhoods(index, k, sharpness) for k, sharpness, _ in settings
+    }
     new = np.flatnonzero(index.new_to_model)
-    neighbours, similarity = nearest_modelled(index, new, max(k for k, _, _ in settings))
     results: dict = {setting: [] for setting in settings}
     for user in sorted(test):
         history = [e.item_id for e in sorted(train[user], key=lambda e: e.ts)]
@@ -66,8 +59,9 @@ def sweep(index: ItemIndex, train: dict, test: dict, settings: list[tuple]) -> d
         seen = index.rows_of(history)
         for k, sharpness, boost in settings:
             ranked = scores.copy()
-            weight = np.maximum(similarity[:, :k], 0) ** sharpness
-            imputed = (scores[neighbours[:, :k]] * weight).sum(1) / np.maximum(weight.sum(1), 1e-9)
+            hood = near[k, sharpness]
+            modelled = index.collaborative_rows[hood.neighbours]  # as index rows
+            imputed = (scores[modelled] * hood.weights).sum(axis=1)
             ranked[new] = boost * imputed if boost else -1.0
             ranked[seen[seen >= 0]] = -np.inf
             top = np.argpartition(-ranked, 50)[:50]

@@ -10,12 +10,29 @@ from scripts import evaluate
 from service.core.records import Event
 from service.evaluation import baselines
 from service.evaluation.cold import cold_item_split
-from service.evaluation.protocol import Interactions, ndcg_at, recall_at, temporal_split
+from service.evaluation.protocol import (
+    Interactions,
+    ndcg_at,
+    one_standard_error_choice,
+    recall_at,
+    temporal_split,
+)
 from tests.conftest import MOVIELENS
 
 
 def _events(user, items):
     return [Event(f"{user}-{n}", user, item, "rate", float(n), 4.0) for n, item in enumerate(items)]
+
+
+def test_the_one_standard_error_rule_keeps_the_smallest_setting_the_data_cannot_tell_apart():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 0.3, size=400)
+    noisy = base + rng.normal(0, 0.05, size=400)  # as good as the base, per user noise only
+    clearly = base + 0.05 + rng.normal(0, 0.01, size=400)
+    assert one_standard_error_choice({0.0: base, 1.0: noisy}) == 0.0
+    assert one_standard_error_choice({0.0: base, 1.0: noisy, 2.0: clearly}) == 2.0
+    # The same small gain for every user is no noise: it is told apart.
+    assert one_standard_error_choice({0.5: clearly, 1.0: clearly + 1e-3}) == 1.0
 
 
 def test_split_holds_out_the_latest_fifth_of_each_user():
@@ -74,10 +91,13 @@ def test_evaluate_script_on_a_movielens_sample(tmp_path):
     # Sanity, not a target: collaborative baselines beat chance by far on MovieLens.
     assert report["methods"]["ease"]["ndcg@10"] > 0.05
     assert report["methods"]["service"]["ndcg@10"] > 0.01
-    # The interest weight is the validation split's best among those tried.
-    tried = report["fusion_interests_validation"]
-    assert set(tried) == {f"{weight:g}" for weight in evaluate.INTEREST_WEIGHTS}
-    assert tried[f"{report['fusion_interests']:g}"] == max(tried.values())
+    # The interest weight and the new-item boost are chosen among those tried on the
+    # validation split.
+    tried = report["validation"]
+    assert set(tried["interests"]) == {f"{weight:g}" for weight in evaluate.INTEREST_WEIGHTS}
+    assert set(tried["new_item_boost"]) == {f"{boost:g}" for boost in evaluate.NEW_ITEM_BOOSTS}
+    assert f"{report['fusion_interests']:g}" in tried["interests"]
+    assert f"{report['new_item_boost']:g}" in tried["new_item_boost"]
     assert set(report["cold_items"]) >= {"service", "centroid", "popularity"}
     assert report["cold_items_protocol"]["users"] > 0
     # Popularity has never seen a cold item: it cannot rank one.

@@ -58,6 +58,17 @@ Ranker = Callable[[str], list[str]]  # user -> top items (training items exclude
 def score(
     ranker: Ranker, test: dict[str, set[str]], on_user: Callable[[], None] | None = None
 ) -> dict[str, float]:
+    """Each metric's mean over the users of ``test``."""
+    return {
+        metric: round(float(np.mean(values)), 4)
+        for metric, values in per_user(ranker, test, on_user).items()
+    }
+
+
+def per_user(
+    ranker: Ranker, test: dict[str, set[str]], on_user: Callable[[], None] | None = None
+) -> dict[str, np.ndarray]:
+    """Each metric for each user of ``test``, in its order."""
     recall10, recall50, ndcg10 = [], [], []
     for user, relevant in test.items():
         ranked = ranker(user)
@@ -67,10 +78,27 @@ def score(
         if on_user:
             on_user()
     return {
-        "recall@10": round(float(np.mean(recall10)), 4),
-        "recall@50": round(float(np.mean(recall50)), 4),
-        "ndcg@10": round(float(np.mean(ndcg10)), 4),
+        "recall@10": np.array(recall10),
+        "recall@50": np.array(recall50),
+        "ndcg@10": np.array(ndcg10),
     }
+
+
+def one_standard_error_choice(scores: dict[float, np.ndarray]) -> float:
+    """The smallest setting whose per-user scores are within one standard error of the best
+    setting's (the standard error of their paired per-user difference): among settings the
+    data cannot tell apart, the one that changes the ranking least."""
+    best = max(scores, key=lambda setting: (float(np.mean(scores[setting])), -setting))
+    for setting in sorted(scores):
+        difference = scores[best] - scores[setting]
+        error = (
+            float(np.std(difference, ddof=1) / np.sqrt(len(difference)))
+            if len(difference) > 1
+            else 0.0
+        )
+        if float(np.mean(difference)) <= error:
+            return setting
+    return best
 
 
 class Interactions:
