@@ -12,7 +12,8 @@ unchanged.
 Measured with ``scripts/sweep_cold_imputation.py`` on ml-latest-small (docs/EVALUATION.md,
 "Cold items"): neighbours 10 and sharpness 4 give the best trade between the warm NDCG@10 it
 costs and the cold items' NDCG@10 it buys; the boost (``Settings.new_item_boost``) sets the
-trade.
+trade. Off by default: on both MovieLens sets the validation split found every boost a net
+loss over all held-out events, though boosts of 1.4–2 beat a content centroid on new items.
 """
 
 from __future__ import annotations
