@@ -210,8 +210,10 @@ def choose_on_validation(
         )
     if new_item_boost is None:
         cold = cold_item_split(validation, [item.item_id for item in dataset.items])
-        test = {user: validation.test[user] for user in sorted(users) if user in cold.train}
-        test = {user: items for user, items in test.items() if items}
+        # Every held-out event counts, on old items and new ones alike.
+        test = {
+            u: validation.test[u] for u in sorted(users) if u in cold.train and u in validation.test
+        }
         fusion = replace(FusionWeights(), interests=chosen.interests)
         chosen.new_item_boost, chosen.tried["new_item_boost"] = _choose(
             dataset,

@@ -169,7 +169,7 @@ class CandidateSearch:
         collaborative = index.collaborative_rows[found.rows]
         indexed = collaborative >= 0
         placed = place_new_items(
-            index, found.totals, index.rows_of(history), self.new_item_boost, interests
+            index, found, index.rows_of(history), self.new_item_boost, interests
         )
         return CandidateLists(
             interests,

@@ -75,8 +75,8 @@ def recency_weights(count: int, short_term: ShortTerm | None = None) -> np.ndarr
 
 class Scored:
     """A history's best items (``rows`` of the model, best first; ``ranked``, their ids), every
-    modelled item's score (``totals``, model order) and, on demand, the history item behind
-    each of the best."""
+    modelled item's score (``totals``, model order), the history's own model rows
+    (``history_rows``) and, on demand, the history item behind each of the best."""
 
     def __init__(
         self,
@@ -87,7 +87,7 @@ class Scored:
         totals: np.ndarray,
     ) -> None:
         self._model = model
-        self._history_rows = history_rows
+        self.history_rows = history_rows
         self._contributions = contributions
         self.rows = rows
         self.totals = totals
@@ -100,12 +100,12 @@ class Scored:
     def anchors(self) -> np.ndarray:
         """For each of ``rows``, the history item (a model row) that contributed most to its
         score; -1 where none did."""
-        if not len(self.rows) or not len(self._history_rows):
+        if not len(self.rows) or not len(self.history_rows):
             return np.full(len(self.rows), -1, dtype=np.int64)
         sources = _strongest_source(
-            self._model.neighbours[self._history_rows], self._contributions, self.rows
+            self._model.neighbours[self.history_rows], self._contributions, self.rows
         )
-        return np.where(sources >= 0, self._history_rows[np.maximum(sources, 0)], -1)
+        return np.where(sources >= 0, self.history_rows[np.maximum(sources, 0)], -1)
 
 
 class ItemModel:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.retrieval.collaborative import Scored
 from service.retrieval.index import ItemIndex
 
 NEIGHBOURS = 10
@@ -100,49 +101,48 @@ def compute_neighbourhoods(
 
 def place_new_items(
     index: ItemIndex,
-    totals: np.ndarray,
+    scored: Scored,
     seen: np.ndarray,
     boost: float,
     interest_hits: Sequence[np.ndarray],
 ) -> Placed:
     """The new items whose borrowed score beats the model's at one of the first places.
 
-    ``totals``: the model's score of every modelled item for this history (model order);
-    ``seen``: index rows of the user's own items (never offered); ``interest_hits``: each
-    profile interest's close matches (index rows), to name the interest a new item matches."""
+    ``scored``: the model's scores for this history; ``seen``: index rows of the user's own
+    items (never offered); ``interest_hits``: each profile interest's close matches (index
+    rows): the candidates, and the interest a placed item is said to match."""
     if boost <= 0:
         return Placed.none()
-    near = neighbourhoods(index)
-    if not len(near.rows):
-        return Placed.none()
-    first = _first_places(index, totals, seen)
-    borrowed = boost * (totals[near.neighbours] * near.weights).sum(axis=1)
-    # With fewer than FIRST_PLACES modelled items left, a positive borrowed score suffices.
-    bar = first[-1] if len(first) == FIRST_PLACES else 0.0
     # The profile chooses which new items may go up (those its interest searches found), the
     # borrowed score where: on ml-100k that cost 0.0095 of the warm NDCG@10 where any new
     # item cost 0.0151, for 0.027 of the cold items' NDCG@10 against 0.034.
-    hits = np.concatenate([np.zeros(0, dtype=np.int64), *interest_hits])
-    wanted = (borrowed > max(bar, 0.0)) & np.isin(near.rows, hits) & ~np.isin(near.rows, seen)
-    chosen = np.flatnonzero(wanted)
+    hits = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *interest_hits]))
+    candidates = hits[index.new_to_model[hits] & ~np.isin(hits, seen)]
+    near = neighbourhoods(index)
+    if not len(candidates) or not len(near.rows):
+        return Placed.none()
+    at = np.searchsorted(near.rows, candidates)  # every new item has a neighbourhood
+    borrowed = boost * (scored.totals[near.neighbours[at]] * near.weights[at]).sum(axis=1)
+    first = _first_places(index, scored)
+    # With fewer than FIRST_PLACES modelled items left, a positive borrowed score suffices.
+    bar = first[-1] if len(first) == FIRST_PLACES else 0.0
+    chosen = np.flatnonzero(borrowed > max(bar, 0.0))
     chosen = chosen[np.argsort(-borrowed[chosen], kind="stable")]
-    rows = near.rows[chosen]
+    rows = candidates[chosen]
     places = (first[None, :] >= borrowed[chosen, None]).sum(axis=1)
     return Placed(rows, places, _matching_interest(rows, interest_hits))
 
 
-def _first_places(index: ItemIndex, totals: np.ndarray, seen: np.ndarray) -> np.ndarray:
+def _first_places(index: ItemIndex, scored: Scored) -> np.ndarray:
     """The model's best FIRST_PLACES scores (best first) among the indexed items the user has
     not had: the places a new item can take."""
-    offered = np.full(len(totals), -np.inf)
-    indexed = index.collaborative_rows >= 0
-    offered[indexed] = totals[indexed]
-    model_row_of = np.full(len(index), -1, dtype=np.int64)
-    model_row_of[index.collaborative_rows[indexed]] = np.flatnonzero(indexed)
-    seen_model_rows = model_row_of[seen[seen >= 0]]
-    offered[seen_model_rows[seen_model_rows >= 0]] = -np.inf
-    first = np.sort(offered)[::-1][:FIRST_PLACES]
-    return first[np.isfinite(first)]
+    offered = scored.totals.astype(np.float64, copy=True)
+    offered[index.collaborative_rows < 0] = -np.inf
+    offered[scored.history_rows] = -np.inf
+    count = min(FIRST_PLACES, len(offered))
+    best = np.partition(offered, len(offered) - count)[len(offered) - count :]
+    best = np.sort(best)[::-1]
+    return best[np.isfinite(best)]
 
 
 def _matching_interest(rows: np.ndarray, interest_hits: Sequence[np.ndarray]) -> np.ndarray:
