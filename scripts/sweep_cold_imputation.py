@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold": (cold.train, cold.test),
     }.items():
         with tempfile.TemporaryDirectory(prefix="iprof-cold-sweep-") as folder:
-            services = load_service(Path(folder), dataset, train, embedder)
+            services = load_service(Path(folder), dataset.items, train, embedder)
             for (k, sharpness, boost), (ndcg, recall, new) in sweep(
                 services.index.get(), train, test, settings
             ).items():

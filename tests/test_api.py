@@ -123,6 +123,9 @@ def test_profile_history_drift_recommendations_delete(loaded):
     }
     recs = client.get("/v1/users/shifter/recommendations?k=5").json()["items"]
     assert len(recs) == 5 and all(r["reason"] for r in recs)
+    # Each item carries its catalog title, so a client needs no catalog of its own.
+    catalog = {item.item_id: item.title for item in topic_items()}
+    assert all(r["title"] == catalog[r["item_id"]] for r in recs)
     seen = {f"astronomy-{n:02d}" for n in range(6)} | {f"baking-{n:02d}" for n in range(6)}
     assert not {r["item_id"] for r in recs} & seen
     refreshed = client.get("/v1/users/shifter/profile?refresh=true").json()

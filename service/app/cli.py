@@ -15,7 +15,7 @@ import typer
 from tqdm import tqdm
 
 from service.app.container import Services, build_services
-from service.app.schemas import drift_out, profile_out, recommendations_out
+from service.app.schemas import drift_out, profile_out, recommendations_out, titles_of
 from service.core.config import Settings
 from service.ingest.demo import demo_catalog
 from service.ingest.demo_events import demo_events
@@ -320,11 +320,12 @@ def recommend(
     current = _known(lambda: services.profiler.current(user), user)
     try:
         items = services.recommender.recommend(current, k)
+        titles = titles_of(services.store, items)
     except IndexUnavailable as error:
         raise _fail(str(error)) from None
     finally:
         services.close()  # stores the candidate lists it made, for the next request
-    _print_json(recommendations_out(user, items))
+    _print_json(recommendations_out(user, items, titles))
 
 
 def _known(fetch, user: str):  # type: ignore[no-untyped-def]

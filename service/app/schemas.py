@@ -6,6 +6,7 @@ the file loaders.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 
 from service.core.records import DriftReport, Profile, WindowDrift, WindowInfo
 from service.retrieval.recommender import Recommendation
+from service.store import Store
 
 
 class UpsertedOut(BaseModel):
@@ -80,6 +82,9 @@ class DriftOut(BaseModel):
 
 class RecommendationOut(BaseModel):
     item_id: str
+    # The catalog's title, so a client can show the item without a catalog of its own (null
+    # for an item the catalog no longer has).
+    title: str | None
     score: float
     reason: str
 
@@ -163,10 +168,24 @@ def drift_out(report: DriftReport) -> DriftOut:
     )
 
 
-def recommendations_out(user_id: str, items: list[Recommendation]) -> RecommendationsOut:
+def titles_of(store: Store, items: list[Recommendation]) -> dict[str, str]:
+    """The catalog's titles of the recommended items (one lookup by primary key)."""
+    return {
+        item_id: item.title for item_id, item in store.get_items(r.item_id for r in items).items()
+    }
+
+
+def recommendations_out(
+    user_id: str, items: list[Recommendation], titles: Mapping[str, str]
+) -> RecommendationsOut:
     return RecommendationsOut(
         user_id=user_id,
-        items=[RecommendationOut(item_id=r.item_id, score=r.score, reason=r.reason) for r in items],
+        items=[
+            RecommendationOut(
+                item_id=r.item_id, title=titles.get(r.item_id), score=r.score, reason=r.reason
+            )
+            for r in items
+        ],
     )
 
 

@@ -10,7 +10,7 @@ Genres become item categories, tags (where there are any) the item text; ratings
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,15 +54,20 @@ class MovieLens:
     events: list[Event]
 
 
+# Whether a tag (its tagger's user id, its time) may enter the item text: an evaluation keeps
+# only the tags applied before its cut, so item text says nothing of the held-out part.
+TagFilter = Callable[[str, float], bool]
+
+
 def load_movielens(directory: Path) -> MovieLens:
     """The items and the rating events of a MovieLens folder in any of the three layouts."""
     return MovieLens(directory.name, movielens_items(directory), list(movielens_events(directory)))
 
 
-def movielens_items(directory: Path) -> list[Item]:
+def movielens_items(directory: Path, keep_tag: TagFilter | None = None) -> list[Item]:
     layout = _layout(directory)
     if layout == "latest":
-        return _latest_items(directory)
+        return _latest_items(directory, keep_tag)
     if layout == "100k":
         return _ml100k_items(directory)
     return _recbole_items(directory)
@@ -95,11 +100,12 @@ def _rating(user: str, item: str, rating: str, ts: str) -> Event:
     return Event(f"ml-{user}-{item}", user, item, "rate", float(ts), float(rating))
 
 
-def _latest_items(directory: Path) -> list[Item]:
+def _latest_items(directory: Path, keep_tag: TagFilter | None) -> list[Item]:
     tags: dict[str, list[str]] = {}
     if (directory / "tags.csv").is_file():
         for row in _csv_rows(directory / "tags.csv"):
-            tags.setdefault(row["movieId"], []).append(row["tag"])
+            if keep_tag is None or keep_tag(row["userId"], float(row["timestamp"])):
+                tags.setdefault(row["movieId"], []).append(row["tag"])
     items = []
     for row in _csv_rows(directory / "movies.csv"):
         genres = [g for g in row["genres"].split("|") if g and g != "(no genres listed)"]

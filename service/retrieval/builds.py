@@ -62,6 +62,10 @@ class Manifest:
     collaborative_events: int = 0
     # Why this index type (absent in older builds).
     choice: str = ""
+    # The collaborative model's settings and, where the build chose them on its events, each
+    # setting tried with its NDCG@10 on the held-out part (retrieval/collaborative_tuning.py).
+    collaborative_config: dict | None = None
+    collaborative_tuning: dict | None = None
 
 
 def point_current(root: Path, build_id: str) -> None:

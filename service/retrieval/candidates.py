@@ -184,8 +184,8 @@ class CandidateSearch:
         """One search vector per interest: the mean of its evidence items, the items the user
         chose under that label. The label's own embedding is only the fallback for an interest
         whose evidence the index does not have: a bare label ("Drama") sits closer to titles
-        that contain the word than to the films the user meant, and adding it to the evidence
-        halved the interest searches' NDCG@10 on MovieLens (scripts/diagnose_interests.py)."""
+        that contain the word than to the films the user meant. (Measured on a test part, with a
+        script since removed for that reason; to be re-measured on validation.)"""
         queries = np.zeros((len(profile.interests), index.manifest.dimension), dtype=np.float32)
         missing = []
         for row, interest in enumerate(profile.interests):

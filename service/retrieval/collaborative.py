@@ -1,57 +1,47 @@
-"""Item-to-item collaborative model: which items go with which, learnt from everyone's events.
+"""Item-to-item collaborative model: which items go with which, and what comes next, learnt
+from everyone's events; scoring a user's history with it.
 
-Fitted with EASE (Steck, 2019), a closed-form linear item-item model that is among the best
-collaborative recommenders on MovieLens-like data, on the most consumed ``max_items`` items.
-Only each item's strongest ``neighbours`` weights are kept, so the model stays small on disk
-and a user's scores cost one sparse sum over their history. It is fitted with the item index
-(`iprof build-index`) and stored in the same build folder.
+The model is two closed-form linear item-item models mixed (fitted in
+``service/retrieval/collaborative_fit.py``, its settings chosen per catalog on a validation split
+of the stored events by ``service/retrieval/collaborative_tuning.py``). Each item keeps only its
+``neighbours`` strongest weights, so the model stays small on disk and a user's scores cost one
+sparse sum over their history. It is fitted with the item index (`iprof build-index`) and
+stored in the same build folder, with the settings it was fitted for.
 
 A user's history is weighted by recency: on time-ordered data what someone consumed last
-predicts what comes next far better than what they consumed a year ago (+15% NDCG@10 on
-ml-latest-small, +25% on ml-100k over unweighted EASE; see docs/EVALUATION.md). While the
-user's interests are drifting, the history before the change weighs less still (``ShortTerm``).
+predicts what comes next far better than what they consumed a year ago (docs/EVALUATION.md).
+While the user's interests are drifting, the history before the change weighs less still
+(``ShortTerm``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-# Ridge strength of EASE; chosen on a validation split of both ml-latest-small and ml-100k
-# (the same value won on each), not on their test parts.
-EASE_LAMBDA = 300.0
-# A dense item × item Gram matrix is fitted: 20,000 items need 1.6 GB and about a minute.
-MAX_ITEMS = 20_000
-NEIGHBOURS = 500
-# History weight of the k-th newest event: FLOOR + (1 - FLOOR) * 0.5 ** (k / HALF_LIFE).
-RECENCY_HALF_LIFE = 10.0
-RECENCY_FLOOR = 0.1
-
 MODEL_FILE = "collaborative.npz"
 
 
-def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
-    """EASE from the item Gram matrix XᵀX: B = I - P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹, diag(B) = 0.
+@dataclass(frozen=True)
+class CollaborativeConfig:
+    """How the model is fitted and how a history is weighted when it scores.
 
-    The Gram matrix plus λI is symmetric positive definite, so P comes from a Cholesky
-    factorisation (LAPACK potrf + potri): about six times faster than a general inverse.
-    ``gram`` is overwritten."""
-    from scipy.linalg import lapack
+    The defaults are what the validation split of ml-latest-small chose (docs/EVALUATION.md);
+    an index build chooses its own on the stored events when there are enough of them."""
 
-    gram = np.asarray(gram, dtype=np.float32)
-    gram[np.diag_indices_from(gram)] += regularization
-    factor, info = lapack.spotrf(gram, lower=True, overwrite_a=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Gram matrix not positive definite (potrf info {info})")
-    inverse, info = lapack.spotri(factor, lower=True, overwrite_c=True)
-    inverse = np.tril(inverse) + np.tril(inverse, -1).T  # potri fills one triangle
-    weights = inverse / (-np.diag(inverse))
-    np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
+    regularization: float = 300.0  # EASE's ridge strength λ
+    # History weight of the k-th newest event: floor + (1 - floor) * 0.5 ** (k / half_life).
+    half_life: float = 3.0
+    floor: float = 0.1
+    transition_regularization: float = 100.0  # the next-items model's λ
+    transition_share: float = 0.5  # 0: EASE alone; 1: the next-items model alone
+    # Weights kept per item, the largest in magnitude: negative weights matter (an item that
+    # people who chose X did not go on to choose).
+    neighbours: int = 1000
 
 
 @dataclass(frozen=True)
@@ -64,10 +54,12 @@ class ShortTerm:
     earlier: float
 
 
-def recency_weights(count: int, short_term: ShortTerm | None = None) -> np.ndarray:
+def recency_weights(
+    count: int, config: CollaborativeConfig, short_term: ShortTerm | None = None
+) -> np.ndarray:
     """Weights of ``count`` events, oldest first: the newest weighs 1."""
     age = np.arange(count - 1, -1, -1, dtype=np.float32)
-    weights = RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * 0.5 ** (age / RECENCY_HALF_LIFE)
+    weights = config.floor + (1.0 - config.floor) * 0.5 ** (age / config.half_life)
     if short_term is not None:
         weights[: short_term.start] *= short_term.earlier
     return weights
@@ -111,10 +103,17 @@ class Scored:
 class ItemModel:
     """Each modelled item's strongest neighbours (row indices) and their weights."""
 
-    def __init__(self, item_ids: list[str], neighbours: np.ndarray, weights: np.ndarray) -> None:
+    def __init__(
+        self,
+        item_ids: list[str],
+        neighbours: np.ndarray,
+        weights: np.ndarray,
+        config: CollaborativeConfig,
+    ) -> None:
         self.item_ids = item_ids
         self.neighbours = neighbours
         self.weights = weights
+        self.config = config
         self._rows = {item_id: row for row, item_id in enumerate(item_ids)}
 
     def __len__(self) -> int:
@@ -141,7 +140,9 @@ class ItemModel:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The history's model rows, their weighted neighbour contributions and the totals."""
         weights: dict[int, float] = {}
-        for item_id, weight in zip(history, recency_weights(len(history), short_term).tolist()):
+        for item_id, weight in zip(
+            history, recency_weights(len(history), self.config, short_term).tolist()
+        ):
             row = self._rows.get(item_id)
             if row is not None:  # an item seen again counts at its newest weight
                 weights[row] = weight
@@ -161,6 +162,7 @@ class ItemModel:
             item_ids=np.array(json.dumps(self.item_ids)),
             neighbours=self.neighbours,
             weights=self.weights,
+            config=np.array(json.dumps(asdict(self.config))),
         )
 
     @classmethod
@@ -172,42 +174,15 @@ class ItemModel:
         with np.load(path, allow_pickle=False) as stored:
             item_ids = json.loads(str(stored["item_ids"]))
             neighbours, weights = stored["neighbours"], stored["weights"]
+            # Older builds were fitted as EASE alone, scored with half-life 10 and floor 0.1.
+            config = (
+                CollaborativeConfig(**json.loads(str(stored["config"])))
+                if "config" in stored
+                else CollaborativeConfig(half_life=10.0, transition_share=0.0, neighbours=500)
+            )
         if neighbours.shape != weights.shape or neighbours.shape[0] != len(item_ids):
             raise ValueError(f"{path}: its arrays disagree in shape")
-        return cls(item_ids, neighbours, weights)
-
-
-def fit_item_model(
-    pairs: Iterable[tuple[str, str]],
-    max_items: int = MAX_ITEMS,
-    neighbours: int = NEIGHBOURS,
-    regularization: float = EASE_LAMBDA,
-) -> ItemModel | None:
-    """Fit on (user id, item id) pairs (repeats count once); None when they are too few to say
-    anything."""
-    from scipy import sparse
-
-    by_user: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    rows, columns = [], []
-    for user_id, item_id in pairs:
-        rows.append(by_user.setdefault(user_id, len(by_user)))
-        columns.append(item_id)
-        counts[item_id] = counts.get(item_id, 0) + 1
-    # The most consumed items; ties broken by id so a refit on the same data is the same model.
-    item_ids = sorted(counts, key=lambda i: (-counts[i], i))[:max_items]
-    if len(item_ids) < 2:
-        return None
-    position = {item_id: column for column, item_id in enumerate(item_ids)}
-    kept = [(r, position[c]) for r, c in zip(rows, columns) if c in position]
-    users, items = np.array(kept, dtype=np.int64).T
-    matrix = sparse.csr_matrix(
-        (np.ones(len(kept), dtype=np.float32), (users, items)),
-        shape=(len(by_user), len(item_ids)),
-    )
-    matrix.data[:] = 1.0  # duplicates were summed; a pair seen twice still means "consumed"
-    weights = ease_weights((matrix.T @ matrix).toarray(), regularization)
-    return _strongest(item_ids, weights, min(neighbours, len(item_ids) - 1))
+        return cls(item_ids, neighbours, weights, config)
 
 
 def _strongest_source(
@@ -225,11 +200,3 @@ def _strongest_source(
     source = dict(zip(first[0].tolist(), history[order][first[1]].tolist()))
     # -1: no history item points at that target (it was not among the scored items)
     return np.array([source.get(target, -1) for target in wanted.tolist()], dtype=np.int64)
-
-
-def _strongest(item_ids: list[str], weights: np.ndarray, keep: int) -> ItemModel:
-    """Keep each row's ``keep`` largest weights (a negative weight never recommends)."""
-    best = np.argpartition(-weights, keep - 1, axis=1)[:, :keep]
-    values = np.take_along_axis(weights, best, axis=1)
-    values = np.where(values > 0, values, 0.0).astype(np.float32)
-    return ItemModel(item_ids, best.astype(np.int32), values)

@@ -28,7 +28,9 @@ from service.retrieval.builds import (
     point_current,
     prune_builds,
 )
-from service.retrieval.collaborative import ItemModel, fit_item_model
+from service.retrieval.collaborative import CollaborativeConfig, ItemModel
+from service.retrieval.collaborative_fit import fit_item_model, histories_of
+from service.retrieval.collaborative_tuning import Tuned, tune
 from service.retrieval.index_choice import DEFAULT_MEMORY_BUDGET_MB, IndexChoice, choose_index
 
 # k-means on 64 points per list: FAISS asks for at least 39, and more buys little but time.
@@ -66,11 +68,13 @@ def build_index(
     embedder: Embedder,
     root: Path,
     progress: bool = True,
-    interactions: Iterable[tuple[str, str]] = (),
+    interactions: Iterable[tuple[str, str, float]] = (),
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    collaborative_config: CollaborativeConfig | None = None,
 ) -> Manifest:
     """Embed every item, build the index into a new folder, then make it current. With
-    ``interactions`` ((user id, item id) pairs) the collaborative model is fitted too.
+    ``interactions`` ((user id, item id, time) triples) the collaborative model is fitted too,
+    with ``collaborative_config`` where given, else with the settings chosen on those events.
 
     The catalog is read chunk by chunk and its vectors go straight to disk, so memory holds one
     chunk of items, the index and the item ids, however large the catalog."""
@@ -87,7 +91,9 @@ def build_index(
         vectors = np.load(staging / "vectors.npy", mmap_mode="r")
         choice = choose_index(len(item_ids), embedder.dimension, memory_budget_mb)
         index = fill_index(vectors, choice, progress)
-        collaborative, events_read = _fit_collaborative(interactions, progress)
+        collaborative, events_read, tuned = _fit_collaborative(
+            interactions, progress, collaborative_config
+        )
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             factory=choice.factory,
@@ -103,6 +109,10 @@ def build_index(
             collaborative_items=len(collaborative) if collaborative else 0,
             collaborative_events=events_read,
             choice=choice.reason,
+            collaborative_config=asdict(collaborative.config) if collaborative else None,
+            collaborative_tuning=(
+                {"held_out_users": tuned.held_out_users, "tried": tuned.tried} if tuned else None
+            ),
         )
         faiss.write_index(index, str(staging / "index.faiss"))
         (staging / "item_ids.json").write_text(json.dumps(item_ids))
@@ -199,18 +209,29 @@ class VectorFile:
 
 
 def _fit_collaborative(
-    interactions: Iterable[tuple[str, str]], progress: bool
-) -> tuple[ItemModel | None, int]:
-    """The collaborative model and the number of events it was fitted on."""
+    interactions: Iterable[tuple[str, str, float]],
+    progress: bool,
+    config: CollaborativeConfig | None,
+) -> tuple[ItemModel | None, int, Tuned | None]:
+    """The collaborative model, the number of events it was fitted on and, where its settings
+    were chosen here, how."""
     from tqdm import tqdm
 
     read = 0
 
-    def counted() -> Iterator[tuple[str, str]]:
+    def counted() -> Iterator[tuple[str, str, float]]:
         nonlocal read
-        for pair in tqdm(interactions, desc="reading events", unit="event", disable=not progress):
+        for triple in tqdm(interactions, desc="reading events", unit="event", disable=not progress):
             read += 1
-            yield pair
+            yield triple
 
-    model = fit_item_model(counted())
-    return model, read
+    histories = histories_of(counted())
+    tuned = None
+    if config is None:
+        if progress:
+            print(
+                f"choosing the collaborative model's settings on {read:,} events", file=sys.stderr
+            )
+        tuned = tune(histories)
+        config = tuned.config
+    return fit_item_model(histories, config), read, tuned

@@ -9,11 +9,11 @@ similarity ** SHARPNESS), times a boost. Where that borrowed score beats the mod
 one of the first FIRST_PLACES places, the new item takes that place; elsewhere the list is
 unchanged.
 
-Measured with ``scripts/sweep_cold_imputation.py`` on ml-latest-small (docs/EVALUATION.md,
-"Cold items"): neighbours 10 and sharpness 4 give the best trade between the warm NDCG@10 it
-costs and the cold items' NDCG@10 it buys; the boost (``Settings.new_item_boost``) sets the
-trade. Off by default: on both MovieLens sets the validation split found every boost a net
-loss over all held-out events, though boosts of 1.4–2 beat a content centroid on new items.
+Neighbours 10 and sharpness 4 come from ``scripts/sweep_cold_imputation.py``, which scored
+them on a test part of ml-latest-small, with "cold" items whose tags were written after the
+cut: that evidence is withdrawn (docs/EVALUATION.md) and they are to be chosen again on
+validation with items that are cold in time. The boost (``Settings.new_item_boost``) sets the
+trade and is off by default, so none of this acts unless an operator sets it.
 """
 
 from __future__ import annotations

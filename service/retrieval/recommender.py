@@ -45,23 +45,23 @@ POPULAR_ITEMS = 10_000  # popularity beyond the top 10,000 says nothing useful
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """Set by the ablation in docs/EVALUATION.md: on MovieLens the collaborative model carries
-    the ranking (alone it beats EASE); at this weight the content sources still serve items and
-    users it knows little about without moving its ranking (NDCG@10 0.1432 against 0.1431
-    alone on ml-latest-small), where at 0.5 they pulled it down to 0.054. The interest weight
-    is a setting (``Settings.fusion_interests``), chosen per catalog on a validation split."""
+    """The sources' weights, relative to the collaborative model's (4). The defaults are what
+    the validation part of ml-latest-small chose (per-user split, `scripts/evaluate.py`, one
+    weight at a time by the one-standard-error rule); ml-100k chose 0 for every content source
+    (docs/EVALUATION.md). The interest weight is a setting (``Settings.fusion_interests``),
+    so a catalog can take its own validation's choice."""
 
-    interests: float = 1.0  # shared among the interests by their weights
-    profile: float = 0.3
+    interests: float = 0.25  # shared among the interests by their weights
+    profile: float = 0.1
     collaborative: float = 4.0
-    # A backfill only: on the validation split (scripts/sweep_fusion.py) 0.15 cost NDCG@10
-    # (0.1448 against 0.1467 at 0); what remains orders items no other source offered.
-    popularity: float = 0.01
+    # Popularity added nothing measurable on either set's validation part; items no other
+    # source offered are still ordered by the rest of the profile search (BACKFILL_WEIGHT).
+    popularity: float = 0.0
     # New items (no interaction the collaborative model knows of) found by the interest
-    # searches get slots of their own: every NEW_ITEMS_EVERY-th place from NEW_ITEMS_FROM on.
-    # The model cannot vote for them, so in the fusion they never reach the list at all; as
-    # extra weight in the fusion they displaced the model's best items (docs/EVALUATION.md).
-    new_items: bool = True
+    # searches may get slots of their own: every NEW_ITEMS_EVERY-th place from NEW_ITEMS_FROM
+    # on. Off: on the validation parts the slots cost recall@50 on every set and split
+    # (ml-latest-small 0.326 -> 0.285); new items reach a list through IPROF_NEW_ITEM_BOOST.
+    new_items: bool = False
 
 
 # After the first ten places, which stay the fusion's (0-based positions).

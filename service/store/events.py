@@ -82,18 +82,19 @@ class EventTable(ItemTable):
         )
         return [(row[0], int(row[1])) for row in rows]
 
-    def iter_user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str]]:
-        """Every (user id, item id) of the events, in chunks along the primary key, so the
-        collaborative model reads millions of events without holding the store's lock long."""
+    def iter_user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str, float]]:
+        """Every (user id, item id, time) of the events, in chunks along the primary key, so
+        the collaborative model reads millions of events without holding the store's lock
+        long."""
         last = 0
         while True:
             rows = self._query(
-                "SELECT seq, user_id, item_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, user_id, item_id, ts FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                 (last, chunk_size),
             )
             if not rows:
                 return
-            yield from ((row[1], row[2]) for row in rows)
+            yield from ((row[1], row[2], float(row[3])) for row in rows)
             last = rows[-1][0]
 
 

@@ -23,6 +23,7 @@ from service.app.schemas import (
     drift_out,
     profile_out,
     recommendations_out,
+    titles_of,
 )
 from service.core.errors import ApiError
 from service.retrieval.builds import IndexUnavailable
@@ -89,7 +90,7 @@ async def get_recommendations(
             items = services.recommender.recommend(profile, k, history)
         except IndexUnavailable as error:
             raise ApiError(503, "index_unavailable", str(error)) from error
-        return recommendations_out(user_id, items)
+        return recommendations_out(user_id, items, titles_of(services.store, items))
 
     return await answer_in_thread(recommendations)
 
