@@ -25,6 +25,8 @@ from service.app.schemas import (
     WindowOut,
     iso,
     profile_out,
+    recommendations_out,
+    titles_of,
     window_out,
 )
 from service.core.errors import ApiError
@@ -98,7 +100,8 @@ def inspector_api() -> APIRouter:
         recommendations, problem = [], None
         try:
             picked = services.recommender.recommend(current, RECOMMENDATIONS_SHOWN)
-            recommendations = [RecommendationOut(**r.__dict__) for r in picked]
+            titles = titles_of(services.store, picked)
+            recommendations = recommendations_out(user_id, picked, titles).items
         except IndexUnavailable as error:
             problem = str(error)
         item_ids = [i for p in history for interest in p.interests for i in interest.evidence]
