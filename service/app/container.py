@@ -14,7 +14,6 @@ from service.core.config import Settings
 from service.embedding.encoder import Embedder, load_embedder
 from service.profiling.profiler import Profiler, RefreshReport
 from service.retrieval.builds import IndexUnavailable, Manifest
-from service.retrieval.collaborative import CollaborativeConfig
 from service.retrieval.index import ItemIndex, load_index
 from service.retrieval.index_build import build_index
 from service.retrieval.index_choice import DEFAULT_MEMORY_BUDGET_MB
@@ -103,15 +102,10 @@ class IndexHolder:
             self.problem = str(error)
             log.warning("item index not loaded: %s", error)
 
-    def rebuild(
-        self,
-        store: Store,
-        progress: bool = False,
-        collaborative_config: CollaborativeConfig | None = None,
-    ) -> Manifest:
+    def rebuild(self, store: Store, progress: bool = False) -> Manifest:
         """Build from the stored catalog and serve it; on any failure the previous index keeps
         serving and IndexBuildFailed says so. The collaborative model's settings are chosen on
-        the stored events unless given."""
+        the stored events (service/retrieval/collaborative_tuning.py)."""
         with self._rebuild_lock:
             try:
                 manifest = build_index(
@@ -121,7 +115,6 @@ class IndexHolder:
                     progress,
                     interactions=store.iter_user_items(),
                     memory_budget_mb=self.memory_budget_mb,
-                    collaborative_config=collaborative_config,
                 )
             except IndexUnavailable:
                 raise

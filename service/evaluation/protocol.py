@@ -90,12 +90,17 @@ class LockedTest:
         self._read = True
         return self._items
 
+    @property
+    def users(self) -> list[str]:
+        """The users the test part scores: who they are, never what they chose."""
+        return sorted(self._items)
+
 
 @dataclass
 class Protocol:
     """One split: ``train`` is what the final models learn; ``tuning`` the split every choice
     is made on (its own training part and validation part, both inside ``train`` or, for the
-    global split, before T2); ``test`` the locked test part; ``cut`` each user's time from
+    global split, before T2); ``test`` the locked test part; ``cut_of`` each user's time from
     which nothing may be known (item text included)."""
 
     name: str
@@ -106,9 +111,8 @@ class Protocol:
 
     @property
     def users(self) -> list[str]:
-        """The users the test part scores (who they are, not what they chose): a sample is
-        drawn from them."""
-        return sorted(self.test._items)
+        """The users the test part scores: a sample is drawn from them."""
+        return self.test.users
 
 
 def make_protocol(events: Sequence[Event], name: str) -> Protocol:

@@ -65,10 +65,11 @@ def tune(histories: Sequence[Sequence[str]], default: CollaborativeConfig | None
     judge = _Judge(prepared, held_out)
     tried: dict[str, dict[str, float]] = {}
     ease_only = replace(default, transition_share=0.0)
+    consumed = gram(prepared)  # once: each fit takes a copy (ease_weights overwrites its input)
 
     config, ease = _choose_fit(
         {lam: replace(ease_only, regularization=lam) for lam in REGULARIZATIONS},
-        lambda c: ease_weights(gram(prepared), c.regularization),
+        lambda c: ease_weights(consumed.copy(), c.regularization),
         lambda c, fit: judge(c, ease=fit),
         tried,
         "regularization",
