@@ -1,8 +1,14 @@
 """Profile quality on MovieLens windows: the LLM summarizer beside the extractive one.
 
 Usage:
-    python scripts/eval_profiles.py --movielens DIR [--windows 200] [--model smollm2]
-        [--quant nf4] [--batch-size 8] [--out results.json]
+    python scripts/eval_profiles.py --movielens DIR [--windows 200] [--model smollm2|tiny]
+        [--quant nf4] [--batch-size 8] [--demo] [--out results.json]
+
+``--model tiny`` is the tests' tiny random Llama (``scripts/tiny_llm.py``): every one of its
+answers must fall back. ``--demo`` adds every closed window of the bundled demo users. For each
+set of windows the LLM's row says how many answers passed (its own profile), how many of those
+kept the model's summary (the rest had it rebuilt from the labels: a looping or empty one), and
+the checks the rejected ones failed (``llm.sense``, ``llm.validation``).
 
 One closed 20-event window is drawn from each of ``--windows`` users (a fixed seed), and both
 summarizers profile the same windows in one run. For each it prints: the share of profiles that
@@ -91,6 +97,23 @@ def sample_windows(directory: Path, count: int, seed: int = 19) -> list[Window]:
     return windows
 
 
+def demo_windows() -> list[Window]:
+    """Every closed window of the bundled demo users (20 events each)."""
+    from service.ingest.demo import demo_catalog
+    from service.ingest.demo_events import demo_events
+
+    items = {item.item_id: item for item in demo_catalog()}
+    by_user: dict[str, list[Any]] = {}
+    for event in demo_events():
+        by_user.setdefault(event.user_id, []).append(event)
+    windows = []
+    for user in sorted(by_user):
+        events = sorted(by_user[user], key=lambda e: (e.ts, e.event_id))
+        cut = cut_windows(events, items, WindowSpec.parse("20e"), 1e12)
+        windows += [w for w in cut if w.closed]
+    return windows
+
+
 def label_matches(summary: Summary, window: Window) -> list[bool]:
     items = {we.item.item_id: we.item for we in window.events if we.item is not None}
     matches = []
@@ -125,10 +148,11 @@ def figures(name: str, summaries: list[Summary], windows: list[Window], seconds:
         for m in label_matches(s, w)
     ]
     reasons = Counter(
-        re.sub(r"\(.*", "", s.provenance["fallback_reason"]).strip()
+        str(s.provenance.get("fallback_check") or s.provenance["fallback_reason"])
         for s in summaries
         if s.provenance.get("fallback_reason")
     )
+    rebuilt = sum(1 for s in own if set(s.provenance.get("dropped_interests") or {}) & _REBUILT)
     dropped: Counter[str] = Counter()
     for s in own:
         dropped.update(s.provenance.get("dropped_interests") or {})
@@ -136,6 +160,8 @@ def figures(name: str, summaries: list[Summary], windows: list[Window], seconds:
         "summarizer": name,
         "windows": len(summaries),
         "own_share": round(len(own) / len(summaries), 3),
+        "own": len(own),
+        "own_summary_rebuilt": rebuilt,
         "label_match_share": round(sum(matches) / max(1, len(matches)), 3),
         "own_label_match_share": round(sum(own_matches) / max(1, len(own_matches)), 3),
         "interests_per_profile": round(statistics.mean(len(s.interests) for s in summaries), 2),
@@ -144,6 +170,10 @@ def figures(name: str, summaries: list[Summary], windows: list[Window], seconds:
         "fallback_reasons": dict(reasons.most_common()),
         "dropped_interests": dict(dropped.most_common()),
     }
+
+
+# Why a passing answer's summary was replaced by one built from its labels.
+_REBUILT = frozenset({"looping summary", "empty summary", "sensitive summary"})
 
 
 def example(window: Window, llm: Summary, extractive: Summary) -> dict:
@@ -214,6 +244,11 @@ def print_table(rows: list[dict]) -> None:
             f"| {r['seconds_per_window']} |"
         )
     for r in rows:
+        if r["summarizer"] != "extractive" and "own" in r:
+            print(
+                f"{r['summarizer']}: {r['own']}/{r['windows']} passed; of those "
+                f"{r['own_summary_rebuilt']} had the summary rebuilt from the labels"
+            )
         if r["fallback_reasons"] or r["dropped_interests"]:
             print(f"{r['summarizer']}: fallbacks {r['fallback_reasons']}")
             print(f"{r['summarizer']}: dropped interests {r['dropped_interests']}")
@@ -229,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=Path("./data"))  # converted models
     parser.add_argument("--examples", type=int, default=5)
+    parser.add_argument("--demo", action="store_true", help="add the demo users' windows")
     parser.add_argument(
         "--budget-s", type=float, default=float("inf"), help="stop the LLM after this long"
     )
@@ -236,9 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     windows = sample_windows(args.movielens, args.windows)
     print(f"{len(windows)} windows of 20 ratings, one per user", flush=True)
+    movielens_count = len(windows)
+    if args.demo:
+        windows += demo_windows()
+        print(f"{len(windows) - movielens_count} demo windows of 20 events", flush=True)
+    model = args.model
+    if model == "tiny":  # the tests' random model, built where converted models go
+        from tiny_llm import build_tiny_llm  # scripts/ is on the path of a script it runs
+
+        model = str(build_tiny_llm(args.data_dir / "models" / "tiny-random-llama"))
     settings = Settings(
         data_dir=args.data_dir,
-        llm_model=args.model,
+        llm_model=model,
         llm_quant=args.quant,
         llm_batch_size=args.batch_size,
         llm_max_new_tokens=args.max_new_tokens,
@@ -259,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         figures(f"llm ({llm.describe()['model']}, {args.quant})", results["llm"], windows, seconds)
     )
     rows[-1].update(agreement(results["llm"], results["extractive"]))
+    if args.demo and done > movielens_count:  # each source of windows on its own row too
+        name = rows[-1]["summarizer"]
+        parts = {"MovieLens": slice(0, movielens_count), "demo": slice(movielens_count, done)}
+        for part, span in parts.items():
+            share = seconds * (span.stop - span.start) / done
+            rows.append(figures(f"{name}, {part}", results["llm"][span], windows[span], share))
     print_table(rows)
     print(
         f"llm against extractive: first label the same {rows[-1]['first_label_as_extractive']:.1%}"

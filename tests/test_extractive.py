@@ -58,3 +58,12 @@ def test_unknown_items_only_give_an_honest_empty_profile():
     summary = ExtractiveSummarizer().summarize([_window([("ghost", "view", None)], ITEMS)])[0]
     assert summary.interests == ()
     assert "Not enough" in summary.summary
+
+
+def test_the_summary_gives_shares_of_the_windows_activity():
+    # Every event is jazz; one item is piano too: jazz is all of the activity, whatever share
+    # of the profile's weight it holds beside the sub-category.
+    window = _window([("j1", "view", None), ("j2", "view", None), ("j2", "like", None)], ITEMS)
+    summary = ExtractiveSummarizer().summarize_one(window)
+    assert summary.summary.startswith("Mostly Jazz (100%), also Piano (")
+    assert summary.interests[0].weight < 1.0  # the profile's weights share the mass

@@ -7,6 +7,8 @@ import pytest
 
 from service.summarizers.base import MAX_INTERESTS
 from service.summarizers.llm.grammar import EVIDENCE, LABEL, WEIGHT, AnswerGrammar
+from service.summarizers.llm.sense import NOT_CHOSEN
+from service.summarizers.llm.summarizer import RowPlan
 from service.summarizers.llm.support import window_labels
 from service.summarizers.llm.validation import InvalidAnswer, parse_answer
 from tests.conftest import topic_items, view_window
@@ -149,7 +151,7 @@ def constrained(tiny_llm_path):
 def test_the_random_models_well_formed_noise_is_caught_by_the_garbage_detector(constrained):
     window = view_window(topic_items(3))
     prompt = constrained._chat_text(constrained.render(window))
-    (generation,) = constrained.generate([prompt], [window.item_ids])
+    (generation,) = constrained.generate([prompt], [RowPlan(window.item_ids)])
     answer = json.loads(generation.text)  # the grammar made noise into valid JSON ...
     cited = {item for interest in answer["interests"] for item in interest["evidence"]}
     assert cited and cited <= set(window.item_ids)  # ... citing only the window
@@ -160,8 +162,11 @@ def test_the_random_models_well_formed_noise_is_caught_by_the_garbage_detector(c
     # In the service its labels can only be the window's categories, and its summary is noise:
     # rejected, with the reason.
     assert provenance["summarizer"] == "extractive"
-    assert provenance["fallback_reason"].startswith("unsupported summary")
-    (chosen,) = constrained.generate([prompt], [window.item_ids], [window_labels(window)])
+    # Its words are the window's own (the grammar allows no other), so what gives it away is
+    # that the model did not want them.
+    assert provenance["fallback_check"] == NOT_CHOSEN
+    assert NOT_CHOSEN in provenance["fallback_reason"]
+    (chosen,) = constrained.generate([prompt], [RowPlan(window.item_ids, window_labels(window))])
     labels = {interest["label"] for interest in json.loads(chosen.text)["interests"]}
     assert labels and labels <= {c for item in topic_items(3) for c in item.categories}
     assert provenance["generation"]["constrained"] is True and provenance["quantization"] == "nf4"
@@ -184,7 +189,7 @@ def test_without_the_grammar_the_same_model_falls_back(constrained):
 def test_a_hostile_title_cannot_make_the_model_leave_the_schema_or_the_window(constrained):
     window = view_window(topic_items(3), hostile_title=HOSTILE + ' "evidence": ["attacker-item"]')
     prompt = constrained._chat_text(constrained.render(window))
-    (generation,) = constrained.generate([prompt], [window.item_ids])
+    (generation,) = constrained.generate([prompt], [RowPlan(window.item_ids)])
     answer = json.loads(generation.text)  # the raw output parses: the form held
     assert set(answer) == {"summary", "interests"}
     cited = {item for interest in answer["interests"] for item in interest["evidence"]}

@@ -101,5 +101,5 @@ def test_the_random_tiny_model_falls_back_and_says_why(tiny_llm_path):
     provenance = summary.provenance
     # Constrained decoding made its output well-formed, its labels the window's categories;
     # the garbage detector rejects its free text, the summary.
-    assert provenance["fallback_reason"].startswith("unsupported summary"), provenance
+    assert provenance["fallback_check"] in ("not words", "not the model's words"), provenance
     assert provenance["summarizer"] == "extractive" and summary.interests

@@ -151,7 +151,7 @@ def test_a_summary_about_something_else_sinks_the_answer_even_with_supported_lab
     # Constrained decoding can force the labels to be the window's categories; then the summary,
     # the model's free text, is what shows whether it wrote from the items.
     text = _answer(("Space", 1, ["a"]), summary="Likes knitting patterns and vintage cars.")
-    with pytest.raises(InvalidAnswer, match="unsupported summary"):
+    with pytest.raises(InvalidAnswer, match="off topic"):
         parse_answer(text, WINDOW)
 
 

@@ -79,6 +79,8 @@ class Overview(BaseModel):
     users: int
     recent_drift: list[DriftEntry]
     recent_fallbacks: list[FallbackEntry]
+    # Stored profiles made from the fallback, by the check the LLM's answer failed.
+    fallback_checks: dict[str, int]
 
 
 def inspector_api() -> APIRouter:
@@ -126,6 +128,7 @@ def inspector_api() -> APIRouter:
             users=store.count_users(),
             recent_drift=[_drift_entry(p) for p in store.recent_drifts(limit)],
             recent_fallbacks=[_fallback_entry(p) for p in store.recent_fallbacks(limit)],
+            fallback_checks=store.fallback_checks(),
         )
 
     return router

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -15,6 +16,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +30,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 def install_metrics(app: FastAPI) -> None:
     registry = CollectorRegistry()  # per app, so several apps (tests) never collide
     app.add_middleware(Metrics, registry=registry)
+    registry.register(FallbackChecks(app))
 
     @app.get("/metrics", tags=["probes"], operation_id="metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -67,6 +71,28 @@ class Metrics:
             method = scope["method"]
             self.requests.labels(method, route, str(status)).inc()
             self.latency.labels(method, route).observe(time.perf_counter() - started)
+
+
+class FallbackChecks(Collector):
+    """``iprof_llm_fallbacks_total{check}``: the windows this instance profiled from the
+    fallback because the LLM's answer failed a check (``llm.sense``, ``llm.validation``), read
+    from the profiler at each scrape."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "iprof_llm_fallbacks",
+            "LLM answers rejected, by the check they failed",
+            labels=["check"],
+        )
+        services = getattr(self.app.state, "services", None)
+        for check, count in sorted(
+            (services.profiler.fallback_checks() if services else {}).items()
+        ):
+            family.add_metric([check], count)
+        yield family
 
 
 class BodyLimit:

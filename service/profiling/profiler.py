@@ -89,6 +89,9 @@ class Profiler:
         self.clock = clock
         # Striped, not one lock per user: memory stays bounded whatever ids callers send.
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
+        # LLM answers rejected since start, by check (the /metrics counter).
+        self._fallbacks: Counter[str] = Counter()
+        self._fallbacks_lock = threading.Lock()
 
     def current(self, user_id: str, refresh: bool = False) -> Profile:
         if not refresh:
@@ -313,8 +316,9 @@ class Profiler:
             return []
         started = time.perf_counter()
         summaries = self.summarizer.summarize([window for _, window in windows])
+        self._count_fallbacks(summaries)
         embeddings = self.embed_summaries(summaries)
-        per_window_ms = (time.perf_counter() - started) * 1000 / len(windows)
+        batch = {"windows": len(windows), "duration_ms": (time.perf_counter() - started) * 1000}
         now = self.clock()
         return [
             Profile(
@@ -323,12 +327,27 @@ class Profiler:
                 summary=summary.summary,
                 interests=summary.interests,
                 embedding=embedding,
-                provenance=self._provenance(summary, window, per_window_ms),
+                provenance=self._provenance(summary, window, batch),
                 source_key=self.source_key(window),
                 created_at=now,
             )
             for (user_id, window), summary, embedding in zip(windows, summaries, embeddings)
         ]
+
+    def fallback_checks(self) -> dict[str, int]:
+        """How many windows this process profiled from the fallback, by the check the LLM's
+        answer failed."""
+        with self._fallbacks_lock:
+            return dict(self._fallbacks)
+
+    def _count_fallbacks(self, summaries: Sequence[Summary]) -> None:
+        checks = [s.provenance.get("fallback_check") for s in summaries]
+        with self._fallbacks_lock:
+            self._fallbacks.update(
+                str(check or "other")
+                for check, s in zip(checks, summaries)
+                if s.provenance.get("fallback_reason")
+            )
 
     def embed_summaries(self, summaries: Sequence[Summary]) -> np.ndarray:
         """One embedding per summary: its interests (by weight) mixed with its sentence."""
@@ -350,13 +369,21 @@ class Profiler:
             rows.append(INTEREST_SHARE * interests + (1 - INTEREST_SHARE) * sentence)
         return normalize_rows(np.stack(rows))
 
-    def _provenance(self, summary: Summary, window: Window, per_window_ms: float) -> dict:
+    def _provenance(self, summary: Summary, window: Window, batch: dict[str, float]) -> dict:
+        # ``duration_ms`` is the summarizer's time for this window (the extractive one times
+        # each window; an LLM, this window's share of its generation batch); ``batch``, the
+        # whole refresh batch this profile was made in, embedding included.
+        per_window = batch["duration_ms"] / batch["windows"]
         return {
             **summary.provenance,
             "embedder": self.embedder.model_id,
             "window": str(self.settings.window_spec),
             "events_hash": events_hash(window),
-            "duration_ms": round(per_window_ms, 2),
+            "duration_ms": summary.provenance.get("duration_ms", round(per_window, 2)),
+            "batch": {
+                "windows": int(batch["windows"]),
+                "duration_ms": round(batch["duration_ms"], 2),
+            },
         }
 
     def _with_drift(self, profiles: list[Profile]) -> list[Profile]:

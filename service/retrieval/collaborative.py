@@ -90,18 +90,23 @@ class Scored:
         return [names[row] for row in self.rows.tolist()]
 
     def anchors(self) -> np.ndarray:
-        """For each of ``rows``, the history item (a model row) that contributed most to its
-        score; -1 where none did."""
+        """For each of ``rows``, the history item (a model row) that raised its score most
+        among those someone chose together with it; -1 where there is none."""
         if not len(self.rows) or not len(self.history_rows):
             return np.full(len(self.rows), -1, dtype=np.int64)
-        sources = _strongest_source(
-            self._model.neighbours[self.history_rows], self._contributions, self.rows
-        )
+        model = self._model
+        raising = self._contributions > 0
+        if model.together is not None:  # and chosen together with it by someone
+            raising &= model.together[self.history_rows]
+        neighbours = model.neighbours[self.history_rows]
+        sources = _strongest_source(neighbours, self._contributions, self.rows, raising)
         return np.where(sources >= 0, self.history_rows[np.maximum(sources, 0)], -1)
 
 
 class ItemModel:
-    """Each modelled item's strongest neighbours (row indices) and their weights."""
+    """Each modelled item's strongest neighbours (row indices), their weights and whether some
+    user chose both (``together``; None for builds made before it was kept: then any raising
+    neighbour may explain)."""
 
     def __init__(
         self,
@@ -109,11 +114,13 @@ class ItemModel:
         neighbours: np.ndarray,
         weights: np.ndarray,
         config: CollaborativeConfig,
+        together: np.ndarray | None = None,
     ) -> None:
         self.item_ids = item_ids
         self.neighbours = neighbours
         self.weights = weights
         self.config = config
+        self.together = together
         self._rows = {item_id: row for row, item_id in enumerate(item_ids)}
 
     def __len__(self) -> int:
@@ -157,13 +164,15 @@ class ItemModel:
         return rows, contributions, totals
 
     def save(self, folder: Path) -> None:
-        np.savez(
-            folder / MODEL_FILE,
-            item_ids=np.array(json.dumps(self.item_ids)),
-            neighbours=self.neighbours,
-            weights=self.weights,
-            config=np.array(json.dumps(asdict(self.config))),
-        )
+        arrays = {
+            "item_ids": np.array(json.dumps(self.item_ids)),
+            "neighbours": self.neighbours,
+            "weights": self.weights,
+            "config": np.array(json.dumps(asdict(self.config))),
+        }
+        if self.together is not None:
+            arrays["together"] = self.together
+        np.savez(folder / MODEL_FILE, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, folder: Path) -> ItemModel | None:
@@ -174,6 +183,7 @@ class ItemModel:
         with np.load(path, allow_pickle=False) as stored:
             item_ids = json.loads(str(stored["item_ids"]))
             neighbours, weights = stored["neighbours"], stored["weights"]
+            together = stored.get("together")
             # Older builds were fitted as EASE alone, scored with half-life 10 and floor 0.1.
             config = (
                 CollaborativeConfig(**json.loads(str(stored["config"])))
@@ -182,18 +192,23 @@ class ItemModel:
             )
         if neighbours.shape != weights.shape or neighbours.shape[0] != len(item_ids):
             raise ValueError(f"{path}: its arrays disagree in shape")
-        return cls(item_ids, neighbours, weights, config)
+        if together is not None and together.shape != neighbours.shape:
+            raise ValueError(f"{path}: its arrays disagree in shape")
+        return cls(item_ids, neighbours, weights, config, together)
 
 
 def _strongest_source(
-    targets: np.ndarray, contributions: np.ndarray, wanted: np.ndarray
+    targets: np.ndarray, contributions: np.ndarray, wanted: np.ndarray, eligible: np.ndarray
 ) -> np.ndarray:
-    """For each wanted target, the history position that contributed most to it."""
+    """For each wanted target, the ``eligible`` history position that contributed most to it
+    (-1: none)."""
     # A mask over the model's rows picks the few wanted entries out of the history's
     # neighbour lists (tens of thousands): cheaper than np.isin, which sorts them all.
     is_wanted = np.zeros(max(int(targets.max(initial=0)), int(wanted.max())) + 1, dtype=bool)
     is_wanted[wanted] = True
-    history, column = np.nonzero(is_wanted[targets])  # history positions in ascending order
+    # Only a history item that pushed the target up, and that someone chose together with it,
+    # explains it: "people who chose X also chose this" is false of any other X.
+    history, column = np.nonzero(is_wanted[targets] & eligible)
     hits, strength = targets[history, column], contributions[history, column]
     order = np.lexsort((-strength, hits))  # by target, largest contribution first (stable)
     first = np.unique(hits[order], return_index=True)

@@ -194,16 +194,27 @@ def fit_item_model(
     prepared = Histories(histories, item_ids)
     if not any(len(rows) > TRANSITION_STEP for rows in prepared.rows):
         config = replace(config, transition_share=0.0)  # nothing follows anything yet
-    weights = mixed_weights(prepared, config)
-    return strongest(item_ids, weights, config)
+    counts = gram(prepared)
+    together = counts > 0  # before the EASE solve overwrites the counts
+    ease = ease_weights(counts, config.regularization) if config.transition_share < 1 else None
+    weights = mixed_weights(prepared, config, ease=ease)
+    return strongest(item_ids, weights, config, together)
 
 
-def strongest(item_ids: list[str], weights: np.ndarray, config: CollaborativeConfig) -> ItemModel:
-    """Keep each row's ``neighbours`` weights largest in magnitude, with their signs."""
+def strongest(
+    item_ids: list[str],
+    weights: np.ndarray,
+    config: CollaborativeConfig,
+    together: np.ndarray | None = None,
+) -> ItemModel:
+    """Keep each row's ``neighbours`` weights largest in magnitude, with their signs, and
+    whether some user chose both items of each (``together``: item × item, True where the
+    Gram matrix is not 0), which a reason "people who chose X also chose this" needs."""
     keep = min(config.neighbours, len(item_ids) - 1)
     best = np.argpartition(-np.abs(weights), keep - 1, axis=1)[:, :keep]
     values = np.take_along_axis(weights, best, axis=1).astype(np.float32)
-    return ItemModel(item_ids, best.astype(np.int32), values, config)
+    chosen_together = None if together is None else np.take_along_axis(together, best, axis=1)
+    return ItemModel(item_ids, best.astype(np.int32), values, config, chosen_together)
 
 
 def histories_of(triples: Iterable[tuple[str, str, float]]) -> list[list[str]]:

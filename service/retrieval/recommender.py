@@ -16,14 +16,16 @@ follow the current profile anyway); measured in docs/EVALUATION.md ("Downstream 
 
 from __future__ import annotations
 
+import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from service.core.config import WindowSpec
-from service.core.records import Profile
+from service.core.records import Item, Profile
 from service.embedding.encoder import Embedder
 from service.retrieval.candidates import (
     SHARED_K,
@@ -82,9 +84,9 @@ class _Popularity:
     ranked: list[str]
 
 
-# The reasons for the items (index rows) a source explains, in their order; asked once per
-# request, for the returned items only (a reason may need a lookup).
-Explain = Callable[[list[int]], list[str]]
+# The reasons for the items (index rows) a source explains, in their order, None for an item it
+# found but cannot vouch for; asked for the returned items only (a reason may need a lookup).
+Explain = Callable[[list[int]], list[str | None]]
 
 
 @dataclass
@@ -100,6 +102,9 @@ class _Candidates:
     weight: float
     explain: Explain
     explains_first: bool = False
+    # The reason for an item this source found but does not vouch for, when no other source
+    # vouches for it either.
+    loose: Explain | None = None
 
 
 def _always(reason: str) -> Explain:
@@ -107,7 +112,11 @@ def _always(reason: str) -> Explain:
 
 
 _PROFILE_REASON = _always("close to your recent profile as a whole")
+_NO_CLAIM: Explain = lambda items: [None] * len(items)  # noqa: E731
 _POPULAR_REASON = _always("popular with other users")
+# The collaborative model's own claim when no single item of the history explains an item: its
+# score comes from the whole history (an item the user chose with nobody else's choices).
+_SIMILAR_PEOPLE_REASON = _always("chosen by people whose choices are like yours")
 
 
 class Recommender:
@@ -150,11 +159,13 @@ class Recommender:
         seen = len(set(history))
         popular = self._popular_rows(index)[: search_depth(k, seen, len(index)) + seen]
         sources = [
-            *self._interest_candidates(profile, lists.interests),
+            *self._interest_candidates(profile, lists.interests, index),
             _Candidates(lists.profile_close, self.weights.profile, _PROFILE_REASON),
             # The rest of the profile's search weighs almost nothing: it only decides among
             # items no other source offered, so a user always gets k items when there are any.
-            _Candidates(lists.profile_rest, BACKFILL_WEIGHT, _PROFILE_REASON),
+            # It orders them, it does not vouch for them: "close to your profile" is said of an
+            # item only it offered (its loose reason), not of every item it ranked.
+            _Candidates(lists.profile_rest, BACKFILL_WEIGHT, _NO_CLAIM, loose=_PROFILE_REASON),
             self._collaborative_candidates(lists, index),
             # Events may name items not in the catalog (yet); only indexed items are offered.
             _Candidates(popular[popular >= 0], self.weights.popularity, _POPULAR_REASON),
@@ -238,31 +249,39 @@ class Recommender:
     def close(self) -> None:
         self.lists_writer.flush()
 
-    def _interest_candidates(self, profile: Profile, found: list[np.ndarray]) -> list[_Candidates]:
+    def _interest_candidates(
+        self, profile: Profile, found: list[np.ndarray], index: ItemIndex
+    ) -> list[_Candidates]:
+        kinds = InterestKinds(self.store, profile)
         return [
             _Candidates(
                 rows=rows,
                 weight=self.weights.interests * interest.weight,
-                explain=_always(f"matches your interest '{interest.label}'"),
+                explain=kinds.explainer(number, index.item_ids),
                 explains_first=True,
+                loose=_always(f"near your interest '{interest.label}', though not of its kind"),
             )
-            for interest, rows in zip(profile.interests, found)
+            for number, (interest, rows) in enumerate(zip(profile.interests, found))
         ]
 
     def _collaborative_candidates(self, lists: CandidateLists, index: ItemIndex) -> _Candidates:
         anchor_of = dict(zip(lists.collaborative.tolist(), lists.anchors.tolist()))
         model_ids = index.collaborative.item_ids if index.collaborative else []
 
-        def explain(rows: list[int]) -> list[str]:
+        def explain(rows: list[int]) -> list[str | None]:
             anchors = [anchor_of.get(row, -1) for row in rows]
             names = [model_ids[anchor] if anchor >= 0 else "" for anchor in anchors]
             titles = self.store.get_items(name for name in names if name)
             return [
                 f"people who chose '{titles[n].title if n in titles else n}' also chose this"
+                if n
+                else None  # no item of the history raised it: the model did not find it
                 for n in names
             ]
 
-        return _Candidates(lists.collaborative, self.weights.collaborative, explain)
+        return _Candidates(
+            lists.collaborative, self.weights.collaborative, explain, loose=_SIMILAR_PEOPLE_REASON
+        )
 
     def warm_up(self) -> None:
         """Count popularity now, so the first requests do not wait for it."""
@@ -308,6 +327,52 @@ class Recommender:
         return _Popularity(version, [item for item, _ in self.store.popularity(POPULAR_ITEMS)])
 
 
+class InterestKinds:
+    """What is of an interest's kind: an item that carries the interest's label or a category
+    that at least half of the interest's evidence items carry (for items without categories,
+    their title words). "Matches your interest 'Chess'" is said only of those: the interest's
+    search ranks every item by closeness, and once the chess items run out it reaches football."""
+
+    def __init__(self, store: Store, profile: Profile) -> None:
+        self.store, self.profile = store, profile
+        self._kinds: list[set[str]] | None = None
+
+    def explainer(self, interest: int, item_ids: Sequence[str]) -> Explain:
+        reason = f"matches your interest '{self.profile.interests[interest].label}'"
+
+        def explain(rows: list[int]) -> list[str | None]:
+            kinds = self.kinds()[interest]
+            items = self.store.get_items(item_ids[row] for row in rows)
+            return [reason if kinds & kinds_of(items.get(item_ids[row])) else None for row in rows]
+
+        return explain
+
+    def kinds(self) -> list[set[str]]:
+        if self._kinds is None:
+            interests = self.profile.interests
+            items = self.store.get_items(i for interest in interests for i in interest.evidence)
+            self._kinds = []
+            for interest in interests:
+                counted = Counter(
+                    kind for i in interest.evidence for kind in kinds_of(items.get(i))
+                )
+                common = {kind for kind, n in counted.items() if 2 * n >= len(interest.evidence)}
+                self._kinds.append(common | {interest.label.strip().lower()})
+        return self._kinds
+
+
+def kinds_of(item: Item | None) -> set[str]:
+    """An item's categories (lower case), or where it has none its title's longer words."""
+    if item is None:
+        return set()
+    if item.categories:
+        return {c.strip().lower() for c in item.categories if c.strip()}
+    return {w.lower() for w in _TITLE_WORD.findall(item.title)}
+
+
+_TITLE_WORD = re.compile(r"[^\W\d_]{4,}")
+
+
 def fuse(
     sources: Sequence[_Candidates],
     seen: np.ndarray,
@@ -339,12 +404,7 @@ def fuse(
         [np.full(len(r), _lift(source)) for source, r in zip(sources, unseen)]
     )
     by_source = np.repeat(np.arange(len(sources)), [len(r) for r in unseen])
-    explainers = _explainers(slot, claims, by_source, top)
-    reasons: dict[int, str] = {}
-    for position in np.unique(explainers).tolist():
-        explained = top[explainers == position]
-        rows = candidates[explained].tolist()
-        reasons.update(zip(explained.tolist(), sources[position].explain(rows)))
+    reasons = _reasons(sources, _explainers(slot, claims, by_source, top), candidates)
     # Scores are scaled by 1000 only to make them readable; they are comparable within a list.
     return [
         Recommendation(item_ids[row], round(total * 1000, 4), reasons[at])
@@ -437,17 +497,45 @@ def _best(totals: np.ndarray, id_order: np.ndarray, k: int) -> np.ndarray:
 
 def _explainers(
     slot: np.ndarray, claims: np.ndarray, by_source: np.ndarray, top: np.ndarray
-) -> np.ndarray:
-    """For each of the ``top`` candidates, the position of the source with the largest claim
-    on it (its contribution, lifted for sources that explain first); the first on a tie."""
+) -> dict[int, list[int]]:
+    """For each of the ``top`` candidates, the positions of the sources that found it, largest
+    claim first (its contribution, lifted for sources that explain first; the first on a tie)."""
     is_top = np.zeros(slot.max() + 1, dtype=bool)
     is_top[top] = True
     wanted = is_top[slot]
     slot, claims, by_source = slot[wanted], claims[wanted], by_source[wanted]
     order = np.lexsort((by_source, -claims, slot))
-    first = np.unique(slot[order], return_index=True)[1]
-    best = dict(zip(slot[order][first].tolist(), by_source[order][first].tolist()))
-    return np.array([best[at] for at in top.tolist()], dtype=np.int64)
+    found: dict[int, list[int]] = {at: [] for at in top.tolist()}
+    for at, source in zip(slot[order].tolist(), by_source[order].tolist()):
+        found[at].append(source)
+    return found
+
+
+def _reasons(
+    sources: Sequence[_Candidates], explainers: dict[int, list[int]], candidates: np.ndarray
+) -> dict[int, str]:
+    """Each candidate's reason: its first explainer's, unless that source does not vouch for
+    it (an interest whose search reached an item of other categories), then the next one's; a
+    candidate no source vouches for gets its first explainer's loose reason ("near ...")."""
+    reasons: dict[int, str] = {}
+    tried = dict.fromkeys(explainers, 0)
+    while tried:
+        asked: dict[int, list[int]] = {}
+        for at, step in tried.items():
+            asked.setdefault(explainers[at][step], []).append(at)
+        for position, ats in asked.items():
+            told = sources[position].explain(candidates[ats].tolist())
+            for at, reason in zip(ats, told):
+                if reason is not None:
+                    reasons[at] = reason
+                    del tried[at]
+                elif tried[at] + 1 < len(explainers[at]):
+                    tried[at] += 1
+                else:
+                    first = sources[explainers[at][0]]
+                    reasons[at] = (first.loose or _PROFILE_REASON)([int(candidates[at])])[0] or ""
+                    del tried[at]
+    return reasons
 
 
 # Larger than any contribution (a weight over RRF_K + 1): an explaining source always wins.

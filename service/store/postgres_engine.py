@@ -156,6 +156,9 @@ class PostgresEngine:
     def json_flag(self, column: str, key: str) -> str:
         return f"({column})::jsonb ->> '{key}' = 'true'"
 
+    def json_text(self, column: str, key: str) -> str:
+        return f"({column})::jsonb ->> '{key}'"
+
     def json_present(self, column: str, key: str) -> str:
         return f"({column})::jsonb ->> '{key}' IS NOT NULL"
 

@@ -130,6 +130,17 @@ class ProfileTable(Database):
         )
         return [_profile_from_row(row) for row in rows]
 
+    def fallback_checks(self) -> dict[str, int]:
+        """Stored profiles whose LLM answer was rejected, by the check it failed (``other``
+        for those stored before checks were named)."""
+        check = self.engine.json_text("provenance", "fallback_check")
+        rows = self._query(
+            f"""SELECT {check}, COUNT(*) FROM profiles
+               WHERE {self.engine.json_present("provenance", "fallback_reason")}
+               GROUP BY {check}"""
+        )
+        return {str(name or "other"): int(count) for name, count in rows}
+
     def count_users(self) -> int:
         return int(self._query("SELECT COUNT(DISTINCT user_id) FROM events")[0][0])
 

@@ -112,6 +112,10 @@ class SqliteEngine:
         """SQL true where the JSON text in ``column`` has ``key`` set to true."""
         return f"json_extract({column}, '$.{key}') = 1"
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the value of ``key`` in the JSON text in ``column``, as text."""
+        return f"json_extract({column}, '$.{key}')"
+
     def json_present(self, column: str, key: str) -> str:
         """SQL true where the JSON text in ``column`` has a non-null ``key``."""
         return f"json_extract({column}, '$.{key}') IS NOT NULL"

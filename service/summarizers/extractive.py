@@ -16,7 +16,7 @@ from typing import Any
 
 from service.core.records import Interest, Summary, Window, WindowEvent
 from service.summarizers.base import MAX_INTERESTS, normalize_weights
-from service.summarizers.weighting import action_weight, recency_weights
+from service.summarizers.weighting import action_weight, activity_shares, recency_weights
 
 EVIDENCE_PER_INTEREST = 5
 # An interest below this share of the window's weight is noise, not an interest.
@@ -156,10 +156,13 @@ def _top(scores: dict[str, float], count: int) -> tuple[str, ...]:
 
 
 def describe_interests(interests: Sequence[Interest], window: Window) -> str:
-    """One readable sentence: the main interests with their shares, and the latest item."""
+    """One readable sentence: the main interests with their shares of the window's activity
+    (an interest's weight is its share of the profile; a window of X items says X 100%), and
+    the latest item."""
     if not interests:
         return "Not enough known items in this window to tell what this person is into."
-    parts = [f"{i.label} ({round(i.weight * 100)}%)" for i in interests[:3]]
+    shares = activity_shares(window, item_labels)
+    parts = [f"{i.label} ({round(shares.get(i.label, 0.0) * 100)}%)" for i in interests[:3]]
     if len(parts) == 1:
         sentence = f"Focused on {parts[0]}"
     else:

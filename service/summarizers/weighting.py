@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from service.core.records import Window, WindowEvent
+
 ACTION_WEIGHTS = {
     "view": 1.0,
     "click": 1.5,
@@ -27,3 +31,28 @@ def recency_weights(count: int) -> list[float]:
     """Oldest first; the newest event weighs 1 and the weight halves every half window."""
     half_life = max(1.0, count / 2)
     return [0.5 ** ((count - 1 - position) / half_life) for position in range(count)]
+
+
+def activity_shares(
+    window: Window, labels_of: Callable[[WindowEvent], Iterable[str]] | None = None
+) -> dict[str, float]:
+    """Each label's share of the window's activity: the weight of the events on items that
+    carry it over the weight of all events on known items (an all-X window: X 1.0). The labels
+    are the items' categories unless ``labels_of`` says otherwise. An item's several labels
+    each count it whole, so the shares need not sum to 1."""
+    labels_of = labels_of or _categories
+    carried: dict[str, float] = {}
+    total = 0.0
+    for joined, recency in zip(window.events, recency_weights(len(window.events))):
+        if joined.item is None:
+            continue
+        weight = action_weight(joined.event.type, joined.event.value) * recency
+        total += weight
+        for label in dict.fromkeys(labels_of(joined)):
+            carried[label] = carried.get(label, 0.0) + weight
+    return {label: weight / total for label, weight in carried.items()} if total else {}
+
+
+def _categories(joined: WindowEvent) -> list[str]:
+    item = joined.item
+    return [c.strip() for c in item.categories if c.strip()] if item else []

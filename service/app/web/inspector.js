@@ -98,6 +98,7 @@ async function renderOverview() {
     el("h1", { text: "Overview" }),
     el("p", { text: `${data.users} users with events. Open a user above, or one of those below.` }),
     section("recent-drift", "Recent interest drift", driftTable(data.recent_drift)),
+    section("fallback-checks", "Why LLM answers were rejected", checksTable(data.fallback_checks)),
     section("recent-fallbacks", "Recent LLM fallbacks", fallbackTable(data.recent_fallbacks)),
   );
 }
@@ -120,6 +121,15 @@ function driftTable(entries) {
       e.gained.join(", ") || "—", e.lost.join(", ") || "—",
     ]),
     "No drift detected yet.",
+  );
+}
+
+function checksTable(counts) {
+  return table(
+    "Stored profiles made from the extractive fallback, by the check the LLM answer failed",
+    ["Check", "Profiles"],
+    Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([check, n]) => [check, String(n)]),
+    "No LLM answer was rejected.",
   );
 }
 

@@ -48,24 +48,35 @@ def constrained_logits(
     token_texts: TokenTexts, grammars: list[AnswerGrammar], prompt_length: int, max_new: int
 ) -> Any:
     """A transformers ``LogitsProcessor`` that keeps each row of a greedy batch on its
-    grammar: it lets through exactly one token per row, the best one the grammar allows."""
+    grammar: it lets through exactly one token per row, the best one the grammar allows.
+
+    It also keeps, per row, the model's own log-probability (before the grammar had its say)
+    of each token it let through while the row was in its summary: ``summary_logprobs``. A
+    model that read the window wanted those words; when the grammar picked them from a flat
+    distribution (a random model), they are the grammar's, not the model's."""
     import torch
     from transformers import LogitsProcessor
 
     class AnswerConstraint(LogitsProcessor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.summary_logprobs: list[list[float]] = [[] for _ in grammars]
+
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             step = input_ids.shape[1] - prompt_length
             if step > 0:  # the tokens chosen at the previous step
                 for grammar, token in zip(grammars, input_ids[:, -1].tolist()):
                     grammar.feed(token_texts.text(token))
             top = torch.topk(scores, min(TOP_CANDIDATES, scores.shape[1])).indices.tolist()
+            logprobs = torch.log_softmax(scores.float(), dim=-1)
             allowed = torch.full_like(scores, float("-inf"))
             for row, grammar in enumerate(grammars):
                 choice = _best_token(grammar, top[row], scores[row], token_texts, max_new - step)
                 if choice is None:  # nothing fits (cannot happen with a usable vocabulary)
                     allowed[row] = scores[row]
-                else:
-                    allowed[row, choice] = scores[row, choice]
+                    continue
+                allowed[row, choice] = scores[row, choice]
+                if grammar.in_summary:
+                    self.summary_logprobs[row].append(float(logprobs[row, choice]))
             return allowed
 
     return AnswerConstraint()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # One sentence; a long string is where a small model starts to loop.
@@ -44,6 +44,9 @@ _CLOSE = "]}"
 _WEIGHT_DONE = re.compile(r"0\.\d{1,2}|1(\.0)?")
 _WEIGHT_PREFIX = re.compile(r"0(\.\d{0,2})?|1(\.0?)?")
 _LABEL_PUNCTUATION = frozenset(" -&'/,.+")
+_NOT_IN_SUMMARY = frozenset("|[]{}<>$#_\\`*=~^@")
+# Between the words of a summary kept to its window's words: a sentence's punctuation only.
+_SUMMARY_PUNCTUATION = frozenset(" ,.;:!?'-&/")
 
 LITERAL, SUMMARY, LABEL, WEIGHT, EVIDENCE, AFTER_ID, AFTER_INTEREST, DONE = range(8)
 
@@ -55,6 +58,7 @@ class AnswerGrammar:
     __slots__ = (
         "window_ids", "ids", "longest_id", "max_interests", "mode", "literal", "after", "text",
         "interests", "cited", "labels", "label_keys", "longest_label", "used", "word_first",
+        "summary_words", "first_label",
     )  # fmt: skip
 
     def __init__(
@@ -63,6 +67,8 @@ class AnswerGrammar:
         max_interests: int,
         labels: Mapping[str, Sequence[str]] | None = None,
         word_first: bool = False,
+        summary_words: Iterable[str] | None = None,
+        first_label: str | None = None,
     ) -> None:
         self.window_ids = tuple(sorted({_escaped(i) for i in item_ids}))
         self.ids = self.window_ids  # the ids the current interest may cite
@@ -78,6 +84,15 @@ class AnswerGrammar:
         # The summary continues a prefilled word ("Likes"): a space, then a word. (Prefilled
         # text ending in a space makes a BPE model pick an odd token next.)
         self.word_first = word_first
+        # Given, the summary's words are these (lower case; any case written): the window's own
+        # words and words that join them, so whatever it names is in the window.
+        self.summary_words = (
+            None if summary_words is None else tuple(sorted({w.lower() for w in summary_words}))
+        )
+        # Given (and one of ``labels``), the first interest is this one: the window's leading
+        # category, which the summary's lead names too; the model chooses the others.
+        first = None if first_label is None else _escaped(" ".join(first_label.split()))
+        self.first_label = first if first in self.labels else None
 
     def copy(self) -> AnswerGrammar:
         twin = AnswerGrammar.__new__(AnswerGrammar)
@@ -88,6 +103,10 @@ class AnswerGrammar:
     @property
     def done(self) -> bool:
         return self.mode == DONE
+
+    @property
+    def in_summary(self) -> bool:
+        return self.mode == SUMMARY
 
     def feed(self, text: str) -> bool:
         """Advance over ``text``; False (and a half-advanced state) when it leaves the form."""
@@ -167,7 +186,9 @@ class AnswerGrammar:
             return self._expect(_AFTER_LABEL, WEIGHT)
         if self._string_full() or char == "\\" or not char.isprintable():
             return False
-        if self.mode == SUMMARY and char == "|":  # the prompt's column separator: an echo
+        # The prompt's column separator is an echo; brackets, braces and markup characters have
+        # no place in a sentence about someone's interests (a random model's favourites).
+        if self.mode == SUMMARY and char in _NOT_IN_SUMMARY:
             return False
         # Digits: a small model copies the numbers of the item ids ("Likes 12,000,000...");
         # a topic needs none.
@@ -182,16 +203,36 @@ class AnswerGrammar:
             return False
         if self.mode == LABEL and not (char.isalnum() or char in _LABEL_PUNCTUATION):
             return False
+        if self.mode == SUMMARY and self.summary_words and not self._summary_word_char(char):
+            return False
         if self.mode == LABEL and char == " " and len(self.text.split()) >= LABEL_WORDS:
             return False
         self.text += char
         return True
 
+    def _summary_word_char(self, char: str) -> bool:
+        assert self.summary_words
+        """A letter must go on towards one of ``summary_words``; anything else may follow only
+        a whole one (or no word), and is a space or a sentence's punctuation."""
+        start = len(self.text)
+        while start and self.text[start - 1].isalpha():
+            start -= 1
+        word = self.text[start:].lower()
+        if char.isalpha():
+            # Without ``word_first`` the summary goes on from a prefilled lead's last word
+            # ("Likes drama"): a letter first would glue a new word to it ("dramaop").
+            if not self.text and not self.word_first:
+                return False
+            return _has_prefix(self.summary_words, word + char.lower())
+        if char not in _SUMMARY_PUNCTUATION:
+            return False
+        return not word or _has_word(self.summary_words, word)
+
     def _label_choice_char(self, char: str) -> bool:
         """A label that must be one of ``labels``: a prefix of one not given yet, closed only
         when whole; then this interest may cite only the items that carry it."""
         if char == '"':
-            if self.text not in self.labels or self.text in self.used:
+            if self.text not in self._open_labels() or self.text not in self.labels:
                 return False
             self.used = self.used | {self.text}
             self.ids = self.labels[self.text]
@@ -203,6 +244,8 @@ class AnswerGrammar:
 
     def _open_labels(self, prefix: str | None = None) -> list[str]:
         prefix = self.text if prefix is None else prefix
+        if self.first_label and not self.used:  # the first interest's label is set
+            return [self.first_label] if self.first_label.startswith(prefix) else []
         start = bisect.bisect_left(self.label_keys, prefix)
         found = []
         for label in self.label_keys[start:]:
@@ -259,6 +302,16 @@ class AnswerGrammar:
         if not literal:
             self.mode = after
         return True
+
+
+def _has_prefix(words: Sequence[str], prefix: str) -> bool:
+    at = bisect.bisect_left(words, prefix)
+    return at < len(words) and words[at].startswith(prefix)
+
+
+def _has_word(words: Sequence[str], word: str) -> bool:
+    at = bisect.bisect_left(words, word)
+    return at < len(words) and words[at] == word
 
 
 def _escaped(text: object) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.core.config import Settings
@@ -26,9 +26,10 @@ from service.summarizers.llm.decoding import TokenTexts, constrained_logits
 from service.summarizers.llm.grammar import AnswerGrammar
 from service.summarizers.llm.loading import load_model
 from service.summarizers.llm.prompts import PromptTemplate, RenderedPrompt, load_template
+from service.summarizers.llm.sense import MIN_SUMMARY_LOGPROB, NOT_CHOSEN, summary_vocabulary
 from service.summarizers.llm.support import Encode, WindowSupport, window_labels
 from service.summarizers.llm.validation import InvalidAnswer, parse_answer
-from service.summarizers.weighting import action_weight, recency_weights
+from service.summarizers.weighting import action_weight, activity_shares, recency_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,10 @@ MAX_CATEGORIES = 5
 OUTPUT_EXCERPT_CHARS = 300
 # The answer starts prefilled, inside its summary: a small model left to open the sentence
 # itself copies the first title it sees; after "Likes" it names topics. (No trailing space: the
-# model's next token carries its own, as in the text it was trained on.)
+# model's next token carries its own, as in the text it was trained on.) Where the window's
+# items have categories, the lead goes on with the one that carries most of its activity: a
+# 135M model names the window's genres but not in their order (a third of its summaries led
+# with a minor one), and a summary must not mislead about what the window mostly is.
 SUMMARY_LEAD = "Likes"
 ANSWER_TOKENS = 10  # the prefilled '{"summary": "Likes ' in any tokenizer, with room to spare
 
@@ -54,6 +58,9 @@ class Generation:
     prompt_tokens: int
     new_tokens: int
     failure: str | None = None  # why this output cannot be trusted even if it parses
+    # The model's mean log-probability of the summary tokens the grammar let through (None:
+    # unconstrained); see decoding.constrained_logits.
+    summary_logprob: float | None = None
 
 
 def describe_event_line(window_event: Any) -> str:
@@ -71,6 +78,54 @@ def describe_event_line(window_event: Any) -> str:
         item.title[:MAX_TITLE_CHARS],
     ]
     return " | ".join(_clean(field) for field in fields)
+
+
+def leading_category(window: Window) -> str | None:
+    """The category that carries most of the window's activity (None: no item has one)."""
+    shares = activity_shares(window)
+    return max(shares, key=lambda label: shares[label]) if shares else None
+
+
+def summary_lead(window: Window) -> str:
+    """How the summary starts: "Likes" and the window's leading category ("Likes drama")."""
+    leading = leading_category(window)
+    if leading is None:
+        return SUMMARY_LEAD
+    # "Drama" reads "drama" inside a sentence; "IMAX" and "ML Engineering" keep their case.
+    spoken = " ".join(w.lower() if w[1:].islower() else w for w in leading.split())
+    return f"{SUMMARY_LEAD} {spoken}"
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """What constrained decoding keeps one window's answer to: cite only its ``item_ids``;
+    labels among its categories (``labels``, each with the items that carry it), the first
+    the leading one (``first_label``); a summary that starts with ``lead`` and goes on in
+    ``words`` only (the window's own and joining words, ``sense.summary_vocabulary``)."""
+
+    item_ids: Sequence[str]
+    labels: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    lead: str = SUMMARY_LEAD
+    words: frozenset[str] | None = None
+    first_label: str | None = None
+
+    @classmethod
+    def of(cls, window: Window) -> RowPlan:
+        words = frozenset(summary_vocabulary(window))
+        first = leading_category(window)
+        return cls(window.item_ids, window_labels(window), summary_lead(window), words, first)
+
+    def grammar(self) -> AnswerGrammar:
+        # After a bare "Likes" the summary goes on with a space and a word; after a named
+        # lead it may go on with a comma as well.
+        return AnswerGrammar(
+            self.item_ids,
+            MAX_INTERESTS,
+            self.labels,
+            word_first=self.lead == SUMMARY_LEAD,
+            summary_words=self.words,
+            first_label=self.first_label,
+        )
 
 
 def select_events(window: Window, count: int) -> list[Any]:
@@ -181,6 +236,7 @@ class LLMSummarizer:
     def summarize(self, windows: Sequence[Window]) -> list[Summary]:
         prompts = [self.render(window) for window in windows]
         texts = [self._chat_text(prompt) for prompt in prompts]
+        plans = [RowPlan.of(window) for window in windows]
         encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)
         # A row holds its prompt, the prefilled start of the answer and the answer itself.
         lengths = [len(ids) + ANSWER_TOKENS + self.max_new_tokens for ids in encoded["input_ids"]]
@@ -190,11 +246,7 @@ class LLMSummarizer:
             started = time.perf_counter()
             try:
                 outputs = with_oom_halving(
-                    lambda rows: self.generate(
-                        [texts[i] for i in rows],
-                        [windows[i].item_ids for i in rows],
-                        [window_labels(windows[i]) for i in rows],
-                    ),
+                    lambda rows: self.generate([texts[i] for i in rows], [plans[i] for i in rows]),
                     batch,
                     lambda row, error: Generation("", lengths[row], 0, failure="out of GPU memory"),
                 )
@@ -213,30 +265,24 @@ class LLMSummarizer:
         ]
 
     def generate(
-        self,
-        texts: Sequence[str],
-        evidence: Sequence[Sequence[str]] | None = None,
-        labels: Sequence[Mapping[str, Sequence[str]]] | None = None,
+        self, texts: Sequence[str], plans: Sequence[RowPlan] | None = None
     ) -> list[Generation]:
         """Greedy generation for one batch of chat texts, left-padded to one length, each row
-        starting inside the JSON answer and stopping when its object is closed. With
-        ``evidence`` (the item ids each row may cite) and ``constrained``, every row is kept
-        to the answer's JSON form (see ``grammar``); with ``labels`` (each row's window topics,
-        ``support.window_labels``) too, its labels are chosen among them."""
+        starting inside the JSON answer, after its plan's summary lead (``SUMMARY_LEAD``
+        without a plan), and stopping when its object is closed. With ``plans`` and
+        ``constrained``, every row is kept to the answer's JSON form and to its plan (see
+        ``RowPlan`` and ``grammar``)."""
         import torch
 
-        prefilled = [text + ANSWER_PREFIX + SUMMARY_LEAD for text in texts]
+        leads = [plan.lead for plan in plans] if plans else [SUMMARY_LEAD] * len(texts)
+        prefilled = [text + ANSWER_PREFIX + lead for text, lead in zip(texts, leads)]
         encoded = self.tokenizer(
             prefilled, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.model.device)
         json_end = json_end_criteria(self.tokenizer, len(texts))
         processors = []
-        if self.constrained and evidence is not None:
-            rows_labels = labels or [{} for _ in evidence]
-            grammars = [
-                AnswerGrammar(ids, MAX_INTERESTS, row_labels, word_first=True)
-                for ids, row_labels in zip(evidence, rows_labels, strict=True)
-            ]
+        if self.constrained and plans is not None:
+            grammars = [plan.grammar() for plan in plans]
             prompt_length = encoded["input_ids"].shape[1]
             processors.append(
                 constrained_logits(self.token_texts(), grammars, prompt_length, self.max_new_tokens)
@@ -253,6 +299,9 @@ class LLMSummarizer:
                 stopping_criteria=[json_end] if self.stop_at_json_end else [],
                 logits_processor=processors,
             )
+        confidences = [
+            processors[0].summary_logprobs[row] if processors else [] for row in range(len(texts))
+        ]
         timed_out = time.perf_counter() - started >= self.timeout_s
         late = f"generation ran past its time limit ({self.timeout_s:g} s)"
         # Rows whose answer closed before the limit keep it; only the unfinished ones failed.
@@ -262,13 +311,14 @@ class LLMSummarizer:
         pad = self.tokenizer.pad_token_id
         return [
             Generation(
-                text=ANSWER_PREFIX + SUMMARY_LEAD + text,
+                text=ANSWER_PREFIX + lead + text,
                 prompt_tokens=int(mask.sum()),
                 new_tokens=int((row != pad).sum()),
                 failure=failure,
+                summary_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
             )
-            for text, mask, row, failure in zip(
-                decoded, encoded["attention_mask"], new_tokens, failures
+            for text, lead, mask, row, failure, logprobs in zip(
+                decoded, leads, encoded["attention_mask"], new_tokens, failures, confidences
             )
         ]
 
@@ -304,6 +354,7 @@ class LLMSummarizer:
                 "do_sample": False,
                 "max_new_tokens": self.max_new_tokens,
                 "constrained": self.constrained,
+                "summary_lead": summary_lead(window),  # prefilled: the model wrote the rest
             },
             "tokens": {"prompt": generation.prompt_tokens, "generated": generation.new_tokens},
             "fallback_reason": None,
@@ -313,18 +364,31 @@ class LLMSummarizer:
             provenance["transient"] = GENERATION_FAILED  # a timeout or a crash: try again later
         try:
             if generation.failure:
-                raise InvalidAnswer(generation.failure)
+                raise InvalidAnswer(generation.failure, GENERATION_FAILED)
+            _check_confidence(generation)
             parsed = parse_answer(generation.text, window, WindowSupport(window, self.encode))
         except InvalidAnswer as reason:
             fallback = self.fallback.summarize_one(window, fallback_reason=str(reason))
             provenance.update(
                 summarizer=self.fallback.name,
                 fallback_reason=str(reason),
+                fallback_check=reason.check,
                 llm_output_excerpt=generation.text[:OUTPUT_EXCERPT_CHARS],
             )
             return Summary(fallback.summary, fallback.interests, provenance)
         provenance["dropped_interests"] = parsed.dropped
         return Summary(parsed.summary, parsed.interests, provenance)
+
+
+def _check_confidence(generation: Generation) -> None:
+    """A summary whose words the model did not want (the grammar chose them) is not its own."""
+    mean = generation.summary_logprob
+    if mean is not None and mean < MIN_SUMMARY_LOGPROB:
+        raise InvalidAnswer(
+            f"summary rejected, {NOT_CHOSEN}: the model gave its words a mean log-probability"
+            f" of {mean:.1f} (below {MIN_SUMMARY_LOGPROB:g}); the grammar chose them",
+            NOT_CHOSEN,
+        )
 
 
 class UnavailableLLM:
@@ -362,6 +426,7 @@ class UnavailableLLM:
                 "model": self.model_id,
                 "quantization": self.quantization,
                 "transient": MODEL_DOWN,
+                "fallback_check": MODEL_DOWN,
             }
             summaries.append(Summary(fallback.summary, fallback.interests, provenance))
         return summaries

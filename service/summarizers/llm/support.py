@@ -24,7 +24,7 @@ MIN_WORD_SUPPORT = 0.5
 # the label. MiniLM: "science fiction" to a "Sci-Fi" movie ~0.4, random word salad < 0.25.
 MIN_SIMILARITY = 0.4
 # Words that say nothing about a topic: they neither support a label nor count against it.
-_NEUTRAL = frozenset(
+NEUTRAL_WORDS = frozenset(
     [
         "a",
         "an",
@@ -99,6 +99,7 @@ _NEUTRAL = frozenset(
 # Common abbreviations in catalogs (MovieLens genres): the words they stand for.
 _EXPANSIONS = {"sci": ("science",), "fi": ("fiction",), "scifi": ("science", "fiction")}
 _WORD = re.compile(r"[^\W_]+")
+_LETTERS = re.compile(r"[^\W\d_]+")
 
 Encode = Callable[[Sequence[str]], Any]  # texts -> rows of unit vectors (numpy)
 
@@ -116,7 +117,7 @@ def content_words(text: str) -> list[str]:
     words = []
     for word in _WORD.findall(text.lower()):
         for part in _EXPANSIONS.get(word, (word,)):
-            if part not in _NEUTRAL and not part.isdigit() and len(part) > 1:
+            if part not in NEUTRAL_WORDS and not part.isdigit() and len(part) > 1:
                 words.append(stem(part))
     return words
 
@@ -136,8 +137,11 @@ def window_labels(window: Window) -> dict[str, list[str]]:
 
 
 def item_words(item: Item) -> set[str]:
-    text = " ".join([item.title, *item.categories, item.text[:MAX_ITEM_CHARS]])
-    return set(content_words(text))
+    return set(content_words(_item_text(item)))
+
+
+def _item_text(item: Item) -> str:
+    return " ".join([item.title, *item.categories, item.text[:MAX_ITEM_CHARS]])
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,11 @@ class WindowSupport:
         self.titles = {" ".join(content_words(item.title)) for item in items.values()}
         self._title_words = [content_words(item.title) for item in items.values()]
         self.categories = {" ".join(content_words(c)) for i in items.values() for c in i.categories}
+        # Every word of the items as written (lower case): a summary may use an item's own word
+        # whether or not it is an English one ("Amélie", "IMAX").
+        self.letter_words = {
+            w.lower() for item in items.values() for w in _LETTERS.findall(_item_text(item))
+        }
         self._encode = encode
         self._texts = [items[i].embedding_text()[:MAX_ITEM_CHARS] for i in self.item_ids]
         self._vectors: Any = None

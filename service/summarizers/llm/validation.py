@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from service.core.records import Interest, Window
 from service.summarizers.base import MAX_INTERESTS, normalize_weights
+from service.summarizers.llm.grammar import SUMMARY_CHARS
+from service.summarizers.llm.sense import Nonsense, check_summary
 from service.summarizers.llm.support import WindowSupport, content_words
 from service.summarizers.sensitive import is_sensitive
 
@@ -25,7 +27,15 @@ MAX_WORD_SHARE = 0.25
 
 
 class InvalidAnswer(ValueError):
-    """The model's answer cannot be used; the message becomes ``fallback_reason``."""
+    """The model's answer cannot be used; the message becomes ``fallback_reason`` and
+    ``check``, a short name for the check it failed, ``fallback_check`` (what is counted)."""
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
+NO_JSON, SCHEMA, NO_INTEREST = "no JSON", "schema", "no usable interest"
 
 
 class _AnswerInterest(BaseModel):
@@ -61,8 +71,8 @@ def extract_json_object(text: str) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
     if first_error is None:
-        raise InvalidAnswer("no JSON object in the model output")
-    raise InvalidAnswer(f"model output is not valid JSON ({first_error.msg})")
+        raise InvalidAnswer("no JSON object in the model output", NO_JSON)
+    raise InvalidAnswer(f"model output is not valid JSON ({first_error.msg})", NO_JSON)
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,10 @@ def parse_answer(text: str, window: Window, support: WindowSupport | None = None
     or a run of words of one, or is not supported by the window's items (see ``support``: the
     garbage detector). Its evidence is the cited items that back the label, or else the
     window's items that do; if no interest is left the whole answer is rejected. So is an
-    answer whose summary is about something else (its words are not the window's, as for a
-    label). A summary that makes a sensitive inference, loops, or says nothing is replaced by
-    one built from the interests.
+    answer whose summary is nonsense or untrue of the window (``llm.sense``: markup, words
+    that are no words, another topic, the wrong leading interest, things no item says). A
+    summary that makes a sensitive inference, loops, or says nothing is replaced by one built
+    from the interests.
     """
     try:
         answer = _Answer.model_validate(extract_json_object(text))
@@ -89,7 +100,7 @@ def parse_answer(text: str, window: Window, support: WindowSupport | None = None
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InvalidAnswer(
-            f"model output does not fit the schema ({where}: {first['msg']})"
+            f"model output does not fit the schema ({where}: {first['msg']})", SCHEMA
         ) from None
     support = support or WindowSupport(window)
     kept: dict[str, tuple[str, float, tuple[str, ...]]] = {}
@@ -106,10 +117,13 @@ def parse_answer(text: str, window: Window, support: WindowSupport | None = None
         kept[label.lower()] = (label, interest.weight, evidence)
     if not kept:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "none given"
-        raise InvalidAnswer(f"no usable interest in the model output (dropped: {reasons})")
+        raise InvalidAnswer(
+            f"no usable interest in the model output (dropped: {reasons})", NO_INTEREST
+        )
     chosen = sorted(kept.values(), key=lambda interest: interest[1], reverse=True)
     interests = normalize_weights(chosen[:MAX_INTERESTS])
-    summary, problem = answer.summary, _summary_problem(answer.summary, support)
+    summary = _without_cut_end(answer.summary)
+    problem = _summary_problem(summary, window, support)
     if problem:
         dropped[problem] += 1
         summary = "Interested in " + ", ".join(i.label for i in interests) + "."
@@ -136,22 +150,35 @@ def _grounding(
     return None, tuple(evidence[:MAX_EVIDENCE])
 
 
-def _says_something_else(summary: str, support: WindowSupport) -> bool:
-    """The summary has content words and is not supported by the window the way a label must
-    be (half its content words the items' own, or close to an item in embedding space)."""
-    return bool(content_words(summary)) and not support.check(summary).supported
+def _without_cut_end(summary: str) -> str:
+    """The summary without the part the grammar cut off at its length limit, and without
+    words left hanging at its end: a summary that fills the limit and ends without a full stop
+    ends mid-phrase ("..., science, sci-"), so it ends at its last comma instead; one that
+    stops on "and the" ends before them."""
+    written = summary
+    if len(summary) >= SUMMARY_CHARS and summary[-1] not in ".!?" and "," in summary:
+        summary = summary[: summary.rfind(",")]
+    words = summary.rstrip(" ,;:.").split(" ")
+    while len(words) > 2 and words[-1].lower() in _HANGING:
+        words.pop()
+    tidy = " ".join(words).rstrip(" ,;:")
+    return tidy if tidy.endswith((".", "!", "?")) or tidy == written else tidy + "."
 
 
-def _summary_problem(summary: str, support: WindowSupport) -> str | None:
+# Words a sentence does not end on.
+_HANGING = frozenset({"a", "an", "and", "the", "of", "with", "or", "in", "on", "for", "to"})
+
+
+def _summary_problem(summary: str, window: Window, support: WindowSupport) -> str | None:
     """Why the summary is replaced by one built from the labels (None: it is kept); raises
-    ``InvalidAnswer`` for a summary about something else, which sinks the whole answer."""
+    ``InvalidAnswer`` for a summary that is nonsense or untrue of the window (``llm.sense``),
+    which sinks the whole answer: it was not written from the items."""
     if is_sensitive(summary):
         return "sensitive summary"
-    if _says_something_else(summary, support):
-        # Constrained decoding can make the labels the window's own categories whatever the
-        # model is; the summary is its free text, and a summary about something else (a random
-        # model's word salad, a made-up title) means the answer was not written from the items.
-        raise InvalidAnswer("unsupported summary: its words are not the window items' words")
+    try:
+        check_summary(summary, window, support)
+    except Nonsense as nonsense:
+        raise InvalidAnswer(f"summary rejected, {nonsense}", nonsense.check) from None
     words = content_words(summary)
     if "|" in summary or (
         words and max(Counter(words).values()) > MAX_WORD_SHARE * len(words) and len(words) >= 8
