@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         figures(f"llm ({llm.describe()['model']}, {args.quant})", results["llm"], windows, seconds)
     )
-    rows[-1].update(agreement(results["llm"], results["extractive"]))
+    llm_row = rows[-1]
+    llm_row.update(agreement(results["llm"], results["extractive"]))
     if args.demo and done > movielens_count:  # each source of windows on its own row too
         name = rows[-1]["summarizer"]
         parts = {"MovieLens": slice(0, movielens_count), "demo": slice(movielens_count, done)}
@@ -312,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(figures(f"{name}, {part}", results["llm"][span], windows[span], share))
     print_table(rows)
     print(
-        f"llm against extractive: first label the same {rows[-1]['first_label_as_extractive']:.1%}"
-        f", labels among extractive's {rows[-1]['labels_in_extractive']:.1%}"
+        f"llm against extractive: first label the same {llm_row['first_label_as_extractive']:.1%}"
+        f", labels among extractive's {llm_row['labels_in_extractive']:.1%}"
     )
     examples = [
         example(windows[i], results["llm"][i], results["extractive"][i])

@@ -43,6 +43,23 @@ def test_neighbours_follow_co_consumption_and_name_their_anchor():
     assert "a" not in model.scores(["x"], depth=3).ranked  # never seen with 'x'
 
 
+def test_an_anchor_is_only_an_item_chosen_together_with_the_one_it_explains():
+    # h raises t and g lowers it (both were chosen together with t); an anchor must raise the
+    # item and have been chosen with it (EASE also gives weights between items never chosen
+    # together, through items chosen with both).
+    def model(together):
+        neighbours = np.array([[1, 2], [0, 2], [1, 0]], dtype=np.int32)  # rows: h, t, g
+        weights = np.array([[0.5, 0.0], [0.0, 0.0], [-0.2, 0.0]], dtype=np.float32)
+        mask = np.array(together, dtype=bool)
+        return ItemModel(["h", "t", "g"], neighbours, weights, EASE, mask)
+
+    chosen = model([[True, False], [False, False], [True, False]])
+    found = chosen.scores(["g", "h"], depth=1)
+    assert found.ranked == ["t"] and found.anchors().tolist() == [0]  # h, never g
+    never = model([[False, False], [False, False], [True, False]])
+    assert never.scores(["g", "h"], depth=1).anchors().tolist() == [-1]
+
+
 def test_the_newest_history_item_leads_the_scores():
     model = fit_item_model(_pairs(), EASE)
     between = [f"unmodelled-{n}" for n in range(15)]  # they age what came before them

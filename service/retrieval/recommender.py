@@ -111,8 +111,11 @@ def _always(reason: str) -> Explain:
     return lambda items: [reason] * len(items)
 
 
+def _no_claim(items: list[int]) -> list[str | None]:
+    return [None] * len(items)
+
+
 _PROFILE_REASON = _always("close to your recent profile as a whole")
-_NO_CLAIM: Explain = lambda items: [None] * len(items)  # noqa: E731
 _POPULAR_REASON = _always("popular with other users")
 # The collaborative model's own claim when no single item of the history explains an item: its
 # score comes from the whole history (an item the user chose with nobody else's choices).
@@ -165,7 +168,7 @@ class Recommender:
             # items no other source offered, so a user always gets k items when there are any.
             # It orders them, it does not vouch for them: "close to your profile" is said of an
             # item only it offered (its loose reason), not of every item it ranked.
-            _Candidates(lists.profile_rest, BACKFILL_WEIGHT, _NO_CLAIM, loose=_PROFILE_REASON),
+            _Candidates(lists.profile_rest, BACKFILL_WEIGHT, _no_claim, loose=_PROFILE_REASON),
             self._collaborative_candidates(lists, index),
             # Events may name items not in the catalog (yet); only indexed items are offered.
             _Candidates(popular[popular >= 0], self.weights.popularity, _POPULAR_REASON),
