@@ -311,8 +311,12 @@ def test_the_inspector_reads_drifts_and_fallbacks_on_either_engine(store):
         ]
     )
     store.save_profile(_profile("u2", index=1, provenance={"fallback_reason": "bad json"}))
+    checked = {"fallback_reason": "summary rejected, markup: ...", "fallback_check": "markup"}
+    store.save_profile(_profile("u1", index=2, provenance=checked))
     assert [(p.user_id, p.window.index) for p in store.recent_drifts(10)] == [("u1", 1)]
-    assert [(p.user_id, p.window.index) for p in store.recent_fallbacks(10)] == [("u2", 1)]
+    fell_back = {(p.user_id, p.window.index) for p in store.recent_fallbacks(10)}
+    assert fell_back == {("u2", 1), ("u1", 2)}
+    assert store.fallback_checks() == {"other": 1, "markup": 1}  # "other": no check named
 
 
 def test_candidate_lists_and_drift_reports_round_trip(store):
