@@ -198,3 +198,17 @@ def test_an_item_the_interest_does_not_vouch_for_takes_the_next_true_reason():
     }
     alone = {r.item_id: r.reason for r in fuse([interest], seen, 2, item_ids, order)}
     assert alone["foot-0"] == "near your interest 'Chess', though not of its kind"
+
+
+def test_a_placed_new_item_says_whether_it_is_of_the_interests_kind():
+    from service.retrieval.new_items import Placed
+    from service.retrieval.recommender import Recommendation, with_placed_items
+
+    catalog = _Catalog(CHESS + FOOTBALL + [_item("chess-2", "Gambits", "Chess")])
+    kinds = InterestKinds(catalog, _chess_profile())  # type: ignore[arg-type]
+    fused = [Recommendation(f"old{n}", 10.0 - n, "popular with other users") for n in range(4)]
+    placed = Placed(np.array([0, 1]), np.array([0, 1]), np.array([0, 0]))
+    ranked = with_placed_items(fused, placed, _chess_profile(), ["chess-2", "foot-0"], 4, kinds)
+    reasons = {r.item_id: r.reason for r in ranked}
+    assert reasons["chess-2"] == "new here; matches your interest 'Chess'"
+    assert reasons["foot-0"] == "new here; near your interest 'Chess', though not of its kind"

@@ -175,7 +175,8 @@ class Recommender:
         ]
         seen_rows = index.rows_of(history)
         fused = fuse(sources, seen_rows, k, index.item_ids, index.id_order)
-        fused = with_placed_items(fused, lists.new_first, profile, index.item_ids, k)
+        kinds = InterestKinds(self.store, profile)
+        fused = with_placed_items(fused, lists.new_first, profile, index.item_ids, k, kinds)
         if not self.weights.new_items or k <= NEW_ITEMS_FROM:
             return fused
         # Ranked among themselves by the interests' own weights: the fusion's interest weight
@@ -421,10 +422,12 @@ def with_placed_items(
     profile: Profile,
     item_ids: Sequence[str],
     k: int,
+    kinds: InterestKinds | None = None,
 ) -> list[Recommendation]:
     """``fused`` with the new items that take a place among the first ten
     (`service/retrieval/new_items.py`): each at its place in the model's ranking, below the
-    new items placed before it, at the score of the item it moves down."""
+    new items placed before it, at the score of the item it moves down. With ``kinds``, a
+    placed item "matches your interest" only when it is of the interest's kind."""
     result = list(fused)
     for order, (row, place, interest) in enumerate(
         zip(placed.rows.tolist(), placed.places.tolist(), placed.interests.tolist())
@@ -433,7 +436,8 @@ def with_placed_items(
         if position >= k:
             break
         score = result[position].score if position < len(result) else 0.0
-        reason = _new_reason(profile, interest)
+        of_kind = kinds is None or kinds.explainer(interest, item_ids)([row])[0] is not None
+        reason = _new_reason(profile, interest, of_kind)
         result.insert(position, Recommendation(item_ids[row], score, reason))
     # A placed item the fusion listed too keeps its first (placed) place only.
     listed: set[str] = set()
@@ -445,10 +449,13 @@ def with_placed_items(
     return unique[:k]
 
 
-def _new_reason(profile: Profile, interest: int) -> str:
-    if 0 <= interest < len(profile.interests):
-        return f"new here; matches your interest '{profile.interests[interest].label}'"
-    return "new here; like what you chose"
+def _new_reason(profile: Profile, interest: int, of_kind: bool = True) -> str:
+    if not 0 <= interest < len(profile.interests):
+        return "new here; like what you chose"
+    label = profile.interests[interest].label
+    if of_kind:
+        return f"new here; matches your interest '{label}'"
+    return f"new here; near your interest '{label}', though not of its kind"
 
 
 def with_new_items(
