@@ -49,6 +49,9 @@ OUTPUT_EXCERPT_CHARS = 300
 # 135M model names the window's genres but not in their order (a third of its summaries led
 # with a minor one), and a summary must not mislead about what the window mostly is.
 SUMMARY_LEAD = "Likes"
+# The version of what decoding and validation hold an answer to (the grammar's plan, the
+# nonsense checks): part of ``describe``, so new rules mean new profiles, as a new prompt does.
+ANSWER_RULES = 2
 ANSWER_TOKENS = 10  # the prefilled '{"summary": "Likes ' in any tokenizer, with room to spare
 
 
@@ -209,6 +212,7 @@ class LLMSummarizer:
             "model": self.model_id,
             "quantization": self.quantization,
             "prompt_template": f"{self.template.name}@{self.template.hash}",
+            "answer_rules": ANSWER_RULES,
         }
 
     def render(self, window: Window) -> RenderedPrompt:
@@ -414,6 +418,7 @@ class UnavailableLLM:
             "model": self.model_id,
             "quantization": self.quantization,
             "prompt_template": self.prompt_template,
+            "answer_rules": ANSWER_RULES,
         }
 
     def summarize(self, windows: Sequence[Window]) -> list[Summary]:
