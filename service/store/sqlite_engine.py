@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 MMAP_BYTES = 1 << 30  # address space, not memory: pages are the OS's cache, shared
 PAGE_CACHE_KIB = 65_536
+# How long a starting instance retries switching a new file to WAL while another one does.
+WAL_SWITCH_S = 10.0
 
 
 class SqliteEngine:
@@ -34,16 +37,30 @@ class SqliteEngine:
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._use_wal()
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         # Deleted rows are overwritten with zeros, so a deleted user is gone from the file too.
         self._conn.execute("PRAGMA secure_delete=ON")
-        self._conn.execute("PRAGMA busy_timeout=10000")
         # Reads go through a memory map and a larger page cache instead of a read() call per
         # page: a request reads a user's events, items and profiles from all over the file.
         self._conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         self._conn.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+
+    def _use_wal(self) -> None:
+        """Switch the file to WAL. Switching a new file takes an exclusive lock, and SQLite
+        answers "database is locked" at once, without its busy handler, to a second instance
+        switching at the same moment (1 start in 40 with three at once): so it tries again."""
+        deadline = time.monotonic() + WAL_SWITCH_S
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
