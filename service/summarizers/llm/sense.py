@@ -23,7 +23,13 @@ import re
 from functools import cache
 
 from service.core.records import Window, WindowEvent
-from service.summarizers.llm.support import NEUTRAL_WORDS, WindowSupport, content_words, stem
+from service.summarizers.llm.support import (
+    LETTERS,
+    NEUTRAL_WORDS,
+    WindowSupport,
+    content_words,
+    stem,
+)
 from service.summarizers.weighting import activity_shares
 
 MARKUP, NOT_WORDS, OFF_TOPIC, WRONG_LEAD, UNGROUNDED = (
@@ -125,7 +131,6 @@ _JOINING = frozenset(
 )
 _ALLOWED = re.compile(r"[^\W_]|[\s.,;:!?'\u2019\u2018\"\u201c\u201d()&/%+\-\u2013\u2014]")
 _JSON_PIECE = re.compile(r'"\s*[:,\]}]|\b(?:summary|interests|label|weight|evidence)"\s*:')
-_LETTERS = re.compile(r"[^\W\d_]+")
 
 
 class Nonsense(ValueError):
@@ -171,7 +176,7 @@ def _check_words(summary: str, support: WindowSupport) -> None:
     own = support.letter_words
     strange = [
         word
-        for word in dict.fromkeys(w.lower() for w in _LETTERS.findall(summary.replace("'s", "")))
+        for word in dict.fromkeys(w.lower() for w in LETTERS.findall(summary.replace("'s", "")))
         if word not in own and not (is_english_word(word) and (len(word) > 1 or word in "ai"))
     ]
     if strange:
@@ -185,7 +190,9 @@ def _check_lead(summary: str, window: Window) -> None:
         return  # it names items or their words, not a category: nothing to rank
     leading = max(shares, key=lambda label: shares[label])
     first = named[0]
-    if shares[first] < MIN_LEAD_SHARE * shares[leading] and not _within(first, leading, window):
+    if shares[first] < MIN_LEAD_SHARE * shares[leading] and not _within(
+        first, leading, window, shares
+    ):
         raise Nonsense(
             WRONG_LEAD,
             f"it leads with {first!r} ({shares[first]:.0%} of the window), "
@@ -193,11 +200,11 @@ def _check_lead(summary: str, window: Window) -> None:
         )
 
 
-def _within(part: str, whole: str, window: Window) -> bool:
+def _within(part: str, whole: str, window: Window, shares: dict[str, float]) -> bool:
     """Most of ``part``'s activity is on items that carry ``whole`` too: a sub-category of the
     leading one ("Spaceflight" in a window all "Space & Astronomy") leads with the same."""
     both = activity_shares(window, lambda we: _carries_both(we, part, whole))
-    return both.get(part, 0.0) >= MIN_LEAD_SHARE * activity_shares(window).get(part, 0.0)
+    return both.get(part, 0.0) >= MIN_LEAD_SHARE * shares.get(part, 0.0)
 
 
 def _carries_both(joined: WindowEvent, part: str, whole: str) -> list[str]:

@@ -89,9 +89,10 @@ def leading_category(window: Window) -> str | None:
     return max(shares, key=lambda label: shares[label]) if shares else None
 
 
-def summary_lead(window: Window) -> str:
-    """How the summary starts: "Likes" and the window's leading category ("Likes drama")."""
-    leading = leading_category(window)
+def summary_lead(window: Window, leading: str | None = None) -> str:
+    """How the summary starts: "Likes" and the window's leading category ("Likes drama");
+    ``leading`` where the caller has it already."""
+    leading = leading or leading_category(window)
     if leading is None:
         return SUMMARY_LEAD
     # "Drama" reads "drama" inside a sentence; "IMAX" and "ML Engineering" keep their case.
@@ -116,7 +117,9 @@ class RowPlan:
     def of(cls, window: Window) -> RowPlan:
         words = frozenset(summary_vocabulary(window))
         first = leading_category(window)
-        return cls(window.item_ids, window_labels(window), summary_lead(window), words, first)
+        return cls(
+            window.item_ids, window_labels(window), summary_lead(window, first), words, first
+        )
 
     def grammar(self) -> AnswerGrammar:
         # After a bare "Likes" the summary goes on with a space and a word; after a named

@@ -99,7 +99,7 @@ NEUTRAL_WORDS = frozenset(
 # Common abbreviations in catalogs (MovieLens genres): the words they stand for.
 _EXPANSIONS = {"sci": ("science",), "fi": ("fiction",), "scifi": ("science", "fiction")}
 _WORD = re.compile(r"[^\W_]+")
-_LETTERS = re.compile(r"[^\W\d_]+")
+LETTERS = re.compile(r"[^\W\d_]+")  # runs of letters: a text's words as written
 
 Encode = Callable[[Sequence[str]], Any]  # texts -> rows of unit vectors (numpy)
 
@@ -164,7 +164,7 @@ class WindowSupport:
         # Every word of the items as written (lower case): a summary may use an item's own word
         # whether or not it is an English one ("Amélie", "IMAX").
         self.letter_words = {
-            w.lower() for item in items.values() for w in _LETTERS.findall(_item_text(item))
+            w.lower() for item in items.values() for w in LETTERS.findall(_item_text(item))
         }
         self._encode = encode
         self._texts = [items[i].embedding_text()[:MAX_ITEM_CHARS] for i in self.item_ids]
