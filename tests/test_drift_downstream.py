@@ -25,14 +25,15 @@ def test_eval_drift_downstream_script_on_a_movielens_sample(tmp_path):
     for windows in report["windows_evaluated"].values():
         assert 0 < windows <= 3 * per_user
     assert report["signal"] == "interests"
+    assert report["comparisons_at_service_weight"] == 2 * len(downstream.VARIANTS)
     assert list(report["sensitivities"]) == ["43", "10"]
     for result in report["sensitivities"].values():
         for variant in downstream.VARIANTS:
             chosen = result[variant]
             # The weights given, the service's own (always tried) and ignoring drift.
             assert chosen["chosen_weight"] in (0.03, 0.1, 0.5, 1.0)
-            at_service_weight = chosen["both_halves_service_weight"]
-            assert at_service_weight["windows"] == chosen["both_halves"]["windows"]
+            at_service_weight = chosen["test_service_weight"]
+            assert at_service_weight["windows"] == chosen["test"]["windows"]
             applies, everywhere = chosen["test"], chosen["test_all_windows"]
             assert everywhere["windows"] == report["windows_evaluated"]["test"]
             assert 0.0 <= everywhere["ndcg@10"] <= 1.0

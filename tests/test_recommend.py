@@ -309,4 +309,3 @@ def test_a_new_item_takes_the_place_its_borrowed_score_earns():
     assert ranked[0].reason == "new here; matches your interest 'Astronomy'"
     assert ranked[4].reason == "new here; like what you chose"
     assert ranked[4].score == old[3].score  # the score of the item it moved down
-

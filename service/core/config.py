@@ -112,12 +112,13 @@ class Settings(BaseSettings):
     # reference and hide the change).
     drift_reference_windows: int = 3
     # What the drift score compares (service/profiling/drift.py): the interest counts of the
-    # window against the reference's (a chi-square statistic), or the profile embeddings. The
-    # interests won scripts/eval_drift.py on ml-latest-small and ml-100k (docs/EVALUATION.md).
+    # window against the reference's (a chi-square statistic), or the profile embeddings
+    # (weaker on held-out users in scripts/eval_drift.py, docs/EVALUATION.md).
     drift_signal: Literal["interests", "embedding"] = "interests"
-    # The chi-square statistic above which a window's interests moved: calibrated by
-    # scripts/eval_drift.py to at most one false alarm per 100 windows of real histories.
-    drift_interest_threshold: float = 43.0
+    # The chi-square statistic above which a window's interests moved: scripts/eval_drift.py
+    # calibrates it on its calibration users to at most one false alarm per 100 stable windows
+    # of real histories; 55 is the median of its three seeds (54.9, 56.4, 53.5).
+    drift_interest_threshold: float = 55.0
     # The embedding signal: the reference is the windows' decayed mean (also the weights of the
     # reference when listing the interests gained and lost).
     drift_decay: float = 0.9

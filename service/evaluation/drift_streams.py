@@ -1,71 +1,56 @@
-"""Offline evaluation of drift detection: streams with known change points built from real
-histories, the detectors compared, their calibration at one false-alarm rate, and the scores.
+"""Streams with known change points for the drift evaluation, built from real histories.
 
-Streams (``MIN_WINDOWS`` to ``STREAM_WINDOWS`` windows of the service's window size, from each
-user's history after onboarding: the first 24 hours of events dropped):
+Each user's history after onboarding (the first 24 hours of events dropped), ``MIN_WINDOWS`` to
+``STREAM_WINDOWS`` windows of the service's window size, gives these streams:
 
-- ``stable``: a user's own first windows, in order; no injected change.
-- ``shuffled``: the same events shuffled across those windows; no change at all.
-- ``spliced``: user A, then from window *c* on user B, of a clearly different taste.
-- ``gradual``: from window *c* B's share grows by a quarter per window until B is all.
-- ``a_b_a``: A, then B for four windows, then A again: two changes.
+- ``stable``: the user's own windows, in order; no injected change (false alarms are counted
+  here, ``scoring.py``).
+- ``shuffled``: the same events shuffled across those windows; no change at all (an easy
+  negative, reported on its own).
+- and, with a partner B drawn three ways (``PARTNERS``: at random, among the quarter least like
+  the user by genre mix, among the quarter least like the user by co-ratings), one each of
+  - ``spliced``: the user A, then from window *c* on B: the change on a window boundary;
+  - ``spliced_inside``: A, then B from an event inside window *c*: that window is mixed;
+  - ``gradual``: from window *c* B's share grows by a quarter per window until B is all;
+  - ``a_b_a``: A, then B for up to four windows, then A again: two changes.
 
-Scoring: a detection within ``TOLERANCE`` windows at or after an unmatched change point is a
-hit (its delay is the distance); every other detection is a false alarm. F1 over hits, false
-alarms and missed changes; false alarms per 100 windows over all streams.
+Users are split three ways (``three_way_split``): design, calibration and test, and partners are
+drawn from the user's own part, so a test stream holds test users' events only.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from service.core.config import WindowSpec
-from service.core.records import Event, Item, Profile
+from service.core.records import Event, Item
 from service.embedding.encoder import normalize_rows
 from service.profiling.windows import cut_windows
 
-KINDS = ("stable", "shuffled", "spliced", "gradual", "a_b_a")
+NEGATIVE_KINDS = ("stable", "shuffled")
+CHANGE_KINDS = ("spliced", "spliced_inside", "gradual", "a_b_a")
+PARTNERS = ("random", "genre", "coratings")
 STREAM_WINDOWS = 10
 MIN_WINDOWS = 6
 ONBOARDING_SECONDS = 86_400.0
-TOLERANCE = 3
-# Calibration target: at most this many false alarms per 100 windows on the tuning users.
-TARGET_FALSE_ALARMS = 1.0
-# B is drawn from the users whose genre mix is least like A's (this share of them).
+# A least-alike partner is drawn from this share of the part's users, least alike first.
 DIFFERENT_TASTE = 0.25
 B_WINDOWS_IN_A_B_A = 4
+PARTS = ("design", "calibration", "test")
 
 
 @dataclass(frozen=True)
 class Stream:
     stream_id: str
+    user: str  # the user A whose history the stream starts with (bootstrap unit)
     kind: str
+    partner: str | None  # how B was drawn; None for the negative kinds
     events: list[Event]  # ready to store: the stream's own user id, increasing times
     changes: tuple[int, ...]  # windows where an injected change starts
-
-
-@dataclass
-class StreamData:
-    """What the detectors look at, per window of one stream."""
-
-    stream: Stream
-    profiles: list[Profile]  # the service's profile of each window, oldest first
-    item_means: np.ndarray  # the mean embedding of each window's items
-
-    @property
-    def profile_embeddings(self) -> np.ndarray:
-        return np.stack([p.embedding for p in self.profiles])
-
-
-Detector = Callable[[StreamData, float], list[int]]  # (stream, setting) -> flagged windows
-
-
-# --- streams ---------------------------------------------------------------------------------
 
 
 def eligible_users(events: Sequence[Event], window: int) -> dict[str, list[Event]]:
@@ -85,6 +70,15 @@ def eligible_users(events: Sequence[Event], window: int) -> dict[str, list[Event
     return eligible
 
 
+def three_way_split(users: Sequence[str], seed: int) -> dict[str, list[str]]:
+    """The users shuffled by ``seed`` and cut in thirds: design, calibration, test."""
+    shuffled = sorted(users)
+    random.Random(seed).shuffle(shuffled)
+    third = len(shuffled) // 3
+    cuts = (0, third, 2 * third, len(shuffled))
+    return {part: shuffled[cuts[n] : cuts[n + 1]] for n, part in enumerate(PARTS)}
+
+
 def taste_vectors(
     histories: dict[str, list[Event]], items: dict[str, Item]
 ) -> dict[str, np.ndarray]:
@@ -101,55 +95,108 @@ def taste_vectors(
     return vectors
 
 
+def corating_similarity(histories: dict[str, list[Event]]) -> dict[tuple[str, str], float]:
+    """The cosine of every pair of users' sets of items (over the stream histories)."""
+    sets = {user: {e.item_id for e in history} for user, history in histories.items()}
+    users = sorted(sets)
+    similarity = {}
+    for n, a in enumerate(users):
+        for b in users[n + 1 :]:
+            shared = len(sets[a] & sets[b])
+            value = shared / float(np.sqrt(len(sets[a]) * len(sets[b])) or 1.0)
+            similarity[(a, b)] = similarity[(b, a)] = value
+    return similarity
+
+
+@dataclass(frozen=True)
+class Likeness:
+    """How alike two users are, each way a partner can be drawn."""
+
+    tastes: dict[str, np.ndarray]
+    coratings: dict[tuple[str, str], float]
+
+    @classmethod
+    def of(cls, histories: dict[str, list[Event]], items: dict[str, Item]) -> Likeness:
+        return cls(taste_vectors(histories, items), corating_similarity(histories))
+
+    def partner(self, user: str, users: Sequence[str], how: str, rng: random.Random) -> str:
+        others = [u for u in users if u != user]
+        if how == "random":
+            return rng.choice(others)
+        if how == "genre":
+            alike = {u: float(self.tastes[user] @ self.tastes[u]) for u in others}
+        else:
+            alike = {u: self.coratings[(user, u)] for u in others}
+        # Ties (many pairs share no item at all) broken at random, not by id.
+        tiebreak = {u: rng.random() for u in others}
+        others.sort(key=lambda u: (alike[u], tiebreak[u]))  # least alike first
+        return rng.choice(others[: max(1, round(len(others) * DIFFERENT_TASTE))])
+
+
 def build_streams(
     histories: dict[str, list[Event]],
     users: Sequence[str],
-    tastes: dict[str, np.ndarray],
+    likeness: Likeness,
     window: int,
     seed: int,
 ) -> list[Stream]:
-    """Five streams per user of ``users``; partners are drawn from ``users`` too."""
+    """The two negative streams of each user of ``users``, and the four change kinds with a
+    partner drawn each of the ``PARTNERS`` ways from ``users`` too."""
     rng = random.Random(seed)
     streams: list[Stream] = []
     for user in users:
         mine = _windows(histories[user], window)
-        other = _windows(histories[_partner(user, users, tastes, rng)], window)
-        count = len(mine)  # MIN_WINDOWS to STREAM_WINDOWS
         shuffled = [e for w in mine for e in w]
         rng.shuffle(shuffled)
-        cut = rng.randint(3, min(6, count - 1))
-        gradual = rng.randint(3, min(5, count - 1))
-        first = rng.randint(2, 3)
-        back = min(first + B_WINDOWS_IN_A_B_A, count - 1)
-        # B's windows from its own first one on: every history starts after onboarding.
-        plans = {
-            "stable": (mine, ()),
-            "shuffled": (_windows(shuffled, window), ()),
-            "spliced": (mine[:cut] + other[: count - cut], (cut,)),
-            "gradual": (mine[:gradual] + _mixed(mine, other, gradual, rng), (gradual,)),
-            "a_b_a": (mine[:first] + other[: back - first] + mine[first:], (first, back)),
-        }
-        for kind, (windows, changes) in plans.items():
-            windows = windows[:count]
+        plans: list[tuple[str, str | None, list[list[Event]], tuple[int, ...]]] = [
+            ("stable", None, mine, ()),
+            ("shuffled", None, _windows(shuffled, window), ()),
+        ]
+        for partner in PARTNERS:
+            other = _windows(histories[likeness.partner(user, users, partner, rng)], window)
+            plans += [(kind, partner, *plan) for kind, plan in _changes(mine, other, rng).items()]
+        for kind, how, windows, changes in plans:
+            windows = windows[: len(mine)]
             changes = tuple(c for c in changes if c < len(windows))
-            stream_id = f"{kind}-{user}"
-            streams.append(Stream(stream_id, kind, _restamp(stream_id, windows), changes))
+            stream_id = f"{kind}-{how}-{user}" if how else f"{kind}-{user}"
+            events = _restamp(stream_id, windows)
+            streams.append(Stream(stream_id, user, kind, how, events, changes))
     return streams
 
 
+def _changes(
+    mine: list[list[Event]], other: list[list[Event]], rng: random.Random
+) -> dict[str, tuple[list[list[Event]], tuple[int, ...]]]:
+    """The windows and change points of the four change kinds, A's windows ``mine`` and B's
+    ``other`` (both from their first window after onboarding on)."""
+    count, size = len(mine), len(mine[0])
+    cut = rng.randint(3, min(6, count - 1))
+    inside = rng.randint(3, min(6, count - 1))
+    offset = rng.randint(size // 4, 3 * size // 4)  # B's first event inside window ``inside``
+    gradual = rng.randint(3, min(5, count - 1))
+    first = rng.randint(2, 3)
+    back = min(first + B_WINDOWS_IN_A_B_A, count - 1)
+    flat_a, flat_b = [e for w in mine for e in w], [e for w in other for e in w]
+    start = inside * size + offset
+    mixed = flat_a[:start] + flat_b[: count * size - start]
+    return {
+        "spliced": (mine[:cut] + other[: count - cut], (cut,)),
+        "spliced_inside": (_full_windows(mixed, size), (inside,)),
+        "gradual": (mine[:gradual] + _mixed(mine, other, gradual, rng), (gradual,)),
+        "a_b_a": (mine[:first] + other[: back - first] + mine[first:], (first, back)),
+    }
+
+
+def _full_windows(events: list[Event], size: int) -> list[list[Event]]:
+    return [events[i : i + size] for i in range(0, len(events) - size + 1, size)]
+
+
 def _windows(events: Sequence[Event], size: int) -> list[list[Event]]:
-    """The first ``STREAM_WINDOWS`` windows, cut as the service cuts a history (count windows;
-    the items do not matter here, only which events fall in which window)."""
+    """The first ``STREAM_WINDOWS`` full windows, cut as the service cuts a history (count
+    windows; the items do not matter here, only which events fall in which window)."""
     windows = cut_windows(events, {}, WindowSpec(kind="count", size=size), now=0.0)
-    return [[joined.event for joined in window.events] for window in windows[:STREAM_WINDOWS]]
-
-
-def _partner(
-    user: str, users: Sequence[str], tastes: dict[str, np.ndarray], rng: random.Random
-) -> str:
-    others = [u for u in users if u != user]
-    others.sort(key=lambda u: float(tastes[user] @ tastes[u]))  # least alike first
-    return rng.choice(others[: max(1, round(len(others) * DIFFERENT_TASTE))])
+    full = [[joined.event for joined in w.events] for w in windows if len(w.events) == size]
+    return full[:STREAM_WINDOWS]
 
 
 def _mixed(
@@ -173,144 +220,3 @@ def _restamp(stream_id: str, windows: Sequence[Sequence[Event]]) -> list[Event]:
         Event(f"{stream_id}-{n}", stream_id, e.item_id, e.type, float(n), e.value)
         for n, e in enumerate(e for window in windows for e in window)
     ]
-
-
-# --- peer detectors --------------------------------------------------------------------------
-
-
-def consecutive_distances(embeddings: np.ndarray) -> list[float]:
-    """Cosine distance of each window to the one before (the first has none)."""
-    unit = normalize_rows(embeddings)
-    return [float(1.0 - unit[i] @ unit[i - 1]) for i in range(1, len(unit))]
-
-
-def adwin(data: StreamData, delta: float) -> list[int]:
-    from river import drift
-
-    detector = drift.ADWIN(delta=delta, clock=1, grace_period=2, min_window_length=1)
-    return _river(detector, consecutive_distances(data.profile_embeddings))
-
-
-def page_hinkley(data: StreamData, threshold: float) -> list[int]:
-    from river import drift
-
-    detector = drift.PageHinkley(min_instances=2, delta=0.005, threshold=threshold, mode="up")
-    return _river(detector, consecutive_distances(data.profile_embeddings))
-
-
-def _river(detector: Any, distances: Sequence[float]) -> list[int]:
-    flagged = []
-    for position, distance in enumerate(distances, start=1):
-        detector.update(distance)
-        if detector.drift_detected:
-            flagged.append(position)
-    return flagged
-
-
-def mean_embedding_test(data: StreamData, threshold: float) -> list[int]:
-    """In the manner of Evidently's embedding drift ("distance" method): the cosine distance
-    between the mean item embedding of the current window and of the reference (the previous
-    window), against a fixed threshold."""
-    means = data.item_means
-    return [
-        i
-        for i in range(1, len(means))
-        if 1.0 - float(normalize_rows(means[i]) @ normalize_rows(means[i - 1])) > threshold
-    ]
-
-
-def periodic(data: StreamData, period: float) -> list[int]:
-    """Fires every ``period`` windows counted over all streams: the floor any detector must beat."""
-    offset = sum(map(ord, data.stream.stream_id))  # spread the phase over streams
-    return [i for i in range(1, len(data.item_means)) if (offset + i) % max(1, int(period)) == 0]
-
-
-# --- scoring and calibration -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Score:
-    f1: float
-    mean_delay: float | None
-    miss_rate: float
-    false_alarms_per_100: float
-    hits: int
-    false_alarms: int
-    misses: int
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {
-            "f1": self.f1,
-            "mean_delay": self.mean_delay,
-            "miss_rate": self.miss_rate,
-            "false_alarms_per_100": self.false_alarms_per_100,
-        }
-
-
-def match(flagged: Sequence[int], changes: Sequence[int]) -> tuple[list[int], int, int]:
-    """(delays of the hits, false alarms, missed changes) for one stream."""
-    open_changes = sorted(changes)
-    delays, false_alarms = [], 0
-    for window in sorted(flagged):
-        candidates = [c for c in open_changes if c <= window <= c + TOLERANCE]
-        if candidates:
-            change = candidates[-1]  # the nearest change before the detection
-            open_changes.remove(change)
-            delays.append(window - change)
-        else:
-            false_alarms += 1
-    return delays, false_alarms, len(open_changes)
-
-
-def evaluate_detector(detector: Detector, setting: float, streams: Sequence[StreamData]) -> Score:
-    return score_flags([(detector(data, setting), data) for data in streams])
-
-
-def score_flags(flagged_streams: Sequence[tuple[Sequence[int], StreamData]]) -> Score:
-    """The score of the windows flagged on each stream, pooled over the streams."""
-    delays: list[int] = []
-    false_alarms = misses = windows = 0
-    for flagged, data in flagged_streams:
-        hit_delays, false, missed = match(flagged, data.stream.changes)
-        delays += hit_delays
-        false_alarms += false
-        misses += missed
-        windows += len(data.item_means)
-    hits = len(delays)
-    f1 = 2 * hits / (2 * hits + false_alarms + misses) if hits + false_alarms + misses else 0.0
-    changes = hits + misses
-    return Score(
-        f1=round(f1, 4),
-        mean_delay=round(float(np.mean(delays)), 3) if delays else None,
-        miss_rate=round(misses / changes, 4) if changes else 0.0,
-        false_alarms_per_100=round(100 * false_alarms / max(1, windows), 3),
-        hits=hits,
-        false_alarms=false_alarms,
-        misses=misses,
-    )
-
-
-def cross_fitted(
-    detector: Detector,
-    settings: Sequence[float],
-    first: Sequence[StreamData],
-    second: Sequence[StreamData],
-) -> tuple[Score, tuple[float, float]]:
-    """Calibrated on each half and scored on the other, pooled: every user is held out once
-    (half the noise of one split), with the two calibrated settings."""
-    on_first = calibrate(detector, settings, first)
-    on_second = calibrate(detector, settings, second)
-    flagged = [(detector(data, on_first), data) for data in second]
-    flagged += [(detector(data, on_second), data) for data in first]
-    return score_flags(flagged), (on_first, on_second)
-
-
-def calibrate(detector: Detector, settings: Sequence[float], tuning: Sequence[StreamData]) -> float:
-    """The most sensitive setting (``settings`` run from least to most sensitive) whose false
-    alarms on the tuning streams stay within the target rate."""
-    chosen = settings[0]
-    for setting in settings:
-        if evaluate_detector(detector, setting, tuning).false_alarms_per_100 > TARGET_FALSE_ALARMS:
-            break
-        chosen = setting
-    return chosen

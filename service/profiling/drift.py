@@ -96,7 +96,11 @@ def interest_chi_square(current: Profile, reference: Sequence[Profile]) -> float
     for profile in reference:
         for label, count in interest_counts(profile).items():
             before[label] = before.get(label, 0.0) + count
-    now = interest_counts(current)
+    return chi_square(interest_counts(current), before)
+
+
+def chi_square(now: dict[str, float], before: dict[str, float]) -> float:
+    """Pearson's chi-square statistic of the 2 x labels table of two samples of counts."""
     labels = sorted(k for k in before.keys() | now.keys() if now.get(k, 0.0) + before.get(k, 0.0))
     table = np.array([[now.get(k, 0.0) for k in labels], [before.get(k, 0.0) for k in labels]])
     if not labels or min(table.sum(axis=1)) <= 0:
