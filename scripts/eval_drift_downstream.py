@@ -54,12 +54,12 @@ import numpy as np
 from scripts.evaluate import RememberingEmbedder
 from service.app.container import Services, build_services
 from service.core.config import Settings
-from service.core.records import DriftReport, Event, Profile, WindowDrift
+from service.core.records import DriftReport, Event, Profile
 from service.embedding.encoder import Embedder, load_embedder
 from service.evaluation import drift_streams as de
 from service.evaluation.protocol import ndcg_at
 from service.ingest.movielens import load_movielens
-from service.profiling.drift import drift_history, drift_report
+from service.profiling.drift import drift_report, with_drift
 from service.retrieval.collaborative import ShortTerm
 from service.retrieval.recommender import Recommender
 
@@ -185,12 +185,11 @@ def _evaluate(
     target = {e.item_id for e in windows[position + 1]} - set(history)
     made: dict[tuple[str, ShortTerm | None], float] = {}  # the same weighting, the same list
     for z, tuned in sensitivities.items():
-        newest = drift_history(profiles, tuned)[-1]
-        report = drift_report(user, profiles, tuned)
-        row.fired[z], row.drifting[z] = newest.detected, report.drift_detected
-        drifted = replace(
-            profile, drift=WindowDrift(newest.score, newest.threshold, newest.detected)
-        )
+        scored = with_drift(profiles, tuned)
+        report = drift_report(user, scored, tuned)
+        drifted = replace(profile, drift=scored[-1].drift)
+        assert drifted.drift is not None
+        row.fired[z], row.drifting[z] = drifted.drift.detected, report.drift_detected
         for label, recommender in recommenders.items():
             if isinstance(recommender, SinceDetection):
                 recommender.reports[user] = report

@@ -88,9 +88,10 @@ def test_profile_history_drift_recommendations_delete(loaded):
         "summary",
         "interests",
         "provenance",
-        "drift_score",
+        "drift",
         "created_at",
     }
+    assert "drift_score" not in profile  # dropped: it repeated drift.score
     assert profile["interests"][0]["label"] == "Baking"
     assert set(profile["provenance"]) >= {
         "summarizer",
@@ -106,7 +107,9 @@ def test_profile_history_drift_recommendations_delete(loaded):
         and profile["provenance"]["embedder"] == "hashing-256"
     )
     history = client.get("/v1/users/shifter/profiles").json()["profiles"]
-    assert len(history) >= 2 and history[0]["drift_score"] is None
+    assert len(history) >= 2 and history[0]["drift"]["score"] is None
+    assert history[0]["drift"]["reference"] == []
+    assert history[1]["drift"]["reference"] == [history[0]["window"]["index"]]
     assert [p["window"]["index"] for p in history] == sorted(p["window"]["index"] for p in history)
     assert len(client.get("/v1/users/shifter/profiles?limit=1").json()["profiles"]) == 1
     drift = client.get("/v1/users/shifter/drift").json()
@@ -115,12 +118,22 @@ def test_profile_history_drift_recommendations_delete(loaded):
         "drift_detected",
         "score",
         "threshold",
-        "current_window",
+        "threshold_basis",
+        "scored_window",
         "reference_window",
+        "newest_window",
         "gained",
         "lost",
         "detected_window",
     }
+    assert drift["newest_window"]["index"] == history[-1]["window"]["index"]
+    # The verdict it rests on is a stored window's, with that window's reference.
+    scored = next(p for p in history if p["window"] == drift["scored_window"])
+    assert (drift["score"], drift["threshold"]) == (
+        scored["drift"]["score"],
+        scored["drift"]["threshold"],
+    )
+    assert [w["index"] for w in drift["reference_window"]] == scored["drift"]["reference"]
     recs = client.get("/v1/users/shifter/recommendations?k=5").json()["items"]
     assert len(recs) == 5 and all(r["reason"] for r in recs)
     # Each item carries its catalog title, so a client needs no catalog of its own.
@@ -305,7 +318,7 @@ def test_delete_waits_for_a_profile_being_generated(settings):
         assert client.delete("/v1/users/u").status_code == 204
         reader.join()
         store = client.app.state.services.store
-        assert store.profiles("u") == [] and store.drift_reports("u") == []
+        assert store.profiles("u") == []
         _error(client.delete("/v1/users/u"), 404, "unknown_user")
 
 
@@ -396,3 +409,23 @@ def test_a_body_that_is_not_utf8_is_told_so(client):
     response = client.put("/v1/items", content=body, headers={"content-type": "application/json"})
     error = _error(response, 400, "invalid_encoding")
     assert "UTF-8" in error["message"] and f"byte {body.index(0xE9)}" in error["message"]
+
+
+def test_drift_is_read_without_a_write_and_rescored_when_its_settings_change(loaded, settings):
+    client = loaded
+    before = client.get("/v1/users/shifter/drift").json()  # brings the profiles up to date
+    store = client.app.state.services.store
+    writes = []
+    saving = store.save_profiles
+    store.save_profiles = lambda batch: (writes.append(batch), saving(batch))[1]
+    assert client.get("/v1/users/shifter/drift").json() == before
+    assert writes == []  # a GET reads the stored timeline: nothing written
+    store.save_profiles = saving
+    # The same store under another threshold: the stored timeline is scored again, once.
+    lower = settings.model_copy(update={"drift_interest_threshold": 0.5})
+    with TestClient(create_app(lower)) as other:
+        history = other.get("/v1/users/shifter/profiles").json()["profiles"]
+        assert all(p["drift"]["threshold"] == 0.5 for p in history)
+        assert other.get("/v1/users/shifter/drift").json()["threshold"] == 0.5
+    with TestClient(create_app(settings)) as again:
+        assert again.get("/v1/users/shifter/drift").json() == before

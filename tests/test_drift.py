@@ -12,6 +12,7 @@ from service.profiling.drift import (
     interest_chi_square,
     interest_test,
     threshold_from,
+    with_drift,
 )
 
 RNG = np.random.default_rng(0)
@@ -47,11 +48,12 @@ def test_a_switch_is_detected_and_explained():
     # The second new window is above the threshold too, but it is the same switch.
     assert [p.detected for p in points] == [False, False, False, False, True, False]
     assert points[5].score > points[5].threshold
-    report = drift_report("u", profiles[:5], Settings())
+    report = drift_report("u", with_drift(profiles[:5], Settings()), Settings())
     assert report.drift_detected and report.score > report.threshold
     assert report.gained == ["Baking"] and report.lost == ["Astronomy"]
     assert [w.index for w in report.reference_window] == [1, 2, 3]
-    assert report.current_window.index == report.detected_window.index == 4
+    assert report.scored_window.index == report.detected_window.index == 4
+    assert report.newest_window.index == 4 and report.threshold_basis == "fixed"
 
 
 def test_drifting_lasts_until_the_new_interests_are_the_reference():
@@ -59,14 +61,15 @@ def test_drifting_lasts_until_the_new_interests_are_the_reference():
     profiles += [_profile(i, TOPIC_B, "Baking") for i in range(4, 10)]
     settings = Settings()
     for newest in range(4, 4 + settings.drift_reference_windows):
-        report = drift_report("u", profiles[: newest + 1], settings)
+        report = drift_report("u", with_drift(profiles[: newest + 1], settings), settings)
         # The detection's verdict and the windows before the change: never contradicted by
         # the lists, whatever the newest window scores on its own.
         assert report.drift_detected and report.detected_window.index == 4
         assert report.gained == ["Baking"] and report.lost == ["Astronomy"]
-        assert report.current_window.index == newest
+        assert report.newest_window.index == newest and report.scored_window.index == 4
         assert [w.index for w in report.reference_window] == [1, 2, 3]
-    settled = drift_report("u", profiles[: 5 + settings.drift_reference_windows], settings)
+    settled_history = with_drift(profiles[: 5 + settings.drift_reference_windows], settings)
+    settled = drift_report("u", settled_history, settings)
     assert not settled.drift_detected and settled.detected_window is None
     assert settled.gained == [] and settled.lost == []
 
@@ -105,11 +108,12 @@ def test_a_disjoint_window_alarms_even_against_a_short_reference():
     cooking = _profile(1, TOPIC_B, "Baking")
     # One 20-event reference window: the statistic's maximum (40) is below the fixed threshold.
     assert settings.drift_interest_threshold > 40
-    score, threshold = interest_test(cooking, [space], settings)
+    score, threshold, compared, basis = interest_test(cooking, [space], settings)
     assert score == pytest.approx(40.0) and score > threshold
+    assert (compared, basis) == (1, "capped")
     # A half-changed window against the same reference stays below its threshold.
     half = replace(space, interests=(Interest("Astronomy", 0.5, ()), Interest("Baking", 0.5, ())))
-    score, threshold = interest_test(half, [space], settings)
+    score, threshold, _, _ = interest_test(half, [space], settings)
     assert score < threshold
 
 
@@ -121,8 +125,9 @@ def test_a_window_straddling_a_switch_does_not_hide_the_next_one():
     # Against both windows the change looks partial; against the one before the straddling
     # window it is complete, and that comparison decides.
     assert interest_chi_square(cooking, [space, half]) < 0.9 * 60
-    score, threshold = interest_test(cooking, [space, half], settings)
+    score, threshold, compared, _ = interest_test(cooking, [space, half], settings)
     assert score == pytest.approx(interest_chi_square(cooking, [space])) and score > threshold
+    assert compared == 1  # the verdict names the window it was compared with
 
 
 def test_the_threshold_mixes_the_prior_with_the_users_own_distances():
@@ -140,3 +145,15 @@ def test_the_threshold_mixes_the_prior_with_the_users_own_distances():
 def test_cosine_distance_is_zero_for_equal_and_one_for_orthogonal():
     assert cosine_distance(TOPIC_A, TOPIC_A) == pytest.approx(0.0, abs=1e-6)
     assert cosine_distance(TOPIC_A, TOPIC_B) == pytest.approx(1.0)
+
+
+def test_a_report_is_read_from_the_timeline_and_refuses_profiles_without_one():
+    profiles = [_profile(i, TOPIC_A, "Astronomy") for i in range(4)]
+    profiles += [_profile(4, TOPIC_B, "Baking")]
+    timeline = with_drift(profiles, Settings())
+    assert timeline[4].drift.detected and timeline[4].drift.reference == (1, 2, 3)
+    # A timeline stored under other settings is what the report says: it scores nothing.
+    quiet = [replace(p, drift=replace(p.drift, detected=False)) for p in timeline]
+    assert not drift_report("u", quiet, Settings()).drift_detected
+    with pytest.raises(ValueError, match="without their drift timeline"):
+        drift_report("u", profiles, Settings())

@@ -91,7 +91,8 @@ def test_a_switch_between_disjoint_catalogs_is_one_detection_naming_both(client,
     assert {"Recipes", "Cooking"} <= set(drift["gained"])
     assert {"Space", "Astronomy"} <= set(drift["lost"])
     assert drift["score"] > drift["threshold"]
-    assert drift["current_window"]["index"] >= drift["detected_window"]["index"]
+    assert drift["newest_window"]["index"] >= drift["detected_window"]["index"]
+    assert drift["scored_window"] == drift["detected_window"]
     assert _detected(client, "switcher") == [drift["detected_window"]["index"]]
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from service.core.records import (
-    DriftReport,
     Event,
     Interest,
     Item,
@@ -106,7 +105,10 @@ def test_sqlite_schema_has_the_expected_tables_and_wal(settings):
     Store(settings.database_path).close()
     conn = sqlite3.connect(settings.database_path)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"items", "events", "profiles", "drift_reports", "_migrations"} <= tables
+    assert {"items", "events", "profiles", "_migrations"} <= tables
+    assert "drift_reports" not in tables  # one drift record per window, in profiles.drift
+    profile_columns = {row[1] for row in conn.execute("PRAGMA table_info(profiles)")}
+    assert "drift" in profile_columns and "drift_score" not in profile_columns
     event_columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
     assert {"event_id", "user_id", "item_id", "type", "ts", "value"} <= event_columns
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -257,7 +259,6 @@ def test_deletion_leaves_no_row_of_the_user_in_any_table(store):
             )
         ]
     )
-    store.save_drift_report(DriftReport("u1", True, 0.5, 0.3, _profile().window, [], ["x"], []))
     store.save_candidate_lists([("u1", "key", b"lists")])
     counts = [
         store._tuples(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", ("u1",))[0][0]
@@ -337,14 +338,17 @@ def test_the_inspector_reads_drifts_and_fallbacks_on_either_engine(store):
     assert store.fallback_checks() == {"other": 1, "markup": 1}  # "other": no check named
 
 
-def test_candidate_lists_and_drift_reports_round_trip(store):
+def test_candidate_lists_round_trip(store):
     store.add_events([_event("e1")])
     store.save_candidate_lists([("u1", "k1", b"one"), ("nobody", "k", b"x")])
     store.save_candidate_lists([("u1", "k2", b"\x00two")])
     assert store.candidate_lists("u1") == ("k2", b"\x00two")
     assert store.candidate_lists("nobody") is None  # no events: not written
-    report = DriftReport("u1", True, 0.5, 0.3, _profile().window, [], ["x"], [])
-    store.save_drift_report(report)
-    store.save_drift_report(report)
-    (stored,) = store.drift_reports("u1")
-    assert stored["drift_detected"] is True and stored["gained"] == ["x"]
+
+
+def test_a_window_drift_record_round_trips_with_its_reference_and_basis(store):
+    store.add_events([_event("e1")])
+    drift = WindowDrift(40.0, 36.0, True, ("Baking",), ("Space",), (1, 2, 3), "capped")
+    store.save_profiles([ProfileWrite("u1", [_profile(drift=drift)], [0])])
+    (stored,) = store.profiles("u1")
+    assert stored.drift == drift

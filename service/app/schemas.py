@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from service.core.records import DriftReport, Profile, WindowDrift, WindowInfo
+from service.core.records import DriftReport, Profile, ThresholdBasis, WindowDrift, WindowInfo
 from service.retrieval.recommender import Recommendation
 from service.store import Store
 
@@ -42,11 +42,16 @@ class InterestOut(BaseModel):
 
 
 class WindowDriftOut(BaseModel):
-    """This window against the windows before it (null score for a user's first window)."""
+    """This window against the windows it was compared with (``reference``: their indices;
+    null score for a user's first window). ``threshold_basis``: ``fixed`` (the configured
+    threshold), ``capped`` (lower: 0.9 of the events of both samples, the most the statistic
+    reaches when no interest is shared), ``per-user`` (the embedding signal's)."""
 
     score: float | None
     threshold: float
+    threshold_basis: ThresholdBasis
     detected: bool
+    reference: list[int]
     gained: list[str]
     lost: list[str]
 
@@ -57,7 +62,6 @@ class ProfileOut(BaseModel):
     summary: str
     interests: list[InterestOut]
     provenance: dict[str, Any]
-    drift_score: float | None
     drift: WindowDriftOut | None
     created_at: str
 
@@ -68,12 +72,20 @@ class HistoryOut(BaseModel):
 
 
 class DriftOut(BaseModel):
+    """Whether the user is drifting, and the verdict it rests on: ``score`` and ``threshold``
+    are those of ``scored_window`` against ``reference_window`` (the detection's window when
+    drifting, the newest window otherwise)."""
+
     user_id: str
     drift_detected: bool
     score: float | None
     threshold: float
-    current_window: WindowOut | None
+    threshold_basis: ThresholdBasis
+    scored_window: WindowOut
     reference_window: list[WindowOut]
+    newest_window: WindowOut
+    # Interests gained and lost by the newest window against the detection's reference;
+    # empty when the user is not drifting.
     gained: list[str]
     lost: list[str]
     # The window where the reported change began; null when the user is not drifting.
@@ -138,7 +150,6 @@ def profile_out(profile: Profile) -> ProfileOut:
             for i in profile.interests
         ],
         provenance=profile.provenance,
-        drift_score=profile.drift_score,
         drift=window_drift_out(profile.drift) if profile.drift else None,
         created_at=iso(profile.created_at),
     )
@@ -148,7 +159,9 @@ def window_drift_out(drift: WindowDrift) -> WindowDriftOut:
     return WindowDriftOut(
         score=drift.score,
         threshold=drift.threshold,
+        threshold_basis=drift.threshold_basis,
         detected=drift.detected,
+        reference=list(drift.reference),
         gained=list(drift.gained),
         lost=list(drift.lost),
     )
@@ -160,8 +173,10 @@ def drift_out(report: DriftReport) -> DriftOut:
         drift_detected=report.drift_detected,
         score=report.score,
         threshold=report.threshold,
-        current_window=window_out(report.current_window) if report.current_window else None,
+        threshold_basis=report.threshold_basis,
+        scored_window=window_out(report.scored_window),
         reference_window=[window_out(w) for w in report.reference_window],
+        newest_window=window_out(report.newest_window),
         gained=report.gained,
         lost=report.lost,
         detected_window=window_out(report.detected_window) if report.detected_window else None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -88,15 +88,27 @@ class WindowInfo:
     closed: bool
 
 
+# Why a drift threshold is what it is: the configured one, capped below it where no shared
+# interest can reach it, or the embedding signal's per-user one.
+ThresholdBasis = Literal["fixed", "capped", "per-user"]
+
+
 @dataclass(frozen=True)
 class WindowDrift:
-    """A window's drift verdict against the windows before it, and what changed."""
+    """A window's drift verdict: its score against the windows it was compared with (their
+    window indices, ``reference``), the threshold and why it is that (``threshold_basis``:
+    ``fixed``, ``capped`` where no shared interest can reach the fixed one, ``per-user`` for
+    the embedding signal), whether a change was detected here, and what was gained and lost.
+    The one drift record: stored with the window's profile, computed when the history
+    changes, read by everything else."""
 
     score: float | None
     threshold: float
     detected: bool
     gained: tuple[str, ...] = ()
     lost: tuple[str, ...] = ()
+    reference: tuple[int, ...] = ()
+    threshold_basis: ThresholdBasis = "fixed"
 
 
 @dataclass(frozen=True)
@@ -111,19 +123,21 @@ class Profile:
     created_at: float
     drift: WindowDrift | None = None
 
-    @property
-    def drift_score(self) -> float | None:
-        return self.drift.score if self.drift else None
-
 
 @dataclass(frozen=True)
 class DriftReport:
+    """The answer of ``/drift``: whether the user is drifting, and the verdict it rests on:
+    the score and threshold of ``scored_window`` against ``reference_window`` (the detection's
+    when drifting, the newest window's otherwise)."""
+
     user_id: str
     drift_detected: bool
     score: float | None
     threshold: float
-    current_window: WindowInfo | None
+    threshold_basis: ThresholdBasis
+    scored_window: WindowInfo
     reference_window: list[WindowInfo]
+    newest_window: WindowInfo
     gained: list[str]
     lost: list[str]
     # Where the change being reported began (None when the user is not drifting).

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
 from service.core.config import Settings
-from service.core.records import DriftReport, Interest, Profile, WindowDrift
+from service.core.records import DriftReport, Interest, Profile, ThresholdBasis, WindowDrift
 from service.embedding.encoder import normalize_rows
 
 # An interest counts as gained or lost when its weight moved by at least this much.
@@ -38,16 +38,6 @@ INTEREST_CHANGE = 0.15
 # The share of the interest test's maximum (no interest shared) that alarms whatever the
 # threshold: a short reference cannot otherwise reach it.
 DISJOINT_SHARE = 0.9
-
-
-@dataclass(frozen=True)
-class DriftPoint:
-    """The drift verdict for one window of a user's history."""
-
-    score: float | None
-    threshold: float
-    detected: bool
-    reference: tuple[int, ...]  # positions in the history
 
 
 def decay_weights(count: int, decay: float) -> np.ndarray:
@@ -111,60 +101,74 @@ def chi_square(now: dict[str, float], before: dict[str, float]) -> float:
 
 def interest_test(
     profile: Profile, reference: Sequence[Profile], settings: Settings
-) -> tuple[float, float]:
-    """(score, threshold) of the interest test, against the reference and against the
-    reference without its newest window (which may straddle a change, half old and half new,
-    and hide it), whichever is further past its threshold. The threshold is the fixed one, or
-    lower where the statistic cannot reach it (its maximum is the events of both samples, when
-    no interest is shared): a nearly disjoint window always alarms."""
+) -> tuple[float, float, int, ThresholdBasis]:
+    """(score, threshold, how many of the reference windows it compared with, threshold basis)
+    of the interest test, against the reference and against the reference without its newest
+    window (which may straddle a change, half old and half new, and hide it), whichever is
+    further past its threshold. The threshold is the fixed one, or lower where the statistic
+    cannot reach it (its maximum is the events of both samples, when no interest is shared):
+    a nearly disjoint window always alarms ("capped")."""
     candidates = [reference, reference[:-1]] if len(reference) > 1 else [reference]
     verdicts = []
     for windows in candidates:
         events = sum(p.window.events for p in (profile, *windows) if p.interests)
-        limit = min(settings.drift_interest_threshold, DISJOINT_SHARE * events)
-        verdicts.append((interest_chi_square(profile, windows), max(limit, 1e-9)))
+        cap = DISJOINT_SHARE * events
+        fixed = settings.drift_interest_threshold
+        basis: ThresholdBasis = "fixed" if fixed <= cap else "capped"
+        threshold = min(fixed, cap)
+        score = interest_chi_square(profile, windows)
+        verdicts.append((score, max(threshold, 1e-9), len(windows), basis))
     return max(verdicts, key=lambda verdict: verdict[0] / verdict[1])
 
 
 def embedding_test(
     profile: Profile, reference: Sequence[Profile], normal: Sequence[float], settings: Settings
-) -> tuple[float, float]:
-    """(score, threshold) of the embedding test: the cosine distance to the reference's decayed
-    mean embedding, against what is normal for this user."""
+) -> tuple[float, float, int, ThresholdBasis]:
+    """The embedding test, shaped like ``interest_test``: the cosine distance to the
+    reference's decayed mean embedding, against what is normal for this user."""
     anchor = reference_embedding([p.embedding for p in reference], settings.drift_decay)
-    return cosine_distance(profile.embedding, anchor), threshold_from(normal, settings)
+    distance = cosine_distance(profile.embedding, anchor)
+    return distance, threshold_from(normal, settings), len(reference), "per-user"
 
 
 def drift_history(
     profiles: Sequence[Profile], settings: Settings, signal: str | None = None
-) -> list[DriftPoint]:
-    """One point per profile (oldest first); the first has no reference and no score. A window
-    above the threshold right after one that was above it too is the same change: not a new
-    detection."""
+) -> list[WindowDrift]:
+    """Every window's verdict (oldest first), without the interests gained and lost; the
+    first has no reference and no score. A window above the threshold right after one that
+    was above it too is the same change: not a new detection."""
     signal = signal or settings.drift_signal
-    points: list[DriftPoint] = []
+    verdicts: list[WindowDrift] = []
     normal: list[float] = []
     above_before = False
     for position, profile in enumerate(profiles):
-        start = max(0, position - settings.drift_reference_windows)
-        reference = tuple(range(start, position))
-        if not reference:
+        windows = list(profiles[max(0, position - settings.drift_reference_windows) : position])
+        if not windows:
             first = settings.drift_interest_threshold if signal == "interests" else None
             threshold = first if first is not None else threshold_from(normal, settings)
-            points.append(DriftPoint(None, round(threshold, 4), False, ()))
+            basis: ThresholdBasis = "fixed" if signal == "interests" else "per-user"
+            verdicts.append(WindowDrift(None, round(threshold, 4), False, threshold_basis=basis))
             continue
-        windows = [profiles[i] for i in reference]
         if signal == "interests":
-            score, threshold = interest_test(profile, windows, settings)
+            score, threshold, kept, basis = interest_test(profile, windows, settings)
         else:
-            score, threshold = embedding_test(profile, windows, normal, settings)
+            score, threshold, kept, basis = embedding_test(profile, windows, normal, settings)
         score, threshold = round(score, 4), round(threshold, 4)
         above = score > threshold
         if not above:
             normal.append(score)
-        points.append(DriftPoint(score, threshold, above and not above_before, reference))
+        reference = tuple(p.window.index for p in windows[:kept])
+        verdicts.append(
+            WindowDrift(
+                score,
+                threshold,
+                above and not above_before,
+                reference=reference,
+                threshold_basis=basis,
+            )
+        )
         above_before = above
-    return points
+    return verdicts
 
 
 def label_weights(profiles: Sequence[Profile], decay: float) -> dict[str, tuple[str, float]]:
@@ -200,34 +204,49 @@ def interest_changes(
 
 
 def drift_timeline(profiles: Sequence[Profile], settings: Settings) -> list[WindowDrift]:
-    """Every window's verdict (oldest first), with the interests gained and lost."""
+    """Every window's verdict (oldest first), with the interests gained and lost against the
+    windows it was compared with."""
     timeline = []
-    for profile, point in zip(profiles, drift_history(profiles, settings)):
-        reference = [profiles[i] for i in point.reference]
+    for profile, verdict in zip(profiles, drift_history(profiles, settings)):
+        reference = _profiles_at(profiles, verdict.reference)
         gained, lost = interest_changes(profile.interests, reference, settings.drift_decay)
-        timeline.append(
-            WindowDrift(point.score, point.threshold, point.detected, tuple(gained), tuple(lost))
-        )
+        timeline.append(replace(verdict, gained=tuple(gained), lost=tuple(lost)))
     return timeline
 
 
+def with_drift(profiles: Sequence[Profile], settings: Settings) -> list[Profile]:
+    """The profiles with their drift timeline scored under ``settings``."""
+    timeline = drift_timeline(profiles, settings)
+    return [replace(p, drift=drift) for p, drift in zip(profiles, timeline)]
+
+
+def _profiles_at(profiles: Sequence[Profile], indices: Sequence[int]) -> list[Profile]:
+    by_index = {p.window.index: p for p in profiles}
+    return [by_index[i] for i in indices if i in by_index]
+
+
 def drift_report(user_id: str, profiles: Sequence[Profile], settings: Settings) -> DriftReport:
-    """Whether the user's interests moved recently, for the newest profile of ``profiles``
-    (oldest first, not empty). Drifting: the newest detection is recent enough that the newest
-    window's reference still reaches back before it; then the score and threshold are the
-    detection's, and gained / lost compare the newest profile with the windows before the
-    change. Not drifting: the newest window's score, and nothing gained or lost (a verdict never
-    contradicts its lists)."""
-    points = drift_history(profiles, settings)
+    """Whether the user's interests moved recently, read from the timeline the profiles carry
+    (oldest first, not empty, each with its ``drift``; see ``with_drift``): no drift is scored
+    here. Drifting: the newest detection is recent enough that the newest window's reference
+    still reaches back before it; then the verdict is the detection's, and gained / lost
+    compare the newest profile with the windows the detection was compared with. Not drifting:
+    the newest window's verdict, and nothing gained or lost (a verdict never contradicts its
+    lists)."""
+    timeline = [p.drift for p in profiles]
+    if any(drift is None for drift in timeline):
+        raise ValueError(f"{user_id}: profiles without their drift timeline")
     newest = len(profiles) - 1
-    detections = [i for i, point in enumerate(points) if point.detected]
+    detections = [i for i, drift in enumerate(timeline) if drift and drift.detected]
     recent = (
         detections[-1]
         if detections and newest - detections[-1] < settings.drift_reference_windows
         else None
     )
-    point = points[newest] if recent is None else points[recent]
-    reference = [profiles[i] for i in point.reference]
+    scored = newest if recent is None else recent
+    verdict = timeline[scored]
+    assert verdict is not None
+    reference = _profiles_at(profiles, verdict.reference)
     gained: list[str] = []
     lost: list[str] = []
     if recent is not None:
@@ -235,10 +254,12 @@ def drift_report(user_id: str, profiles: Sequence[Profile], settings: Settings) 
     return DriftReport(
         user_id=user_id,
         drift_detected=recent is not None,
-        score=point.score,
-        threshold=point.threshold,
-        current_window=profiles[newest].window,
+        score=verdict.score,
+        threshold=verdict.threshold,
+        threshold_basis=verdict.threshold_basis,
+        scored_window=profiles[scored].window,
         reference_window=[p.window for p in reference],
+        newest_window=profiles[newest].window,
         gained=gained,
         lost=lost,
         detected_window=profiles[recent].window if recent is not None else None,

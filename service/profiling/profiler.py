@@ -13,7 +13,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from service.core.config import Settings
 from service.core.hashing import content_hash
 from service.core.records import DriftReport, Event, Profile, Summary, Window
 from service.embedding.encoder import Embedder, normalize_rows
-from service.profiling.drift import drift_report, drift_timeline
+from service.profiling.drift import drift_report, drift_timeline, with_drift
 from service.profiling.windows import cut_windows, events_hash
 from service.store import ProfileState, ProfileWrite, Store
 from service.summarizers.base import MODEL_DOWN, Summarizer
@@ -133,11 +133,9 @@ class Profiler:
         return profiles if limit is None else profiles[-limit:]
 
     def drift(self, user_id: str) -> DriftReport:
-        with self._lock_for(user_id):
-            profiles = self._update_locked(user_id)
-            report = drift_report(user_id, profiles, self.settings)
-            self.store.save_drift_report(report)
-            return report
+        """The ``/drift`` answer, read from the stored timeline (nothing is written for it
+        but what bringing the profiles up to date writes)."""
+        return drift_report(user_id, self.update(user_id), self.settings)
 
     def delete(self, user_id: str) -> bool:
         """Forget the user. Under the user's lock, so a profile being generated right now
@@ -200,7 +198,8 @@ class Profiler:
         """``state_is_stale``: the caller found the stored profile state out of date (missing
         after an upgrade, a time window closed, an item changed), so it is written again even
         when the profiles need nothing; later reads then take the fast path again."""
-        if not plan.stale and plan.stored.keys() == {w.index for w in plan.windows}:
+        unchanged = not plan.stale and plan.stored.keys() == {w.index for w in plan.windows}
+        if unchanged and self._drift_holds([plan.stored[w.index] for w in plan.windows]):
             # Nothing changed since they were stored (drift included): nothing to write but,
             # when asked, the state that says so.
             profiles = [plan.stored[w.index] for w in plan.windows]
@@ -289,9 +288,15 @@ class Profiler:
         )
 
     def _makers_key(self) -> str:
-        """The makers and the window settings: windows cut another way are other windows."""
+        """The makers, the window settings (windows cut another way are other windows) and the
+        drift settings (the stored timeline is scored under them)."""
         window = [str(self.settings.window_spec), self.settings.min_window_events]
-        return content_hash(self._makers() + json.dumps(window))
+        drift = {
+            name: value
+            for name, value in self.settings.model_dump(mode="json").items()
+            if name.startswith("drift_") and name != "drift_earlier_weight"
+        }
+        return content_hash(self._makers() + json.dumps([window, drift], sort_keys=True))
 
     def _profiled_windows(
         self, user_id: str, events: Sequence[Event]
@@ -387,8 +392,12 @@ class Profiler:
         }
 
     def _with_drift(self, profiles: list[Profile]) -> list[Profile]:
-        timeline = drift_timeline(profiles, self.settings)
-        return [replace(p, drift=drift) for p, drift in zip(profiles, timeline)]
+        return with_drift(profiles, self.settings)
+
+    def _drift_holds(self, profiles: Sequence[Profile]) -> bool:
+        """Whether the stored timeline is the one the drift settings give now (they may have
+        changed since it was stored)."""
+        return [p.drift for p in profiles] == drift_timeline(profiles, self.settings)
 
     def _lock_for(self, user_id: str) -> threading.RLock:
         return self._locks[_stripe(user_id)]

@@ -7,7 +7,6 @@ the default) or PostgreSQL (``IPROF_DATABASE_URL``; see ``connection.py``).
 from __future__ import annotations
 
 from service.store.candidate_lists import CandidateListTable
-from service.store.drift_reports import DriftReportTable
 from service.store.events import IngestResult
 from service.store.profiles import CurrentRead, ProfileState, ProfileTable, ProfileWrite
 from service.store.users import UserDeletion
@@ -15,5 +14,5 @@ from service.store.users import UserDeletion
 __all__ = ["CurrentRead", "IngestResult", "ProfileState", "ProfileWrite", "Store"]
 
 
-class Store(UserDeletion, ProfileTable, CandidateListTable, DriftReportTable):
-    """Items, events, profiles and their state, candidate lists and drift reports."""
+class Store(UserDeletion, ProfileTable, CandidateListTable):
+    """Items, events, profiles (with their drift) and their state, candidate lists."""

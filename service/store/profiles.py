@@ -70,8 +70,8 @@ class ProfileTable(Database):
                     conn.execute(_SAVE_STATE, (write.user_id, *astuple(write.state), write.user_id))
 
     def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
-        """Drop profiles and drift reports of windows that no longer exist (events arrived
-        that re-cut the user's timeline)."""
+        """Drop profiles of windows that no longer exist (events arrived that re-cut the
+        user's timeline)."""
         with self.transaction() as conn:
             self.engine.lock_users(conn, [user_id])
             _keep_only_windows(conn, user_id, window_indexes)
@@ -147,14 +147,14 @@ class ProfileTable(Database):
 
 _PROFILE_COLUMNS = (
     "user_id, window_index, window_start, window_end, n_events, closed, summary, interests,"
-    " embedding, provenance, source_key, drift_score, created_at, drift"
+    " embedding, provenance, source_key, created_at, drift"
 )
 _REPLACED = ", ".join(
     f"{column.strip()} = excluded.{column.strip()}" for column in _PROFILE_COLUMNS.split(",")[2:]
 )
 # Only while the user has events: a profile made while the user was deleted is not written.
 _SAVE_PROFILE = f"""INSERT INTO profiles ({_PROFILE_COLUMNS})
-    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
     WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)
     ON CONFLICT (user_id, window_index) DO UPDATE SET {_REPLACED}"""
 _SAVE_STATE = """INSERT INTO profile_state (user_id, events, makers, valid_until)
@@ -177,7 +177,6 @@ def _profile_row(profile: Profile) -> tuple[Any, ...]:
         np.asarray(profile.embedding, dtype=np.float32).tobytes(),
         json.dumps(profile.provenance),
         profile.source_key,
-        profile.drift_score,
         profile.created_at,
         json.dumps(asdict(profile.drift)) if profile.drift else None,
         profile.user_id,
@@ -187,8 +186,7 @@ def _profile_row(profile: Profile) -> tuple[Any, ...]:
 def _keep_only_windows(conn: Any, user_id: str, indexes: Sequence[int]) -> None:
     keep = sorted(set(indexes))
     others = f" AND window_index NOT IN ({','.join('?' * len(keep))})" if keep else ""
-    for table in ("profiles", "drift_reports"):
-        conn.execute(f"DELETE FROM {table} WHERE user_id = ?{others}", (user_id, *keep))
+    conn.execute(f"DELETE FROM profiles WHERE user_id = ?{others}", (user_id, *keep))
 
 
 def _interest_to_json(interest: Interest) -> dict[str, Any]:
@@ -222,10 +220,14 @@ def _drift_from_json(text: str | None) -> WindowDrift | None:
     if text is None:
         return None
     data = json.loads(text)
+    # Timelines stored before the reference and the basis were kept read as ``()`` and
+    # "fixed"; the profiler re-scores them (they differ from a fresh timeline) on first read.
     return WindowDrift(
         data["score"],
         data["threshold"],
         data["detected"],
         tuple(data["gained"]),
         tuple(data["lost"]),
+        tuple(data.get("reference", ())),
+        data.get("threshold_basis", "fixed"),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.store.events import EventTable
 
 # Every table that holds something of a user: what a deletion empties.
-USER_TABLES = ("events", "profiles", "drift_reports", "profile_state", "candidate_lists")
+USER_TABLES = ("events", "profiles", "profile_state", "candidate_lists")
 
 
 class UserDeletion(EventTable):
