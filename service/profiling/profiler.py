@@ -245,7 +245,7 @@ class Profiler:
         if not transient:
             return False
         if transient == MODEL_DOWN:
-            return getattr(self.summarizer, "problem", None) is None
+            return self.summarizer.problem is None
         return self.clock() - profile.created_at > TRANSIENT_RETRY_SECONDS
 
     def _apply(self, plan: _Plan, made: Sequence[Profile]) -> tuple[list[Profile], ProfileWrite]:

@@ -16,6 +16,9 @@ MODEL_DOWN, GENERATION_FAILED = "model not loaded", "generation failed"
 
 class Summarizer(Protocol):
     name: str
+    # Why the summarizer cannot do its job right now (an LLM that did not load), or None:
+    # readiness reports it, and profiles that fell back for it are made again once it is None.
+    problem: str | None
 
     def summarize(self, windows: Sequence[Window]) -> list[Summary]:
         """One summary per window, in order."""

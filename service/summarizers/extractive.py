@@ -106,6 +106,7 @@ def item_labels(joined: WindowEvent) -> list[str]:
 
 class ExtractiveSummarizer:
     name = "extractive"
+    problem: str | None = None  # it always works
 
     def __init__(self, max_interests: int = MAX_INTERESTS) -> None:
         self.max_interests = max_interests

@@ -16,7 +16,7 @@ def probes_router() -> APIRouter:
 
     @router.get("/ready", operation_id="ready", responses={503: {"description": "Not ready"}})
     def ready(services: ServicesDep, response: Response) -> dict[str, object]:
-        llm_problem = getattr(services.summarizer, "problem", None)
+        llm_problem = services.summarizer.problem
         # The build being served, and the store's engine: what tells instances behind one
         # load balancer apart (or shows they agree).
         index = services.index.serving_build()

@@ -150,6 +150,7 @@ def _clean(text: str) -> str:
 
 class LLMSummarizer:
     name = "llm"
+    problem: str | None = None  # loaded: the model is there
 
     def __init__(
         self,
@@ -403,6 +404,7 @@ class UnavailableLLM:
     load error as its ``fallback_reason``, and readiness reports the problem."""
 
     name = "llm"
+    problem: str | None  # set to the load error
 
     def __init__(
         self, model_id: str, quantization: str, problem: str, fallback: ExtractiveSummarizer
