@@ -9,9 +9,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.app.container import Services
+from service.app.errors import ApiError
 from service.app.ratelimit import retry_after_header
-from service.core.errors import ApiError
-from service.profiling.profiler import UnknownUser
 
 
 # The dependencies are ``async``, though they never wait: a plain ``def`` dependency is run in
@@ -61,11 +60,3 @@ def check_batch(size: int, services: Services) -> None:
     limit = services.settings.max_batch
     if size > limit:
         raise ApiError(413, "batch_too_large", f"{size} records in one batch; the limit is {limit}")
-
-
-def known_user(fetch, user_id: str, **options):  # type: ignore[no-untyped-def]
-    """``fetch(user_id, ...)``, with an unknown user answered as a 404."""
-    try:
-        return fetch(user_id, **options)
-    except UnknownUser:
-        raise ApiError(404, "unknown_user", f"no events for user {user_id!r}") from None

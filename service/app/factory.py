@@ -16,13 +16,13 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.app.container import build_services
+from service.app.errors import install_error_handlers
 from service.app.handler_threads import HANDLER_THREADS
 from service.app.inspector import inspector_api, install_inspector_pages
 from service.app.middleware import MAX_BODY_BYTES, BodyLimit, install_metrics
 from service.app.routes import catalog, events, users
 from service.app.routes.probes import probes_router
 from service.core.config import Settings
-from service.core.errors import install_error_handlers
 from service.embedding.encoder import Embedder
 from service.summarizers.base import Summarizer
 

@@ -29,9 +29,7 @@ from service.app.schemas import (
     titles_of,
     window_out,
 )
-from service.core.errors import ApiError
 from service.core.records import Profile
-from service.profiling.profiler import UnknownUser
 from service.retrieval.builds import IndexUnavailable
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -94,10 +92,7 @@ def inspector_api() -> APIRouter:
         responses=USER_ERRORS,
     )
     def inspect_user(user_id: str, services: ServicesDep) -> UserInspection:
-        try:
-            history = services.profiler.history(user_id)
-        except UnknownUser:
-            raise ApiError(404, "unknown_user", f"no events for user {user_id!r}") from None
+        history = services.profiler.history(user_id)  # UnknownUser: the handler's 404
         current = history[-1]
         recommendations, problem = [], None
         try:

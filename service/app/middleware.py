@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.core.errors import BodyError, envelope
+from service.app.errors import BodyError, envelope
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from service.app.container import IndexBuildFailed
 from service.app.deps import ServicesDep, check_batch
+from service.app.errors import ApiError
 from service.app.routes import v1_router
 from service.app.schemas import ERRORS, ErrorOut, RebuildOut, UpsertedOut, iso
-from service.core.errors import ApiError
 from service.ingest.validation import ItemsIn
 from service.retrieval.builds import IndexUnavailable
 

@@ -10,7 +10,8 @@ from typing import Annotated
 
 from fastapi import Query, Response
 
-from service.app.deps import ServicesDep, known_user
+from service.app.deps import ServicesDep
+from service.app.errors import ApiError
 from service.app.handler_threads import answer_in_thread
 from service.app.routes import v1_router
 from service.app.schemas import (
@@ -25,7 +26,7 @@ from service.app.schemas import (
     recommendations_out,
     titles_of,
 )
-from service.core.errors import ApiError
+from service.profiling.profiler import UnknownUser
 from service.retrieval.builds import IndexUnavailable
 
 router = v1_router("/users/{user_id}")
@@ -40,7 +41,7 @@ router = v1_router("/users/{user_id}")
 )
 async def get_profile(user_id: str, services: ServicesDep, refresh: bool = False) -> Response:
     return await answer_in_thread(
-        lambda: profile_out(known_user(services.profiler.current, user_id, refresh=refresh))
+        lambda: profile_out(services.profiler.current(user_id, refresh=refresh))
     )
 
 
@@ -57,7 +58,7 @@ async def get_history(
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     def history() -> HistoryOut:
-        profiles = known_user(services.profiler.history, user_id, limit=limit)
+        profiles = services.profiler.history(user_id, limit=limit)
         return HistoryOut(user_id=user_id, profiles=[profile_out(p) for p in profiles])
 
     return await answer_in_thread(history)
@@ -71,7 +72,7 @@ async def get_history(
     responses=USER_ERRORS,
 )
 async def get_drift(user_id: str, services: ServicesDep) -> Response:
-    return await answer_in_thread(lambda: drift_out(known_user(services.profiler.drift, user_id)))
+    return await answer_in_thread(lambda: drift_out(services.profiler.drift(user_id)))
 
 
 @router.get(
@@ -85,7 +86,7 @@ async def get_recommendations(
     user_id: str, services: ServicesDep, k: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> Response:
     def recommendations() -> RecommendationsOut:
-        profile, history = known_user(services.profiler.current_with_history, user_id)
+        profile, history = services.profiler.current_with_history(user_id)
         try:
             items = services.recommender.recommend(profile, k, history)
         except IndexUnavailable as error:
@@ -100,5 +101,5 @@ async def get_recommendations(
 )
 def delete_user(user_id: str, services: ServicesDep) -> Response:
     if not services.profiler.delete(user_id):
-        raise ApiError(404, "unknown_user", f"no events for user {user_id!r}")
+        raise UnknownUser(user_id)
     return Response(status_code=204)

@@ -1,7 +1,8 @@
 """One error envelope for every failure: ``{"error": {"code", "message", "details"}}``.
 
 Clients get a code they can branch on and a message written for them; never exception text or
-a stack trace, which go to the log instead.
+a stack trace, which go to the log instead. A user with no events is one handler's 404
+(``UnknownUser``, raised wherever a route finds it), not a check in every route.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.profiling.profiler import UnknownUser
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,11 @@ async def _on_api_error(request: Request, error: ApiError) -> JSONResponse:
     return envelope(error.status, error.code, error.message, error.details, error.headers)
 
 
+async def _on_unknown_user(request: Request, error: UnknownUser) -> JSONResponse:
+    user_id = error.args[0] if error.args else "?"
+    return envelope(404, "unknown_user", f"no events for user {user_id!r}")
+
+
 async def _on_validation(request: Request, error: RequestValidationError) -> JSONResponse:
     details = _validation_details(error)
     if any(d["type"] == "json_invalid" for d in details):
@@ -104,6 +112,7 @@ async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownUser, _on_unknown_user)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)
