@@ -124,7 +124,7 @@ def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp
     profile = profiler.current("me")
     recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
     picks = recommender.recommend(profile, k=5)
-    seen = store.user_item_ids("me")
+    seen = {e.item_id for e in store.user_events("me")}
     assert len(picks) == 5
     assert not {p.item_id for p in picks} & seen
     assert sum(p.item_id.startswith("baking") for p in picks) >= 4

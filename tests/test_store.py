@@ -25,6 +25,21 @@ def _event(event_id, user="u1", item="a", ts=1.0):
     return Event(event_id, user, item, "view", ts)
 
 
+def _save(store, profile):
+    """One window's profile written as the profiler writes it: in a batch, the user's other
+    windows kept."""
+    kept = {p.window.index for p in store.profiles(profile.user_id)} | {profile.window.index}
+    store.save_profiles([ProfileWrite(profile.user_id, [profile], sorted(kept))])
+
+
+def _has_events(store, user):
+    return bool(store.user_events(user))
+
+
+def _applied(store):
+    return [row[0] for row in store._tuples("SELECT name FROM _migrations ORDER BY name")]
+
+
 def _profile(user="u1", index=0, **changes):
     fields = dict(
         user_id=user,
@@ -63,7 +78,7 @@ def test_both_engines_have_the_same_migrations_in_the_same_order():
 
 def test_migrations_are_applied_once_and_recorded(store_target):
     first = Store(store_target)
-    assert first.applied_migrations() == [name for name, _ in migrations_for(first.dialect)]
+    assert _applied(first) == [name for name, _ in migrations_for(first.dialect)]
     first.close()
     again = Store(store_target)
     assert again.migrate() == []
@@ -96,7 +111,7 @@ def test_two_instances_starting_at_once_migrate_once(store_target):
     for thread in threads:
         thread.join(60)
     assert len(opened) == 2
-    assert opened[0].applied_migrations() == [name for name, _ in migrations_for(opened[0].dialect)]
+    assert _applied(opened[0]) == [name for name, _ in migrations_for(opened[0].dialect)]
     for one in opened:
         one.close()
 
@@ -160,12 +175,12 @@ def test_iter_items_streams_everything_in_chunks(store):
 def test_profile_round_trip_and_user_deletion(store):
     profile = _profile()
     store.add_events([_event("e1")])
-    store.save_profile(profile)
+    _save(store, profile)
     (loaded,) = store.profiles("u1")
     assert loaded.interests == profile.interests
     np.testing.assert_allclose(loaded.embedding, profile.embedding)
     assert store.delete_user("u1") is True
-    assert store.profiles("u1") == [] and not store.user_exists("u1")
+    assert store.profiles("u1") == [] and not _has_events(store, "u1")
     assert store.delete_user("u1") is False
 
 
@@ -197,10 +212,10 @@ def test_a_profile_of_a_user_deleted_meanwhile_is_not_written_back(store):
     # Another process may delete the user while this one generates: the store refuses the
     # late write instead of resurrecting the user.
     profile = _profile("gone")
-    store.save_profile(profile)
+    _save(store, profile)
     assert store.profiles("gone") == []
     store.add_events([_event("e1", user="gone")])
-    store.save_profile(profile)
+    _save(store, profile)
     assert len(store.profiles("gone")) == 1
 
 
@@ -226,18 +241,18 @@ def test_a_batch_sent_to_two_instances_at_once_is_counted_once(store, second):
 def test_what_one_instance_writes_the_other_reads(store, second):
     store.upsert_items([Item("a", "A")])
     store.add_events([_event("e1")])
-    store.save_profile(_profile())
+    _save(store, _profile())
     assert second.get_items(["a"])["a"].title == "A"
     assert [p.summary for p in second.profiles("u1")] == ["likes a"]
     version = second.events_version()
     assert store.delete_user("u1")
     assert second.events_version() != version  # a deletion elsewhere changes the version
-    assert second.profiles("u1") == [] and not second.user_exists("u1")
+    assert second.profiles("u1") == [] and not _has_events(second, "u1")
 
 
 def test_a_profile_write_racing_a_deletion_elsewhere_is_not_written(store, second):
     store.add_events([_event("e1")])
-    writer = threading.Thread(target=second.save_profile, args=(_profile(),))
+    writer = threading.Thread(target=_save, args=(second, _profile()))
     with store.transaction() as conn:  # the deletion of delete_user, held open
         store.engine.lock_users(conn, ["u1"])
         for table in USER_TABLES:
@@ -269,7 +284,7 @@ def test_deletion_leaves_no_row_of_the_user_in_any_table(store):
     for table in _tables_with_user_id(store):
         assert table in USER_TABLES
         assert store._tuples(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", ("u1",)) == [(0,)]
-    assert store.user_exists("keep")
+    assert _has_events(store, "keep")
 
 
 def _tables_with_user_id(store: Store) -> set[str]:
@@ -314,7 +329,7 @@ def test_windows_no_longer_cut_are_dropped_and_a_profile_is_replaced(store):
         (1, "new"),
     ]
     assert [p.window.index for p in store.profiles("u1", limit=1)] == [1]
-    store.keep_only_windows("u1", [])
+    store.save_profiles([ProfileWrite("u1", [], [])])  # no window left: none kept
     assert store.profiles("u1") == []
 
 
@@ -329,9 +344,9 @@ def test_the_inspector_reads_drifts_and_fallbacks_on_either_engine(store):
             ProfileWrite("u2", [_profile("u2", drift=WindowDrift(0.1, 0.3, False, (), ()))], [0]),
         ]
     )
-    store.save_profile(_profile("u2", index=1, provenance={"fallback_reason": "bad json"}))
+    _save(store, _profile("u2", index=1, provenance={"fallback_reason": "bad json"}))
     checked = {"fallback_reason": "summary rejected, markup: ...", "fallback_check": "markup"}
-    store.save_profile(_profile("u1", index=2, provenance=checked))
+    _save(store, _profile("u1", index=2, provenance=checked))
     assert [(p.user_id, p.window.index) for p in store.recent_drifts(10)] == [("u1", 1)]
     fell_back = {(p.user_id, p.window.index) for p in store.recent_fallbacks(10)}
     assert fell_back == {("u2", 1), ("u1", 2)}

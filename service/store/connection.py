@@ -9,7 +9,7 @@ that differ (``json_flag``, ``for_share``, ``lock_users``, the migration files).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -116,12 +116,3 @@ class Database:
                 conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
                 applied.append(name)
         return applied
-
-    def applied_migrations(self) -> list[str]:
-        return [row[0] for row in self._query("SELECT name FROM _migrations ORDER BY name")]
-
-
-def chunked(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    """Slices of at most ``size``: SQLite caps the bound parameters of a statement."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

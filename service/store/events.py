@@ -45,13 +45,6 @@ class EventTable(ItemTable):
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ? ORDER BY ts, seq"
         return [Event(*row) for row in self._tuples(sql, (user_id,))]
 
-    def user_exists(self, user_id: str) -> bool:
-        return bool(self._query("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", (user_id,)))
-
-    def user_item_ids(self, user_id: str) -> set[str]:
-        rows = self._query("SELECT DISTINCT item_id FROM events WHERE user_id = ?", (user_id,))
-        return {row[0] for row in rows}
-
     def count_events(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM events")[0][0])
 

@@ -47,13 +47,6 @@ class ProfileWrite:
 
 
 class ProfileTable(Database):
-    def save_profile(self, profile: Profile) -> None:
-        """Store (or replace) a window's profile, unless the user has no events any more: a
-        profile generated while another process deleted the user is not written back."""
-        with self.transaction() as conn:
-            self.engine.lock_users(conn, [profile.user_id])
-            conn.execute(_SAVE_PROFILE, _profile_row(profile))
-
     def save_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         """Several users' new profiles, and the windows each keeps, in one transaction: one
         commit (one fsync) for a whole batch of a refresh instead of one per window."""
@@ -68,13 +61,6 @@ class ProfileTable(Database):
                 _keep_only_windows(conn, write.user_id, write.keep_windows)
                 if write.state is not None and write.item_changes == item_changes:
                     conn.execute(_SAVE_STATE, (write.user_id, *astuple(write.state), write.user_id))
-
-    def keep_only_windows(self, user_id: str, window_indexes: Sequence[int]) -> None:
-        """Drop profiles of windows that no longer exist (events arrived that re-cut the
-        user's timeline)."""
-        with self.transaction() as conn:
-            self.engine.lock_users(conn, [user_id])
-            _keep_only_windows(conn, user_id, window_indexes)
 
     def profiles(self, user_id: str, limit: int | None = None) -> list[Profile]:
         """The user's profiles, oldest first; with ``limit``, only the newest ``limit``."""

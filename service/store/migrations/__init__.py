@@ -25,6 +25,3 @@ def migrations_for(dialect: str) -> list[tuple[str, str]]:
         (path.stem, _statements_only(path.read_text(encoding="utf-8")))
         for path in sorted(FOLDERS[dialect].glob("[0-9][0-9][0-9][0-9]_*.sql"))
     ]
-
-
-MIGRATIONS: list[tuple[str, str]] = migrations_for("sqlite")
