@@ -84,7 +84,9 @@ class SinceDetection(Recommender):
         report = self.reports.get(profile.user_id)
         if report is None or not report.drift_detected or report.detected_window is None:
             return None
-        start = report.detected_window.index * self.window.size
+        start = report.detected_window.first_event
+        if start is None:
+            return None
         return ShortTerm(min(start, len(history)), self.drift_earlier_weight)
 
 
@@ -158,7 +160,7 @@ def serve_half(
 def _recommenders(services: Services, weights: Sequence[float]) -> dict[str, Recommender]:
     def make(cls: type[Recommender], weight: float) -> Recommender:
         args = (services.store, services.embedder, services.index.get)
-        return cls(*args, drift_earlier_weight=weight, window=services.settings.window_spec)
+        return cls(*args, drift_earlier_weight=weight)
 
     recommenders = {IGNORING: make(Recommender, 1.0)}
     for weight in weights:

@@ -97,7 +97,6 @@ def service_ranker(
             services.index.get,
             weights,
             drift_earlier_weight=settings.drift_earlier_weight,
-            window=settings.window_spec,
             new_item_boost=settings.new_item_boost,
         )
         # The service's writer, which closing the services flushes: one store, one writer.

@@ -429,3 +429,14 @@ def test_drift_is_read_without_a_write_and_rescored_when_its_settings_change(loa
         assert other.get("/v1/users/shifter/drift").json()["threshold"] == 0.5
     with TestClient(create_app(settings)) as again:
         assert again.get("/v1/users/shifter/drift").json() == before
+
+
+def test_a_window_stored_without_its_position_gets_it_on_the_next_read(loaded):
+    client = loaded
+    client.get("/v1/users/shifter/profile")
+    store = client.app.state.services.store
+    with store.transaction() as conn:  # as a row stored before the column existed
+        conn.execute("UPDATE profiles SET first_event = NULL")
+    assert {p.window.first_event for p in store.profiles("shifter")} == {None}
+    client.get("/v1/users/shifter/recommendations?k=3")
+    assert [p.window.first_event for p in store.profiles("shifter")] == [0, 6]

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from service.core.config import Settings, WindowSpec
+from service.core.config import Settings
 from service.core.records import Event, Interest, Profile, WindowDrift, WindowInfo
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
@@ -230,8 +230,8 @@ def test_a_drifting_user_is_recommended_from_the_short_term_window(store, tmp_pa
     # The collaborative model alone, so the test sees its ranking only.
     only = FusionWeights(interests=0.0, profile=0.0, popularity=0.0, new_items=False)
     index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
-    window = WindowSpec(kind="count", size=6)
-    aware = Recommender(store, embedder, index, only, drift_earlier_weight=0.1, window=window)
+    aware = Recommender(store, embedder, index, only, drift_earlier_weight=0.1)
+    assert profile.window.first_event == 6  # the window records where it begins
     assert aware.short_term(fired, history) == ShortTerm(start=6, earlier=0.1)
     assert aware.short_term(calm, history) is None
     assert aware.short_term(replace(profile, drift=None), history) is None
@@ -243,21 +243,23 @@ def test_a_drifting_user_is_recommended_from_the_short_term_window(store, tmp_pa
     assert top(aware, calm) == "astronomy-09"
     assert top(aware, fired).startswith("baking")  # not the calm profile's stored lists
     assert top(aware, calm) == "astronomy-09"  # nor the other way round
-    off = Recommender(store, embedder, index, only, drift_earlier_weight=1.0, window=window)
+    off = Recommender(store, embedder, index, only, drift_earlier_weight=1.0)
     assert off.short_term(fired, history) is None and top(off, fired) == "astronomy-09"
     aware.close()
     off.close()
 
 
-def test_time_windows_find_the_short_term_window_by_its_start(store, tmp_path):
+def test_the_short_term_window_begins_where_the_window_record_says(store, tmp_path):
     embedder = HashingEmbedder()
     profile, history = _drifting_user(store, tmp_path, embedder)
     index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
-    window = WindowSpec.parse("1d")
-    aware = Recommender(store, embedder, index, drift_earlier_weight=0.2, window=window)
-    starts_at_baking = replace(profile.window, start=106.0)  # me's events are at 100..107
-    fired = replace(profile, window=starts_at_baking, drift=WindowDrift(0.6, 0.3, True))
-    assert aware.short_term(fired, history) == ShortTerm(start=6, earlier=0.2)
+    aware = Recommender(store, embedder, index, drift_earlier_weight=0.2)
+    elsewhere = replace(profile.window, first_event=3)
+    fired = replace(profile, window=elsewhere, drift=WindowDrift(0.6, 0.3, True))
+    assert aware.short_term(fired, history) == ShortTerm(start=3, earlier=0.2)
+    unplaced = replace(fired, window=replace(elsewhere, first_event=None))
+    assert aware.short_term(unplaced, history) is None
+    aware.close()
 
 
 def test_new_items_close_to_what_the_model_scores_high_take_a_place_in_the_first_ten(

@@ -14,6 +14,7 @@ def test_count_windows_close_at_size_and_leave_the_rest_open():
     assert [len(w.events) for w in windows] == [20, 20, 5]
     assert [w.closed for w in windows] == [True, True, False]
     assert [w.index for w in windows] == [0, 1, 2]
+    assert [w.info.first_event for w in windows] == [0, 20, 40]  # where each begins
 
 
 def test_time_windows_follow_the_clock_and_skip_empty_slots():
@@ -23,6 +24,7 @@ def test_time_windows_follow_the_clock_and_skip_empty_slots():
     assert [len(w.events) for w in windows] == [3, 1]
     assert windows[0].closed and not windows[1].closed  # slot 2 ends on day 21, after now
     assert (windows[1].start, windows[1].end) == (14 * DAY, 21 * DAY)
+    assert [w.first for w in windows] == [0, 3]  # the events before it, empty slots skipped
 
 
 def test_time_window_indexes_do_not_move_when_older_events_arrive():

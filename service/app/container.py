@@ -187,7 +187,6 @@ def build_services(
             holder.get,
             FusionWeights(interests=settings.fusion_interests),
             drift_earlier_weight=settings.drift_earlier_weight,
-            window=settings.window_spec,
             new_item_boost=settings.new_item_boost,
         ),
         index=holder,

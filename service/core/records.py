@@ -51,6 +51,7 @@ class Window:
     end: float
     closed: bool
     events: tuple[WindowEvent, ...]
+    first: int = 0  # the position of its first event in the user's history
 
     @property
     def item_ids(self) -> list[str]:
@@ -58,7 +59,9 @@ class Window:
 
     @property
     def info(self) -> WindowInfo:
-        return WindowInfo(self.index, self.start, self.end, len(self.events), self.closed)
+        return WindowInfo(
+            self.index, self.start, self.end, len(self.events), self.closed, self.first
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class WindowInfo:
     end: float
     events: int
     closed: bool
+    # The position of its first event in the user's history (where the window begins, for
+    # the drift-aware recommendations); None only in a record made without one.
+    first_event: int | None = None
 
 
 # Why a drift threshold is what it is: the configured one, capped below it where no shared

@@ -13,7 +13,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -124,6 +124,8 @@ class Profiler:
             return None
         if state.makers != self._makers_key():
             return None
+        if read.newest.window.first_event is None:  # stored before windows kept it
+            return None
         if state.valid_until is not None and self.clock() >= state.valid_until:
             return None
         return read.newest, read.history
@@ -199,6 +201,7 @@ class Profiler:
         after an upgrade, a time window closed, an item changed), so it is written again even
         when the profiles need nothing; later reads then take the fast path again."""
         unchanged = not plan.stale and plan.stored.keys() == {w.index for w in plan.windows}
+        unchanged = unchanged and all(plan.stored[w.index].window == w.info for w in plan.windows)
         if unchanged and self._drift_holds([plan.stored[w.index] for w in plan.windows]):
             # Nothing changed since they were stored (drift included): nothing to write but,
             # when asked, the state that says so.
@@ -252,13 +255,22 @@ class Profiler:
         """The user's profiles with the new ones in and drift re-scored over the whole history,
         and what the store must write for that (vanished windows are dropped)."""
         fresh = {p.window.index: p for p in made}
-        profiles = [fresh.get(w.index) or plan.stored[w.index] for w in plan.windows]
+        # A stored window's record is the one just cut (rows stored before a field was kept,
+        # the position of the first event, get it here).
+        profiles = [
+            fresh.get(w.index) or replace(plan.stored[w.index], window=w.info) for w in plan.windows
+        ]
         profiles = self._with_drift(profiles)
         changed = []
         for profile in profiles:
             before = plan.stored.get(profile.window.index)
-            # Unchanged windows are rewritten only when the history around them re-scored them.
-            if before is None or profile.window.index in fresh or before.drift != profile.drift:
+            # Unchanged windows are rewritten only when the history around them re-scored them
+            # (or their record was incomplete).
+            if (
+                before is None
+                or profile.window.index in fresh
+                or (before.drift, before.window) != (profile.drift, profile.window)
+            ):
                 changed.append(profile)
         write = ProfileWrite(
             plan.user_id,

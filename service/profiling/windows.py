@@ -36,6 +36,7 @@ def _count_windows(events: list[WindowEvent], size: int) -> list[Window]:
                 end=chunk[-1].event.ts,
                 closed=len(chunk) == size,
                 events=chunk,
+                first=start,
             )
         )
     return windows
@@ -45,16 +46,20 @@ def _time_windows(events: list[WindowEvent], seconds: float, now: float) -> list
     slots: dict[int, list[WindowEvent]] = {}
     for event in events:
         slots.setdefault(int(event.event.ts // seconds), []).append(event)
-    return [
-        Window(
-            index=slot,
-            start=slot * seconds,
-            end=(slot + 1) * seconds,
-            closed=(slot + 1) * seconds <= now,
-            events=tuple(chunk),
+    windows, first = [], 0
+    for slot, chunk in sorted(slots.items()):
+        windows.append(
+            Window(
+                index=slot,
+                start=slot * seconds,
+                end=(slot + 1) * seconds,
+                closed=(slot + 1) * seconds <= now,
+                events=tuple(chunk),
+                first=first,
+            )
         )
-        for slot, chunk in sorted(slots.items())
-    ]
+        first += len(chunk)
+    return windows
 
 
 def events_hash(window: Window) -> str:

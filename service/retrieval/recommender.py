@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.core.config import WindowSpec
 from service.core.records import Item, Profile
 from service.embedding.encoder import Embedder
 from service.retrieval.candidates import (
@@ -130,17 +129,14 @@ class Recommender:
         index: Callable[[], ItemIndex],
         weights: FusionWeights | None = None,
         drift_earlier_weight: float = 1.0,
-        window: WindowSpec | None = None,
         new_item_boost: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
         self.weights = weights or FusionWeights()
-        # Settings.drift_earlier_weight (1: drift does not change the ranking) and the window
-        # the profiles are cut by (where a window begins in the history).
+        # Settings.drift_earlier_weight (1: drift does not change the ranking).
         self.drift_earlier_weight = drift_earlier_weight
-        self.window = window or WindowSpec(kind="count", size=20)
         # Settings.new_item_boost: new items may take one of the first ten places
         # (service/retrieval/new_items.py); 0 keeps them to their slots from the 11th on.
         self.search = CandidateSearch(embedder, new_item_boost)
@@ -210,11 +206,9 @@ class Recommender:
         what the user chose before it says less about what comes next."""
         if self.drift_earlier_weight >= 1.0 or profile.drift is None or not profile.drift.detected:
             return None
-        if self.window.kind == "count":
-            start = profile.window.index * self.window.size
-        else:  # time windows: the events before the window's start (a read only when drifting)
-            events = self.store.user_events(profile.user_id)
-            start = sum(event.ts < profile.window.start for event in events)
+        start = profile.window.first_event
+        if start is None:  # a window record made without its position: no short-term part
+            return None
         return ShortTerm(min(start, len(history)), self.drift_earlier_weight)
 
     def _lists(

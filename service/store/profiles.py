@@ -133,14 +133,14 @@ class ProfileTable(Database):
 
 _PROFILE_COLUMNS = (
     "user_id, window_index, window_start, window_end, n_events, closed, summary, interests,"
-    " embedding, provenance, source_key, created_at, drift"
+    " embedding, provenance, source_key, created_at, drift, first_event"
 )
 _REPLACED = ", ".join(
     f"{column.strip()} = excluded.{column.strip()}" for column in _PROFILE_COLUMNS.split(",")[2:]
 )
 # Only while the user has events: a profile made while the user was deleted is not written.
 _SAVE_PROFILE = f"""INSERT INTO profiles ({_PROFILE_COLUMNS})
-    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
     WHERE EXISTS (SELECT 1 FROM events WHERE user_id = ?)
     ON CONFLICT (user_id, window_index) DO UPDATE SET {_REPLACED}"""
 _SAVE_STATE = """INSERT INTO profile_state (user_id, events, makers, valid_until)
@@ -165,6 +165,7 @@ def _profile_row(profile: Profile) -> tuple[Any, ...]:
         profile.source_key,
         profile.created_at,
         json.dumps(asdict(profile.drift)) if profile.drift else None,
+        window.first_event,
         profile.user_id,
     )
 
@@ -188,6 +189,7 @@ def _profile_from_row(row: Any) -> Profile:
             end=row["window_end"],
             events=row["n_events"],
             closed=bool(row["closed"]),
+            first_event=row["first_event"],
         ),
         summary=row["summary"],
         interests=tuple(
