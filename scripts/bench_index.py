@@ -27,9 +27,9 @@ import numpy as np
 
 from service.embedding.encoder import STATIC_MINILM, SentenceTransformerEmbedder, load_embedder
 from service.evaluation.synthetic import synthetic_items
-from service.retrieval.index import load_index
-from service.retrieval.index_build import build_index
-from service.retrieval.index_choice import choose_index
+from service.retrieval.index.build import build_index
+from service.retrieval.index.choice import choose_index
+from service.retrieval.index.search import load_index
 
 QUERIES = 1_000
 TIMED_QUERIES = 300
@@ -111,10 +111,10 @@ def _search_tables(embedder: SentenceTransformerEmbedder, folder: Path, pq: bool
 
 
 def _on_gpu(index):  # type: ignore[no-untyped-def]
-    """The index as the service searches it where there is a GPU (service/retrieval/gpu_search.py);
+    """The index as the service searches it where there is a GPU (service/retrieval/index/gpu.py);
     None without one."""
-    from service.retrieval import index as itemindex
-    from service.retrieval.gpu_search import gpu_search
+    from service.retrieval.index import search as itemindex
+    from service.retrieval.index.gpu import gpu_search
 
     found = gpu_search(index._index, index.vectors, index.manifest.nprobe)
     if found is None:
@@ -156,8 +156,10 @@ def _search_row(index, query_sets, truths, nprobe, exact_qps, note) -> None:  # 
 
 def _rebuilt_as(index, factory: str, reason: str):  # type: ignore[no-untyped-def]
     """The same vectors built into another index type (``factory``), as the service would."""
-    from service.retrieval import builds, index_build, index_choice
-    from service.retrieval import index as itemindex
+    from service.retrieval.index import build as index_build
+    from service.retrieval.index import choice as index_choice
+    from service.retrieval.index import folders as builds
+    from service.retrieval.index import search as itemindex
 
     choice = index_choice.IndexChoice(factory, index.manifest.nprobe, reason)
     started = time.perf_counter()

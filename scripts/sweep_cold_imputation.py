@@ -33,7 +33,7 @@ from service.embedding.encoder import load_embedder
 from service.evaluation.cold import cold_item_split
 from service.evaluation.protocol import ndcg_at, recall_at, temporal_split
 from service.ingest.movielens import load_movielens
-from service.retrieval.index import ItemIndex
+from service.retrieval.index.search import ItemIndex
 from service.retrieval.new_items import compute_neighbourhoods
 
 

@@ -155,7 +155,7 @@ def view_window(items: list[Item], hostile_title: str | None = None) -> Window:
 
 def index_store(store: Store, embedder: Embedder, folder: Path) -> None:
     """Build the item index of everything in ``store``, with its collaborative model."""
-    from service.retrieval.index_build import build_index
+    from service.retrieval.index.build import build_index
 
     build_index(
         store.iter_items(), embedder, folder, progress=False, interactions=store.iter_user_items()

@@ -5,7 +5,6 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from service.retrieval.builds import IndexMismatch
 from service.retrieval.collaborative import (
     MODEL_FILE,
     CollaborativeConfig,
@@ -15,8 +14,9 @@ from service.retrieval.collaborative import (
 )
 from service.retrieval.collaborative_fit import fit_item_model, histories_of
 from service.retrieval.collaborative_tuning import tune
-from service.retrieval.index import load_index
-from service.retrieval.index_build import build_index
+from service.retrieval.index.build import build_index
+from service.retrieval.index.folders import IndexMismatch
+from service.retrieval.index.search import load_index
 from tests.conftest import topic_items
 
 # EASE alone, as these tests fit it: the histories are too short for the next-items model.

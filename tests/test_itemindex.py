@@ -5,11 +5,12 @@ import pytest
 
 from service.core.records import Item
 from service.embedding.encoder import HashingEmbedder
-from service.retrieval import gpu_search, index_choice
-from service.retrieval.builds import IndexMismatch, IndexMissing
-from service.retrieval.index import load_index
-from service.retrieval.index_build import VectorFile, build_index
-from service.retrieval.index_choice import choose_index
+from service.retrieval.index import choice as index_choice
+from service.retrieval.index import gpu as gpu_search
+from service.retrieval.index.build import VectorFile, build_index
+from service.retrieval.index.choice import choose_index
+from service.retrieval.index.folders import IndexMismatch, IndexMissing
+from service.retrieval.index.search import load_index
 from tests.conftest import topic_items
 
 
@@ -97,7 +98,7 @@ def test_large_catalogs_get_an_ivf_index_searched_with_per_call_nprobe(tmp_path,
 
 
 def test_a_running_service_follows_builds_made_elsewhere(tmp_path, embedder, monkeypatch):
-    from service.app import container as services
+    from service.retrieval.index import serving as services
 
     monkeypatch.setattr(services, "RELOAD_CHECK_SECONDS", 0.0)
     holder = services.IndexHolder(tmp_path, embedder)
@@ -143,7 +144,7 @@ def test_vector_file_writes_a_numpy_file_chunk_by_chunk(tmp_path):
 
 def test_exact_search_with_torch_finds_the_exact_neighbours(tmp_path, monkeypatch):
     """The GPU search used where FAISS has no kernels for the card, run here on the CPU."""
-    from service.retrieval.gpu_search import TorchExactSearch
+    from service.retrieval.index.gpu import TorchExactSearch
 
     monkeypatch.setattr(index_choice, "EXACT_SEARCH_LIMIT", 500)
     monkeypatch.setattr(gpu_search, "UPLOAD_ROWS", 700)  # several slices

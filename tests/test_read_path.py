@@ -14,8 +14,8 @@ from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
 from service.retrieval import candidates as candidates_module
 from service.retrieval.candidates import SHARED_K, CandidateLists
-from service.retrieval.index import load_index
-from service.retrieval.index_build import build_index
+from service.retrieval.index.build import build_index
+from service.retrieval.index.search import load_index
 from service.retrieval.new_items import Placed
 from service.retrieval.recommender import Recommender
 from service.store.candidate_lists import ListsWriter

@@ -8,7 +8,7 @@ from service.core.records import Event, Interest, Profile, WindowDrift, WindowIn
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
 from service.retrieval.collaborative import ShortTerm
-from service.retrieval.index import _ranks_of, load_index
+from service.retrieval.index.search import _ranks_of, load_index
 from service.retrieval.new_items import Placed
 from service.retrieval.recommender import (
     EXPLAINS_FIRST_LIFT,

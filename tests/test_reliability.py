@@ -17,7 +17,7 @@ from scripts import crash_test, fuzz_api
 from service.app.factory import create_app
 from service.app.ratelimit import RateLimiter
 from service.core.records import Event
-from service.retrieval import index_build
+from service.retrieval.index import build as index_build
 from service.store import Store
 from service.store.users import USER_TABLES
 from tests.conftest import topic_items

@@ -56,7 +56,7 @@ def test_static_embedder_is_normalised_and_groups_a_topic():
 
 @pytest.mark.slow
 def test_bench_index_prints_build_and_search_tables(monkeypatch, capsys):
-    from service.retrieval import index_choice
+    from service.retrieval.index import choice as index_choice
 
     monkeypatch.setattr(index_choice, "EXACT_SEARCH_LIMIT", 1_000)
     monkeypatch.setattr(bench_index, "QUERIES", 50)

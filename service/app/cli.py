@@ -26,8 +26,8 @@ from service.ingest.files import (
 )
 from service.ingest.movielens import NotMovieLens, movielens_events, movielens_items
 from service.profiling.profiler import RefreshReport, UnknownUser
-from service.retrieval.builds import IndexUnavailable, Manifest, current_build, read_manifest
-from service.retrieval.index_build import catalog_hash
+from service.retrieval.index.build import catalog_hash
+from service.retrieval.index.folders import IndexUnavailable, Manifest, current_build, read_manifest
 from service.store import Store
 
 app = typer.Typer(

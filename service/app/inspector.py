@@ -30,7 +30,7 @@ from service.app.schemas import (
     window_out,
 )
 from service.core.records import Profile
-from service.retrieval.builds import IndexUnavailable
+from service.retrieval.index.folders import IndexUnavailable
 
 WEB = Path(__file__).resolve().parent / "web"
 RECOMMENDATIONS_SHOWN = 10

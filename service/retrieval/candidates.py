@@ -24,7 +24,7 @@ from service.core.hashing import content_hash
 from service.core.records import Profile
 from service.embedding.encoder import Embedder, normalize_rows
 from service.retrieval.collaborative import ShortTerm
-from service.retrieval.index import ItemIndex
+from service.retrieval.index.search import ItemIndex
 from service.retrieval.new_items import Placed, place_new_items
 
 # Requests for up to this many items share one set of lists (the evaluation asks for 50).

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.retrieval.collaborative import Scored
-from service.retrieval.index import ItemIndex
+from service.retrieval.index.search import ItemIndex
 
 NEIGHBOURS = 10
 SHARPNESS = 4.0

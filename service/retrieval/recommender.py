@@ -34,7 +34,7 @@ from service.retrieval.candidates import (
     search_depth,
 )
 from service.retrieval.collaborative import ShortTerm
-from service.retrieval.index import ItemIndex
+from service.retrieval.index.search import ItemIndex
 from service.retrieval.new_items import Placed
 from service.store import Store
 from service.store.candidate_lists import ListsWriter

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from service.app.container import IndexBuildFailed
 from service.app.deps import ServicesDep, check_batch
 from service.app.errors import ApiError
 from service.app.routes import v1_router
 from service.app.schemas import ERRORS, ErrorOut, RebuildOut, UpsertedOut, iso
 from service.ingest.validation import ItemsIn
-from service.retrieval.builds import IndexUnavailable
+from service.retrieval.index.folders import IndexUnavailable
+from service.retrieval.index.serving import IndexBuildFailed
 
 router = v1_router()
 

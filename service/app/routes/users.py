@@ -27,7 +27,7 @@ from service.app.schemas import (
     titles_of,
 )
 from service.profiling.profiler import UnknownUser
-from service.retrieval.builds import IndexUnavailable
+from service.retrieval.index.folders import IndexUnavailable
 
 router = v1_router("/users/{user_id}")
 

@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 
 from service.embedding.encoder import Embedder
-from service.retrieval.builds import (
+from service.retrieval.collaborative import ItemModel
+from service.retrieval.index.folders import (
     FORMAT_VERSION,
     IndexMismatch,
     Manifest,
     current_build,
     read_manifest,
 )
-from service.retrieval.collaborative import ItemModel
-from service.retrieval.gpu_search import GpuSearch, gpu_search
+from service.retrieval.index.gpu import GpuSearch, gpu_search
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ItemIndex:
         gpu: GpuSearch | None = None,
     ) -> None:
         self._index = index
-        self.gpu = gpu  # searches go there when set (service/retrieval/gpu_search.py)
+        self.gpu = gpu  # searches go there when set (service/retrieval/index/gpu.py)
         self.item_ids = item_ids
         self.vectors = vectors
         self._matrix = vectors.view(np.ndarray)

@@ -19,7 +19,11 @@ import numpy as np
 
 from service.core.records import Item
 from service.embedding.encoder import Embedder
-from service.retrieval.builds import (
+from service.retrieval.collaborative import CollaborativeConfig, ItemModel
+from service.retrieval.collaborative_fit import fit_item_model, histories_of
+from service.retrieval.collaborative_tuning import Tuned, tune
+from service.retrieval.index.choice import DEFAULT_MEMORY_BUDGET_MB, IndexChoice, choose_index
+from service.retrieval.index.folders import (
     FORMAT_VERSION,
     IndexMissing,
     Manifest,
@@ -28,10 +32,6 @@ from service.retrieval.builds import (
     point_current,
     prune_builds,
 )
-from service.retrieval.collaborative import CollaborativeConfig, ItemModel
-from service.retrieval.collaborative_fit import fit_item_model, histories_of
-from service.retrieval.collaborative_tuning import Tuned, tune
-from service.retrieval.index_choice import DEFAULT_MEMORY_BUDGET_MB, IndexChoice, choose_index
 
 # k-means on 64 points per list: FAISS asks for at least 39, and more buys little but time.
 TRAINING_POINTS_PER_LIST = 64

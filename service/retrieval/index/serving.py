@@ -1,0 +1,121 @@
+"""The index being served: a rebuild swaps in the new one with a single assignment, and a
+build made elsewhere (the CLI, another worker) is picked up from CURRENT within seconds."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from service.embedding.encoder import Embedder
+from service.retrieval.index.build import build_index
+from service.retrieval.index.choice import DEFAULT_MEMORY_BUDGET_MB
+from service.retrieval.index.folders import IndexUnavailable, Manifest
+from service.retrieval.index.search import ItemIndex, load_index
+from service.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class IndexBuildFailed(RuntimeError):
+    pass
+
+
+# How often a reader looks at CURRENT for a build made elsewhere (the CLI, another worker).
+RELOAD_CHECK_SECONDS = 2.0
+
+
+class IndexHolder:
+    """The index being served. A rebuild swaps in the new one with a single assignment, so a
+    search in flight finishes on the old index and none ever fails for the swap."""
+
+    def __init__(
+        self,
+        root: Path,
+        embedder: Embedder,
+        memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+        search_on_gpu: bool = False,
+    ) -> None:
+        self.root = root
+        self.embedder = embedder
+        self.memory_budget_mb = memory_budget_mb
+        self.search_on_gpu = search_on_gpu
+        self._index: ItemIndex | None = None
+        self.problem: str | None = "not loaded yet"
+        self._rebuild_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._checked_at = 0.0
+        self._tried_build: str | None = None
+
+    def get(self) -> ItemIndex:
+        self._follow_current()
+        index = self._index
+        if index is None:
+            raise IndexUnavailable(self.problem or "no item index loaded")
+        return index
+
+    def _follow_current(self) -> None:
+        """Pick up a build that `iprof build-index` or another worker made current."""
+        if time.monotonic() - self._checked_at < RELOAD_CHECK_SECONDS:
+            return
+        if not self._reload_lock.acquire(blocking=False):
+            return  # another thread is looking already; serve what we have
+        try:
+            self._checked_at = time.monotonic()
+            try:
+                build_id = (self.root / "CURRENT").read_text().strip()
+            except (OSError, ValueError):
+                return  # load() will say what is wrong with it
+            if build_id != self._tried_build:
+                self.load()
+        finally:
+            self._reload_lock.release()
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    def serving_build(self) -> str | None:
+        """The id of the build being served, after looking for a newer one made elsewhere
+        (`/ready` shows it)."""
+        self._follow_current()
+        index = self._index
+        return index.manifest.build_id if index is not None else None
+
+    def load(self) -> None:
+        try:
+            self._tried_build = (self.root / "CURRENT").read_text().strip()
+        except (OSError, ValueError):  # missing, or not text
+            self._tried_build = None
+        try:
+            self._index = load_index(self.root, self.embedder, self.search_on_gpu)
+            self.problem = None
+        except IndexUnavailable as error:
+            self.problem = str(error)
+            log.warning("item index not loaded: %s", error)
+
+    def rebuild(self, store: Store, progress: bool = False) -> Manifest:
+        """Build from the stored catalog and serve it; on any failure the previous index keeps
+        serving and IndexBuildFailed says so. The collaborative model's settings are chosen on
+        the stored events (service/retrieval/collaborative_tuning.py)."""
+        with self._rebuild_lock:
+            try:
+                manifest = build_index(
+                    store.iter_items(),
+                    self.embedder,
+                    self.root,
+                    progress,
+                    interactions=store.iter_user_items(),
+                    memory_budget_mb=self.memory_budget_mb,
+                )
+            except IndexUnavailable:
+                raise
+            except Exception as error:
+                log.exception("index rebuild failed")
+                raise IndexBuildFailed(
+                    f"the index rebuild failed ({type(error).__name__}); the previous index "
+                    "keeps serving"
+                ) from error
+            self.load()
+            return manifest
