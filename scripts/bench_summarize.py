@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 from scripts.tiny_llm import build_qwen2_shaped_llm, build_tiny_llm
-from service.core.config import Settings, WindowSpec
-from service.core.records import Window
+from service.core.config import Settings
+from service.core.records import Window, WindowSpec
 from service.ingest.demo import demo_catalog
 from service.ingest.demo_events import demo_events
 from service.profiling.windows import cut_windows

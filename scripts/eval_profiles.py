@@ -35,8 +35,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from service.core.config import Settings, WindowSpec
-from service.core.records import Item, Summary, Window
+from service.core.config import Settings
+from service.core.records import Item, Summary, Window, WindowSpec
 from service.embedding.encoder import load_embedder
 from service.ingest.movielens import movielens_events, movielens_items
 from service.profiling.windows import cut_windows

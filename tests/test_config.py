@@ -6,7 +6,8 @@ from pydantic import ValidationError
 from service.app import cli
 from service.app.container import build_services
 from service.core import config
-from service.core.config import Settings, WindowSpec
+from service.core.config import Settings
+from service.core.records import WindowSpec
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,4 @@
-from service.core.config import WindowSpec
-from service.core.records import Event, Item
+from service.core.records import Event, Item, WindowSpec
 from service.profiling.windows import cut_windows, events_hash
 
 DAY = 86_400.0

@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.core.records import WindowSpec
+
 Quantization = Literal["nf4", "int8", "none"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
-
-_WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*([edh])\s*$")
-_SECONDS_PER_UNIT = {"d": 86_400, "h": 3_600}
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """How a user's timeline is cut: every ``size`` events, or every ``seconds`` of time."""
-
-    kind: Literal["count", "time"]
-    size: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def parse(cls, text: str) -> WindowSpec:
-        match = _WINDOW_PATTERN.match(text)
-        if not match or int(match.group(1)) <= 0:
-            raise ValueError(
-                f"window must look like '20e' (events), '7d' (days) or '12h' (hours), got {text!r}"
-            )
-        number, unit = int(match.group(1)), match.group(2)
-        if unit == "e":
-            return cls(kind="count", size=number)
-        return cls(kind="time", seconds=float(number * _SECONDS_PER_UNIT[unit]))
-
-    def __str__(self) -> str:
-        if self.kind == "count":
-            return f"{self.size}e"
-        days, rest = divmod(int(self.seconds), 86_400)
-        return f"{days}d" if rest == 0 else f"{int(self.seconds) // 3_600}h"
 
 
 class Settings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +43,37 @@ class WindowEvent:
 
     event: Event
     item: Item | None
+
+
+_WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*([edh])\s*$")
+_SECONDS_PER_UNIT = {"d": 86_400, "h": 3_600}
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How a user's timeline is cut: every ``size`` events, or every ``seconds`` of time."""
+
+    kind: Literal["count", "time"]
+    size: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> WindowSpec:
+        match = _WINDOW_PATTERN.match(text)
+        if not match or int(match.group(1)) <= 0:
+            raise ValueError(
+                f"window must look like '20e' (events), '7d' (days) or '12h' (hours), got {text!r}"
+            )
+        number, unit = int(match.group(1)), match.group(2)
+        if unit == "e":
+            return cls(kind="count", size=number)
+        return cls(kind="time", seconds=float(number * _SECONDS_PER_UNIT[unit]))
+
+    def __str__(self) -> str:
+        if self.kind == "count":
+            return f"{self.size}e"
+        days, rest = divmod(int(self.seconds), 86_400)
+        return f"{days}d" if rest == 0 else f"{int(self.seconds) // 3_600}h"
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.core.config import WindowSpec
-from service.core.records import Event, Item
+from service.core.records import Event, Item, WindowSpec
 from service.embedding.encoder import normalize_rows
 from service.profiling.windows import cut_windows
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from service.core.config import WindowSpec
-from service.core.records import Event, Item, Window, WindowEvent
+from service.core.records import Event, Item, Window, WindowEvent, WindowSpec
 
 
 def cut_windows(
