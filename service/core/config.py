@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -199,3 +199,9 @@ class Settings(BaseSettings):
 
 def _installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
+
+
+def default(name: str) -> Any:
+    """A setting's default, for a constructor that takes it as a parameter (one place says
+    what it is)."""
+    return Settings.model_fields[name].default

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.core.config import Settings
+from service.core.config import Settings, default
 from service.core.records import Summary, Window
 from service.summarizers.base import GENERATION_FAILED, MAX_INTERESTS, MODEL_DOWN
 from service.summarizers.extractive import ExtractiveSummarizer
@@ -161,11 +161,11 @@ class LLMSummarizer:
         quantization: str,
         fallback: ExtractiveSummarizer,
         template: PromptTemplate | None = None,
-        max_new_tokens: int = 384,
-        batch_size: int = 8,
-        batch_tokens: int = 16_384,
-        timeout_s: float = 60.0,
-        constrained: bool = True,
+        max_new_tokens: int = default("llm_max_new_tokens"),
+        batch_size: int = default("llm_batch_size"),
+        batch_tokens: int = default("llm_batch_tokens"),
+        timeout_s: float = default("llm_timeout_s"),
+        constrained: bool = default("llm_constrained"),
         encode: Encode | None = None,
     ) -> None:
         self.model = model
