@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.core.records import Item, Profile
+from service.core.records import Interest, Item, Profile
 from service.embedding.encoder import Embedder
 from service.retrieval.candidates import (
     SHARED_K,
@@ -157,8 +157,9 @@ class Recommender:
         lists = self._lists(profile, history, index, k, self.short_term(profile, history))
         seen = len(set(history))
         popular = self._popular_rows(index)[: search_depth(k, seen, len(index)) + seen]
+        by_interest = self._interest_candidates(profile, lists.interests, index)
         sources = [
-            *self._interest_candidates(profile, lists.interests, index),
+            *(candidates for _, candidates in by_interest),
             _Candidates(lists.profile_close, self.weights.profile, _PROFILE_REASON),
             # The rest of the profile's search weighs almost nothing: it only decides among
             # items no other source offered, so a user always gets k items when there are any.
@@ -178,7 +179,7 @@ class Recommender:
         # Ranked among themselves by the interests' own weights: the fusion's interest weight
         # (0 on a catalog where the searches do not help the warm ranking) must not scramble them.
         new = []
-        for source, interest in zip(sources, profile.interests):
+        for interest, source in by_interest:
             rows = source.rows[index.new_to_model[source.rows]]
             new.append(replace(source, rows=rows, weight=interest.weight))
         slots = len(range(NEW_ITEMS_FROM, k, NEW_ITEMS_EVERY))
@@ -249,15 +250,20 @@ class Recommender:
 
     def _interest_candidates(
         self, profile: Profile, found: list[np.ndarray], index: ItemIndex
-    ) -> list[_Candidates]:
+    ) -> list[tuple[Interest, _Candidates]]:
+        """Each interest with the candidates its search found (``found``: in the profile's
+        order of interests)."""
         kinds = InterestKinds(self.store, profile)
         return [
-            _Candidates(
-                rows=rows,
-                weight=self.weights.interests * interest.weight,
-                explain=kinds.explainer(number, index.item_ids),
-                explains_first=True,
-                loose=_always(f"near your interest '{interest.label}', though not of its kind"),
+            (
+                interest,
+                _Candidates(
+                    rows=rows,
+                    weight=self.weights.interests * interest.weight,
+                    explain=kinds.explainer(number, index.item_ids),
+                    explains_first=True,
+                    loose=_always(f"near your interest '{interest.label}', though not of its kind"),
+                ),
             )
             for number, (interest, rows) in enumerate(zip(profile.interests, found))
         ]
