@@ -11,6 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from service.app.container import Services
 from service.app.errors import ApiError
 from service.app.ratelimit import retry_after_header
+from service.core.config import Settings
+from service.profiling.profiler import Profiler
+from service.retrieval.index.serving import IndexHolder
+from service.retrieval.recommender import Recommender
+from service.store import Store
 
 
 # The dependencies are ``async``, though they never wait: a plain ``def`` dependency is run in
@@ -20,6 +25,34 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+# What a route needs, by name: a route states its parts instead of taking the whole bag.
+async def get_store(request: Request) -> Store:
+    return request.app.state.services.store  # type: ignore[no-any-return]
+
+
+async def get_profiler(request: Request) -> Profiler:
+    return request.app.state.services.profiler  # type: ignore[no-any-return]
+
+
+async def get_recommender(request: Request) -> Recommender:
+    return request.app.state.services.recommender  # type: ignore[no-any-return]
+
+
+async def get_index(request: Request) -> IndexHolder:
+    return request.app.state.services.index  # type: ignore[no-any-return]
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.services.settings  # type: ignore[no-any-return]
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+ProfilerDep = Annotated[Profiler, Depends(get_profiler)]
+RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+IndexDep = Annotated[IndexHolder, Depends(get_index)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -56,7 +89,7 @@ def _limit(services: Services, caller: str) -> None:
         )
 
 
-def check_batch(size: int, services: Services) -> None:
-    limit = services.settings.max_batch
+def check_batch(size: int, settings: Settings) -> None:
+    limit = settings.max_batch
     if size > limit:
         raise ApiError(413, "batch_too_large", f"{size} records in one batch; the limit is {limit}")

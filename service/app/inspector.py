@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from service.app.deps import ServicesDep, require_key
+from service.app.deps import ProfilerDep, RecommenderDep, StoreDep, require_key
 from service.app.schemas import (
     ERRORS,
     USER_ERRORS,
@@ -91,18 +91,20 @@ def inspector_api() -> APIRouter:
         operation_id="inspect_user",
         responses=USER_ERRORS,
     )
-    def inspect_user(user_id: str, services: ServicesDep) -> UserInspection:
-        history = services.profiler.history(user_id)  # UnknownUser: the handler's 404
+    def inspect_user(
+        user_id: str, profiler: ProfilerDep, recommender: RecommenderDep, store: StoreDep
+    ) -> UserInspection:
+        history = profiler.history(user_id)  # UnknownUser: the handler's 404
         current = history[-1]
         recommendations, problem = [], None
         try:
-            picked = services.recommender.recommend(current, RECOMMENDATIONS_SHOWN)
-            titles = titles_of(services.store, picked)
+            picked = recommender.recommend(current, RECOMMENDATIONS_SHOWN)
+            titles = titles_of(store, picked)
             recommendations = recommendations_out(user_id, picked, titles).items
         except IndexUnavailable as error:
             problem = str(error)
         item_ids = [i for p in history for interest in p.interests for i in interest.evidence]
-        items = services.store.get_items(item_ids + [r.item_id for r in recommendations])
+        items = store.get_items(item_ids + [r.item_id for r in recommendations])
         return UserInspection(
             user_id=user_id,
             profile=profile_out(current),
@@ -115,10 +117,7 @@ def inspector_api() -> APIRouter:
         )
 
     @router.get("/overview", operation_id="inspect_overview", responses=ERRORS)
-    def overview(
-        services: ServicesDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
-    ) -> Overview:
-        store = services.store
+    def overview(store: StoreDep, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> Overview:
         return Overview(
             users=store.count_users(),
             recent_drift=[_drift_entry(p) for p in store.recent_drifts(limit)],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.app.deps import ServicesDep, check_batch
+from service.app.deps import IndexDep, SettingsDep, StoreDep, check_batch
 from service.app.errors import ApiError
 from service.app.routes import v1_router
 from service.app.schemas import ERRORS, ErrorOut, RebuildOut, UpsertedOut, iso
@@ -14,9 +14,9 @@ router = v1_router()
 
 
 @router.put("/items", tags=["catalog"], operation_id="upsert_items", responses=ERRORS)
-def upsert_items(body: ItemsIn, services: ServicesDep) -> UpsertedOut:
-    check_batch(len(body.items), services)
-    return UpsertedOut(upserted=services.store.upsert_items(i.to_item() for i in body.items))
+def upsert_items(body: ItemsIn, store: StoreDep, settings: SettingsDep) -> UpsertedOut:
+    check_batch(len(body.items), settings)
+    return UpsertedOut(upserted=store.upsert_items(i.to_item() for i in body.items))
 
 
 @router.post(
@@ -25,9 +25,9 @@ def upsert_items(body: ItemsIn, services: ServicesDep) -> UpsertedOut:
     operation_id="rebuild_index",
     responses={**ERRORS, 409: {"model": ErrorOut, "description": "Empty catalog"}},
 )
-def rebuild_index(services: ServicesDep) -> RebuildOut:
+def rebuild_index(index: IndexDep, store: StoreDep) -> RebuildOut:
     try:
-        manifest = services.index.rebuild(services.store)
+        manifest = index.rebuild(store)
     except IndexUnavailable as error:
         raise ApiError(409, "empty_catalog", str(error)) from error
     except IndexBuildFailed as error:

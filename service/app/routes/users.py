@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Query, Response
 
-from service.app.deps import ServicesDep
+from service.app.deps import ProfilerDep, RecommenderDep, StoreDep
 from service.app.errors import ApiError
 from service.app.handler_threads import answer_in_thread
 from service.app.routes import v1_router
@@ -39,10 +39,8 @@ router = v1_router("/users/{user_id}")
     response_model=ProfileOut,
     responses=USER_ERRORS,
 )
-async def get_profile(user_id: str, services: ServicesDep, refresh: bool = False) -> Response:
-    return await answer_in_thread(
-        lambda: profile_out(services.profiler.current(user_id, refresh=refresh))
-    )
+async def get_profile(user_id: str, profiler: ProfilerDep, refresh: bool = False) -> Response:
+    return await answer_in_thread(lambda: profile_out(profiler.current(user_id, refresh=refresh)))
 
 
 @router.get(
@@ -54,11 +52,11 @@ async def get_profile(user_id: str, services: ServicesDep, refresh: bool = False
 )
 async def get_history(
     user_id: str,
-    services: ServicesDep,
+    profiler: ProfilerDep,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     def history() -> HistoryOut:
-        profiles = services.profiler.history(user_id, limit=limit)
+        profiles = profiler.history(user_id, limit=limit)
         return HistoryOut(user_id=user_id, profiles=[profile_out(p) for p in profiles])
 
     return await answer_in_thread(history)
@@ -71,8 +69,8 @@ async def get_history(
     response_model=DriftOut,
     responses=USER_ERRORS,
 )
-async def get_drift(user_id: str, services: ServicesDep) -> Response:
-    return await answer_in_thread(lambda: drift_out(services.profiler.drift(user_id)))
+async def get_drift(user_id: str, profiler: ProfilerDep) -> Response:
+    return await answer_in_thread(lambda: drift_out(profiler.drift(user_id)))
 
 
 @router.get(
@@ -83,15 +81,19 @@ async def get_drift(user_id: str, services: ServicesDep) -> Response:
     responses={**USER_ERRORS, **UNAVAILABLE},
 )
 async def get_recommendations(
-    user_id: str, services: ServicesDep, k: Annotated[int, Query(ge=1, le=1000)] = 10
+    user_id: str,
+    profiler: ProfilerDep,
+    recommender: RecommenderDep,
+    store: StoreDep,
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> Response:
     def recommendations() -> RecommendationsOut:
-        profile, history = services.profiler.current_with_history(user_id)
+        profile, history = profiler.current_with_history(user_id)
         try:
-            items = services.recommender.recommend(profile, k, history)
+            items = recommender.recommend(profile, k, history)
         except IndexUnavailable as error:
             raise ApiError(503, "index_unavailable", str(error)) from error
-        return recommendations_out(user_id, items, titles_of(services.store, items))
+        return recommendations_out(user_id, items, titles_of(store, items))
 
     return await answer_in_thread(recommendations)
 
@@ -99,7 +101,7 @@ async def get_recommendations(
 @router.delete(
     "", tags=["profiles"], operation_id="delete_user", status_code=204, responses=USER_ERRORS
 )
-def delete_user(user_id: str, services: ServicesDep) -> Response:
-    if not services.profiler.delete(user_id):
+def delete_user(user_id: str, profiler: ProfilerDep) -> Response:
+    if not profiler.delete(user_id):
         raise UnknownUser(user_id)
     return Response(status_code=204)
