@@ -46,7 +46,7 @@ import random
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +189,7 @@ def _evaluate(
     for z, tuned in sensitivities.items():
         scored = with_drift(profiles, tuned)
         report = drift_report(user, scored, tuned)
-        drifted = replace(profile, drift=scored[-1].drift)
+        drifted = scored[-1]  # the newest profile, its drift scored at this sensitivity
         assert drifted.drift is not None
         row.fired[z], row.drifting[z] = drifted.drift.detected, report.drift_detected
         for label, recommender in recommenders.items():

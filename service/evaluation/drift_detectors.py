@@ -36,7 +36,7 @@ from service.core.config import Settings
 from service.core.records import Profile
 from service.embedding.encoder import normalize_rows
 from service.evaluation.drift_streams import Stream
-from service.profiling.drift import chi_square, drift_history, interest_counts
+from service.profiling.drift import chi_square, drift_history, interest_counts, pooled_counts
 
 COUNT_SIGNALS = ("interests", "genres")
 VECTOR_SIGNALS = ("item_embedding", "profile_embedding")
@@ -164,11 +164,7 @@ def window_statistics(samples: Sequence[Any], signal: str, reference: str) -> li
 
 def _statistic(now: Any, before: Sequence[Any], signal: str) -> float:
     if signal in COUNT_SIGNALS:
-        pooled: dict[str, float] = {}
-        for sample in before:
-            for label, count in sample.items():
-                pooled[label] = pooled.get(label, 0.0) + count
-        return chi_square(now, pooled)
+        return chi_square(now, pooled_counts(before))
     mean = normalize_rows(np.mean(np.stack(before), axis=0))
     return float(1.0 - normalize_rows(now) @ mean)
 

@@ -24,7 +24,7 @@ newest window no longer reaches back before it (the new interests have become th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -82,11 +82,16 @@ def interest_chi_square(current: Profile, reference: Sequence[Profile]) -> float
     """Pearson's chi-square statistic between the current window's interest counts and the
     reference windows' pooled counts: 0 for the same distribution, the number of events of both
     samples when no interest is shared."""
-    before: dict[str, float] = {}
-    for profile in reference:
-        for label, count in interest_counts(profile).items():
-            before[label] = before.get(label, 0.0) + count
-    return chi_square(interest_counts(current), before)
+    return chi_square(interest_counts(current), pooled_counts(map(interest_counts, reference)))
+
+
+def pooled_counts(samples: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Several samples of counts as one: each label's counts summed."""
+    pooled: dict[str, float] = {}
+    for sample in samples:
+        for label, count in sample.items():
+            pooled[label] = pooled.get(label, 0.0) + count
+    return pooled
 
 
 def chi_square(now: dict[str, float], before: dict[str, float]) -> float:
