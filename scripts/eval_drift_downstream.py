@@ -159,7 +159,7 @@ def serve_half(
 
 def _recommenders(services: Services, weights: Sequence[float]) -> dict[str, Recommender]:
     def make(cls: type[Recommender], weight: float) -> Recommender:
-        args = (services.store, services.embedder, services.index.get)
+        args = (services.store, services.embedder, services.index)
         return cls(*args, drift_earlier_weight=weight)
 
     recommenders = {IGNORING: make(Recommender, 1.0)}

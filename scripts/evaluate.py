@@ -64,7 +64,7 @@ from service.evaluation.protocol import (
     verdict,
 )
 from service.ingest.movielens import movielens_events, movielens_items
-from service.retrieval.recommender import FusionWeights, Recommender
+from service.retrieval.recommender import FusionWeights
 
 # One row per signal of the service's fusion: that signal alone, and the fusion without it.
 SIGNALS = ("collaborative", "interests", "profile", "popularity")
@@ -89,18 +89,8 @@ def service_ranker(
     fusion weights for the ablation rows."""
     services.refresh_users(users)
     recommender = services.recommender
-    settings = services.settings
-    if weights is not None:
-        recommender = Recommender(
-            services.store,
-            services.embedder,
-            services.index.get,
-            weights,
-            drift_earlier_weight=settings.drift_earlier_weight,
-            new_item_boost=settings.new_item_boost,
-        )
-        # The service's writer, which closing the services flushes: one store, one writer.
-        recommender.lists_writer = services.recommender.lists_writer
+    if weights is not None:  # sharing the service's lists, which closing the services flushes
+        recommender = recommender.weighted(weights)
     return lambda user: [
         r.item_id for r in recommender.recommend(services.profiler.current(user), 50)
     ]

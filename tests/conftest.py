@@ -27,6 +27,7 @@ from service.embedding.encoder import (  # noqa: E402
     SentenceTransformerEmbedder,
     load_embedder,
 )
+from service.retrieval.index.search import ItemIndex, load_index  # noqa: E402
 from service.store import Store  # noqa: E402
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
@@ -160,3 +161,13 @@ def index_store(store: Store, embedder: Embedder, folder: Path) -> None:
     build_index(
         store.iter_items(), embedder, folder, progress=False, interactions=store.iter_user_items()
     )
+
+
+class IndexOnDisk:
+    """The index in ``folder`` as it is on disk at each request (a test rebuilds it between)."""
+
+    def __init__(self, folder: Path, embedder: Embedder) -> None:
+        self.folder, self.embedder = folder, embedder
+
+    def get(self) -> ItemIndex:
+        return load_index(self.folder, self.embedder)

@@ -79,7 +79,7 @@ def test_the_fusion_settings_reach_the_recommender_and_negative_ones_are_refused
     services = build_services(settings.model_copy(update=changed), load_item_index=False)
     try:
         assert services.recommender.weights.interests == 0.25
-        assert services.recommender.search.new_item_boost == 1.2
+        assert services.recommender.candidates.search.new_item_boost == 1.2
     finally:
         services.close()
     for variable, field in (

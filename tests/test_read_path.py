@@ -15,12 +15,11 @@ from service.profiling.profiler import Profiler
 from service.retrieval import candidates as candidates_module
 from service.retrieval.candidates import SHARED_K, CandidateLists
 from service.retrieval.index.build import build_index
-from service.retrieval.index.search import load_index
 from service.retrieval.new_items import Placed
 from service.retrieval.recommender import Recommender
 from service.store.candidate_lists import ListsWriter
 from service.summarizers.extractive import ExtractiveSummarizer
-from tests.conftest import index_store, topic_items
+from tests.conftest import IndexOnDisk, index_store, topic_items
 
 
 def _events(user, items, start=1_000):
@@ -222,7 +221,7 @@ def test_a_request_stores_its_lists_and_the_next_ones_reuse_them(
     profiler, store, tmp_path, counted_searches
 ):
     embedder = profiler.embedder
-    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     profile, history = profiler.current_with_history("me")
     first = recommender.recommend(profile, 5, history)
     assert counted_searches == ["me"] and store.candidate_lists("me") is None  # not yet...
@@ -235,7 +234,7 @@ def test_a_request_stores_its_lists_and_the_next_ones_reuse_them(
     recommender.recommend(profile, SHARED_K + 1, history)  # deeper than the lists: its own
     assert counted_searches == ["me", "me"]
     # A fresh recommender (another worker) finds them too; the live lists give the same.
-    fresh = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    fresh = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     assert fresh.recommend(profile, 5, history) == first
     assert counted_searches == ["me", "me"]
 
@@ -244,7 +243,7 @@ def test_lists_are_made_again_for_new_events_or_a_new_index_build(
     profiler, store, tmp_path, counted_searches
 ):
     embedder = profiler.embedder
-    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     recommender.recommend(*profiler.current_with_history("me")[:1], 5)
     store.add_events(_events("me", ["astronomy-03"], start=9_000))
     profile, history = profiler.current_with_history("me")

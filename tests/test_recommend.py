@@ -8,23 +8,18 @@ from service.core.records import Event, Interest, Profile, WindowDrift, WindowIn
 from service.embedding.encoder import HashingEmbedder
 from service.profiling.profiler import Profiler
 from service.retrieval.collaborative import ShortTerm
-from service.retrieval.index.search import _ranks_of, load_index
+from service.retrieval.fusion import EXPLAINS_FIRST_LIFT, RRF_K, Recommendation, Source, fuse
+from service.retrieval.index.search import _ranks_of
 from service.retrieval.new_items import Placed
-from service.retrieval.recommender import (
-    EXPLAINS_FIRST_LIFT,
+from service.retrieval.placement import (
     NEW_ITEMS_EVERY,
     NEW_ITEMS_FROM,
-    RRF_K,
-    FusionWeights,
-    Recommendation,
-    Recommender,
-    _Candidates,
-    fuse,
     with_new_items,
     with_placed_items,
 )
+from service.retrieval.recommender import FusionWeights, Recommender
 from service.summarizers.extractive import ExtractiveSummarizer
-from tests.conftest import index_store, topic_items
+from tests.conftest import IndexOnDisk, index_store, topic_items
 
 
 def _each(source, catalog):
@@ -41,7 +36,7 @@ class _Catalog:
 
     def candidates(self, ranked, weight, explain, explains_first=False):
         rows = np.array([self.row[i] for i in ranked], dtype=np.int64)
-        return _Candidates(rows, weight, explain, explains_first)
+        return Source(rows, weight, explain, explains_first)
 
     def fuse(self, sources, seen, k):
         seen_rows = np.array([self.row[i] for i in seen], dtype=np.int64)
@@ -122,7 +117,7 @@ def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp
     settings = Settings(window="9e", embed_model="hashing")
     profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings)
     profile = profiler.current("me")
-    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     picks = recommender.recommend(profile, k=5)
     seen = {e.item_id for e in store.user_events("me")}
     assert len(picks) == 5
@@ -156,7 +151,7 @@ def test_reading_an_unchanged_profile_writes_nothing_and_labels_are_encoded_once
     again = profiler.current_with_history("me")[0]
     assert (again.source_key, again.created_at) == (profile.source_key, profile.created_at)
     assert writes == []  # the read path of every request
-    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     embedder.encoded.clear()
     first = recommender.recommend(profile, k=5, history=history)
     assert recommender.recommend(profile, k=5, history=history) == first
@@ -173,16 +168,16 @@ def test_reading_an_unchanged_profile_writes_nothing_and_labels_are_encoded_once
 def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_path):
     embedder = HashingEmbedder()
     _seed(store, tmp_path, embedder)
-    recommender = Recommender(store, embedder, lambda: load_index(tmp_path / "index", embedder))
+    recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     recommender.warm_up()
-    assert recommender._popularity.ranked[0] == "baking-00"  # two users
+    assert recommender.popularity._ranking.ranked[0] == "baking-00"  # two users
     store.add_events([Event(f"x{n}", f"fan{n}", "astronomy-05", "view", 50) for n in range(5)])
-    stale = recommender._popularity_snapshot()  # served now, recounted behind it
+    stale = recommender.popularity.snapshot()  # served now, recounted behind it
     assert stale.ranked[0] == "baking-00"
-    refresh = recommender._popularity_refresh
+    refresh = recommender.popularity._refresh
     if refresh is not None:
         refresh.join(timeout=10)
-    assert recommender._popularity_snapshot().ranked[0] == "astronomy-05"
+    assert recommender.popularity.snapshot().ranked[0] == "astronomy-05"
 
 
 def test_new_items_take_their_slots_after_the_first_ten_places():
@@ -229,7 +224,7 @@ def test_a_drifting_user_is_recommended_from_the_short_term_window(store, tmp_pa
     calm = replace(profile, drift=WindowDrift(0.1, 0.3, False))
     # The collaborative model alone, so the test sees its ranking only.
     only = FusionWeights(interests=0.0, profile=0.0, popularity=0.0, new_items=False)
-    index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
+    index = IndexOnDisk(tmp_path / "index", embedder)
     aware = Recommender(store, embedder, index, only, drift_earlier_weight=0.1)
     assert profile.window.first_event == 6  # the window records where it begins
     assert aware.short_term(fired, history) == ShortTerm(start=6, earlier=0.1)
@@ -252,7 +247,7 @@ def test_a_drifting_user_is_recommended_from_the_short_term_window(store, tmp_pa
 def test_the_short_term_window_begins_where_the_window_record_says(store, tmp_path):
     embedder = HashingEmbedder()
     profile, history = _drifting_user(store, tmp_path, embedder)
-    index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
+    index = IndexOnDisk(tmp_path / "index", embedder)
     aware = Recommender(store, embedder, index, drift_earlier_weight=0.2)
     elsewhere = replace(profile.window, first_event=3)
     fired = replace(profile, window=elsewhere, drift=WindowDrift(0.6, 0.3, True))
@@ -267,7 +262,7 @@ def test_new_items_close_to_what_the_model_scores_high_take_a_place_in_the_first
 ):
     embedder = HashingEmbedder()
     profile, history = _drifting_user(store, tmp_path, embedder)
-    index = lambda: load_index(tmp_path / "index", embedder)  # noqa: E731
+    index = IndexOnDisk(tmp_path / "index", embedder)
     new_items = {f"{topic}-0{n}" for topic in ("astronomy", "baking") for n in (6, 7, 8)}
     # The collaborative model's weight alone: the six modelled items 'me' has not had come
     # first; astronomy-06..08 and baking-06..08, which nobody has had, only in the backfill.

@@ -303,7 +303,7 @@ def test_after_delete_nothing_of_the_user_remains_in_the_database(served, settin
     served.post("/v1/events", json={"events": _events(user, [f"baking-{n:02d}" for n in range(8)])})
     assert served.get(f"/v1/users/{user}/drift").status_code == 200
     assert served.get(f"/v1/users/{user}/recommendations").status_code == 200
-    served.app.state.services.recommender.lists_writer.flush()  # lists are written behind
+    served.app.state.services.recommender.candidates.writer.flush()  # lists are written behind
     conn = sqlite3.connect(settings.database_path)
 
     def rows() -> list[int]:
@@ -324,7 +324,7 @@ def test_after_delete_nothing_of_the_user_remains_in_the_database(served, settin
 def test_lists_waiting_to_be_written_are_not_stored_for_a_deleted_user(served, settings):
     user = "erase-me-too"
     served.post("/v1/events", json={"events": _events(user, ["baking-01", "baking-02"])})
-    writer = served.app.state.services.recommender.lists_writer
+    writer = served.app.state.services.recommender.candidates.writer
     writer.delay = 60.0  # keep the lists waiting until the deletion is done
     assert served.get(f"/v1/users/{user}/recommendations").status_code == 200
     assert writer.pending(user) is not None

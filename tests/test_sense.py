@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from service.core.records import Event, Interest, Item, Profile, Window, WindowEvent, WindowInfo
-from service.retrieval.recommender import InterestKinds, _Candidates, fuse
+from service.retrieval.fusion import Source, fuse
+from service.retrieval.sources import InterestKinds
 from service.summarizers.llm.grammar import AnswerGrammar
 from service.summarizers.llm.sense import (
     MARKUP,
@@ -184,11 +185,11 @@ def test_an_item_the_interest_does_not_vouch_for_takes_the_next_true_reason():
     catalog = _Catalog(CHESS + FOOTBALL + [_item("chess-2", "Gambits", "Chess")])
     item_ids = ["chess-2", "foot-0", "chess-0"]
     kinds = InterestKinds(catalog, _chess_profile())  # type: ignore[arg-type]
-    interest = _Candidates(
+    interest = Source(
         np.array([0, 1]), 1.0, kinds.explainer(0, item_ids), explains_first=True,
         loose=lambda rows: ["near your interest 'Chess', though not of its kind"] * len(rows),
     )  # fmt: skip
-    others = _Candidates(np.array([1]), 0.5, lambda rows: ["popular with other users"] * len(rows))
+    others = Source(np.array([1]), 0.5, lambda rows: ["popular with other users"] * len(rows))
     seen = np.array([2])
     order = np.arange(3)
     by_id = {r.item_id: r.reason for r in fuse([interest, others], seen, 2, item_ids, order)}
@@ -201,8 +202,9 @@ def test_an_item_the_interest_does_not_vouch_for_takes_the_next_true_reason():
 
 
 def test_a_placed_new_item_says_whether_it_is_of_the_interests_kind():
+    from service.retrieval.fusion import Recommendation
     from service.retrieval.new_items import Placed
-    from service.retrieval.recommender import Recommendation, with_placed_items
+    from service.retrieval.placement import with_placed_items
 
     catalog = _Catalog(CHESS + FOOTBALL + [_item("chess-2", "Gambits", "Chess")])
     kinds = InterestKinds(catalog, _chess_profile())  # type: ignore[arg-type]

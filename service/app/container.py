@@ -75,7 +75,7 @@ def build_services(
         recommender=Recommender(
             store,
             embedder,
-            holder.get,
+            holder,
             FusionWeights(interests=settings.fusion_interests),
             drift_earlier_weight=settings.drift_earlier_weight,
             new_item_boost=settings.new_item_boost,

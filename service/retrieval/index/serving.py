@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from service.embedding.encoder import Embedder
 from service.retrieval.index.build import build_index
@@ -20,6 +21,22 @@ log = logging.getLogger(__name__)
 
 class IndexBuildFailed(RuntimeError):
     pass
+
+
+class ServedIndex(Protocol):
+    """What a reader of the index needs: the index to search now (IndexUnavailable when none)."""
+
+    def get(self) -> ItemIndex: ...
+
+
+class FixedIndex:
+    """One loaded index, served as it is: for an evaluation or a test that builds its own."""
+
+    def __init__(self, index: ItemIndex) -> None:
+        self.index = index
+
+    def get(self) -> ItemIndex:
+        return self.index
 
 
 # How often a reader looks at CURRENT for a build made elsewhere (the CLI, another worker).
