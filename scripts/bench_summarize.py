@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from scripts.tiny_llm import build_qwen2_shaped_llm, build_tiny_llm
 from service.core.config import Settings
@@ -40,6 +41,14 @@ from service.ingest.demo_events import demo_events
 from service.profiling.windows import cut_windows
 from service.summarizers.extractive import ExtractiveSummarizer
 from service.summarizers.llm.summarizer import LLMSummarizer
+
+
+class FixedLengthSummarizer(LLMSummarizer):
+    """Generates exactly ``max_new_tokens`` for every window, closed answer or not: a fixed
+    length makes runs comparable."""
+
+    def _length_limits(self, json_end: Any) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "min_new_tokens": self.max_new_tokens}
 
 
 def demo_windows(count: int) -> list[Window]:
@@ -86,11 +95,10 @@ def run(
             llm_timeout_s=3_600,
             llm_constrained=grammar,
         )
-        summarizer = LLMSummarizer.load(settings, fallback=ExtractiveSummarizer())
-        summarizer.max_new_tokens = new_tokens
         # Without the grammar, exactly new_tokens per user; with it, the answer's own length.
-        summarizer.min_new_tokens = 0 if grammar else new_tokens
-        summarizer.stop_at_json_end = grammar
+        kind = LLMSummarizer if grammar else FixedLengthSummarizer
+        summarizer = kind.load(settings, fallback=ExtractiveSummarizer())
+        summarizer.max_new_tokens = new_tokens
         measure(summarizer, demo_windows(2), 1)  # warm-up: kernels, caches, token texts
         for batch in batch_sizes:
             if time.perf_counter() - started > budget_s:

@@ -8,7 +8,7 @@ from service.summarizers.llm.batching import (
     plan_batches,
     with_oom_halving,
 )
-from service.summarizers.llm.summarizer import select_events
+from service.summarizers.llm.rows import select_events
 
 
 def test_batches_follow_a_token_budget_not_only_a_count():

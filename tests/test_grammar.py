@@ -7,8 +7,8 @@ import pytest
 
 from service.summarizers.base import MAX_INTERESTS
 from service.summarizers.llm.grammar import EVIDENCE, LABEL, WEIGHT, AnswerGrammar
+from service.summarizers.llm.rows import RowPlan
 from service.summarizers.llm.sense import NOT_CHOSEN
-from service.summarizers.llm.summarizer import RowPlan
 from service.summarizers.llm.support import window_labels
 from service.summarizers.llm.validation import InvalidAnswer, parse_answer
 from tests.conftest import topic_items, view_window

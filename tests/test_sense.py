@@ -11,6 +11,7 @@ from service.core.records import Event, Interest, Item, Profile, Window, WindowE
 from service.retrieval.fusion import Source, fuse
 from service.retrieval.sources import InterestKinds
 from service.summarizers.llm.grammar import AnswerGrammar
+from service.summarizers.llm.rows import summary_lead
 from service.summarizers.llm.sense import (
     MARKUP,
     NOT_WORDS,
@@ -20,7 +21,7 @@ from service.summarizers.llm.sense import (
     is_english_word,
     summary_vocabulary,
 )
-from service.summarizers.llm.summarizer import Generation, _check_confidence, summary_lead
+from service.summarizers.llm.summarizer import Generation, _check_confidence
 from service.summarizers.llm.validation import InvalidAnswer, _without_cut_end, parse_answer
 
 

@@ -15,21 +15,15 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from service.core.config import Settings
 from service.core.hashing import content_hash
-from service.core.records import DriftReport, Event, Profile, Summary, Window
-from service.embedding.encoder import Embedder, normalize_rows
+from service.core.records import DriftReport, Event, Profile, Window
+from service.embedding.encoder import Embedder
 from service.profiling.drift import drift_report, drift_timeline, with_drift
-from service.profiling.windows import cut_windows, events_hash
+from service.profiling.making import ProfileMaker
+from service.profiling.windows import cut_windows
 from service.store import ProfileState, ProfileWrite, Store
 from service.summarizers.base import MODEL_DOWN, Summarizer
-
-# The profile embedding leans on the interests (what drift and retrieval care about) and keeps
-# some of the summary sentence for nuance the labels miss.
-INTEREST_SHARE = 0.7
-
 
 # Users planned and generated together by refresh_users: enough windows to fill the LLM's
 # batches, few enough that their locks are held only briefly.
@@ -89,9 +83,7 @@ class Profiler:
         self.clock = clock
         # Striped, not one lock per user: memory stays bounded whatever ids callers send.
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
-        # LLM answers rejected since start, by check (the /metrics counter).
-        self._fallbacks: Counter[str] = Counter()
-        self._fallbacks_lock = threading.Lock()
+        self.maker = ProfileMaker(summarizer, embedder, settings, clock)
 
     def current(self, user_id: str, refresh: bool = False) -> Profile:
         if not refresh:
@@ -175,7 +167,7 @@ class Profiler:
                         plans.append(self._plan(user, stale_all=force))
                     except UnknownUser:
                         report.unknown_users += 1
-                fresh = self._make_profiles([(p.user_id, w) for p in plans for w in p.stale])
+                fresh = self.maker.make([(p.user_id, w) for p in plans for w in p.stale])
                 made: dict[str, list[Profile]] = {}
                 for profile in fresh:
                     made.setdefault(profile.user_id, []).append(profile)
@@ -211,7 +203,7 @@ class Profiler:
                 write = ProfileWrite(plan.user_id, [], list(plan.stored), state, plan.item_changes)
                 self.store.save_profiles([write])
             return profiles
-        made = self._make_profiles([(plan.user_id, w) for w in plan.stale])
+        made = self.maker.make([(plan.user_id, w) for w in plan.stale])
         profiles, write = self._apply(plan, made)
         self.store.save_profiles([write])
         return profiles
@@ -225,13 +217,13 @@ class Profiler:
         events = self.store.user_events(user_id)
         windows, closes_at = self._profiled_windows(user_id, events)
         stored = {p.window.index: p for p in self.store.profiles(user_id)}
-        makers = self._makers()
+        makers = self.maker.makers()
         stale = [
             w
             for w in windows
             if stale_all
             or w.index not in stored
-            or stored[w.index].source_key != self.source_key(w, makers)
+            or stored[w.index].source_key != self.maker.source_key(w, makers)
             or self._retry_due(stored[w.index])
             or (refresh_newest and w is windows[-1])
         ]
@@ -288,17 +280,6 @@ class Profiler:
             valid_until = TRANSIENT_STATE  # a passing failure is retried by the full check
         return ProfileState(plan.events_stamp, self._makers_key(), valid_until)
 
-    def source_key(self, window: Window, makers: str | None = None) -> str:
-        """What a profile was made from and by: its events, the summarizer (model, prompt) and
-        the embedder. A stored profile whose key differs is regenerated."""
-        return content_hash(events_hash(window) + (makers or self._makers()))
-
-    def _makers(self) -> str:
-        return json.dumps(
-            [self.summarizer.describe(), self.embedder.model_id, self.embedder.dimension],
-            sort_keys=True,
-        )
-
     def _makers_key(self) -> str:
         """The makers, the window settings (windows cut another way are other windows) and the
         drift settings (the stored timeline is scored under them)."""
@@ -308,7 +289,7 @@ class Profiler:
             for name, value in self.settings.model_dump(mode="json").items()
             if name.startswith("drift_") and name != "drift_earlier_weight"
         }
-        return content_hash(self._makers() + json.dumps([window, drift], sort_keys=True))
+        return content_hash(self.maker.makers() + json.dumps([window, drift], sort_keys=True))
 
     def _profiled_windows(
         self, user_id: str, events: Sequence[Event]
@@ -327,81 +308,10 @@ class Profiler:
         open_ends = [w.end for w in windows if not w.closed] if spec.kind == "time" else []
         return usable or windows[-1:], min(open_ends, default=None)
 
-    def _make_profiles(self, windows: Sequence[tuple[str, Window]]) -> list[Profile]:
-        """Summarize and embed (user, window) pairs, all in shared batches."""
-        if not windows:
-            return []
-        started = time.perf_counter()
-        summaries = self.summarizer.summarize([window for _, window in windows])
-        self._count_fallbacks(summaries)
-        embeddings = self.embed_summaries(summaries)
-        batch = {"windows": len(windows), "duration_ms": (time.perf_counter() - started) * 1000}
-        now = self.clock()
-        return [
-            Profile(
-                user_id=user_id,
-                window=window.info,
-                summary=summary.summary,
-                interests=summary.interests,
-                embedding=embedding,
-                provenance=self._provenance(summary, window, batch),
-                source_key=self.source_key(window),
-                created_at=now,
-            )
-            for (user_id, window), summary, embedding in zip(windows, summaries, embeddings)
-        ]
-
     def fallback_checks(self) -> dict[str, int]:
         """How many windows this process profiled from the fallback, by the check the LLM's
         answer failed."""
-        with self._fallbacks_lock:
-            return dict(self._fallbacks)
-
-    def _count_fallbacks(self, summaries: Sequence[Summary]) -> None:
-        checks = [s.provenance.get("fallback_check") for s in summaries]
-        with self._fallbacks_lock:
-            self._fallbacks.update(
-                str(check or "other")
-                for check, s in zip(checks, summaries)
-                if s.provenance.get("fallback_reason")
-            )
-
-    def embed_summaries(self, summaries: Sequence[Summary]) -> np.ndarray:
-        """One embedding per summary: its interests (by weight) mixed with its sentence."""
-        texts: list[str] = []
-        for summary in summaries:
-            texts.append(summary.summary)
-            texts.extend(interest.label for interest in summary.interests)
-        vectors = self.embedder.encode(texts)
-        rows, position = [], 0
-        for summary in summaries:
-            sentence = vectors[position]
-            labels = vectors[position + 1 : position + 1 + len(summary.interests)]
-            position += 1 + len(summary.interests)
-            if len(labels) == 0:
-                rows.append(sentence)
-                continue
-            weights = np.array([i.weight for i in summary.interests], dtype=np.float32)
-            interests = normalize_rows(weights @ labels)
-            rows.append(INTEREST_SHARE * interests + (1 - INTEREST_SHARE) * sentence)
-        return normalize_rows(np.stack(rows))
-
-    def _provenance(self, summary: Summary, window: Window, batch: dict[str, float]) -> dict:
-        # ``duration_ms`` is the summarizer's time for this window (the extractive one times
-        # each window; an LLM, this window's share of its generation batch); ``batch``, the
-        # whole refresh batch this profile was made in, embedding included.
-        per_window = batch["duration_ms"] / batch["windows"]
-        return {
-            **summary.provenance,
-            "embedder": self.embedder.model_id,
-            "window": str(self.settings.window_spec),
-            "events_hash": events_hash(window),
-            "duration_ms": summary.provenance.get("duration_ms", round(per_window, 2)),
-            "batch": {
-                "windows": int(batch["windows"]),
-                "duration_ms": round(batch["duration_ms"], 2),
-            },
-        }
+        return self.maker.fallback_checks()
 
     def _with_drift(self, profiles: list[Profile]) -> list[Profile]:
         return with_drift(profiles, self.settings)
