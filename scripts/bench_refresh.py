@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         services = build_services(settings, load_item_index=False)
         for chunk in synthetic_items(CATALOG):
-            services.store.upsert_items(chunk)
-        services.store.add_events(list(synthetic_events(args.users, CATALOG, args.events_per_user)))
-        users = services.store.user_ids()
+            services.store.items.upsert(chunk)
+        services.store.events.add(list(synthetic_events(args.users, CATALOG, args.events_per_user)))
+        users = services.store.events.user_ids()
         texts = _profile_texts(services, users)
         runs = {"encode": lambda: services.embedder.encode(texts)}
         with contextlib.ExitStack() as stack:
@@ -144,7 +144,7 @@ def _profile_texts(services, users: list[str]) -> list[str]:  # type: ignore[no-
     assert isinstance(profiler.summarizer, ExtractiveSummarizer)
     texts: list[str] = []
     for user in users:
-        events = services.store.user_events(user)
+        events = services.store.events.of_user(user)
         for window in profiler._profiled_windows(user, events)[0]:
             summary = profiler.summarizer.summarize([window])[0]
             texts.append(summary.summary)

@@ -5,7 +5,7 @@ Usage:
     python scripts/bench_store.py                     # 64 rounds of 64 users x 3 windows
     python scripts/bench_store.py --rounds 200 --writers 4
 
-Each round is what one refresh round writes (`Store.save_profiles`: 64 users' new profiles,
+Each round is what one refresh round writes (`Store.profiles.save`: 64 users' new profiles,
 their kept windows and profile states, one transaction). ``--writers`` threads write at once,
 each through its own store (as separate actors or instances do); SQLite serialises them.
 """
@@ -53,15 +53,15 @@ def main(argv: list[str] | None = None) -> int:
 def _run(target: Path | str, writers: int, rounds: int) -> float:
     stores = [Store(target) for _ in range(writers)]
     users = [f"w{w}-u{n}" for w in range(writers) for n in range(rounds * USERS_PER_ROUND)]
-    stores[0].add_events([Event("e", user, "i", "view", 1.0) for user in users])
-    changes = stores[0].item_changes()
+    stores[0].events.add([Event("e", user, "i", "view", 1.0) for user in users])
+    changes = stores[0].items.changes()
 
     def write(number: int) -> None:
         store = stores[number]
         for round_ in range(rounds):
             start = round_ * USERS_PER_ROUND
             batch = users[number * rounds * USERS_PER_ROUND :][start : start + USERS_PER_ROUND]
-            store.save_profiles([_write(user, changes) for user in batch])
+            store.profiles.save([_write(user, changes) for user in batch])
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
     started = time.perf_counter()

@@ -157,8 +157,10 @@ def check_database(data: Path, outcome: Outcome) -> None:
     from service.store import Store
 
     store = Store(os.environ.get("IPROF_DATABASE_URL") or data / "data" / "iprof.sqlite3")
-    counts = dict(store._tuples("SELECT event_id, COUNT(*) FROM events GROUP BY user_id, event_id"))
-    twice = store._tuples(
+    counts = dict(
+        store.engine.tuples("SELECT event_id, COUNT(*) FROM events GROUP BY user_id, event_id")
+    )
+    twice = store.engine.tuples(
         "SELECT COUNT(*) FROM (SELECT 1 FROM events GROUP BY user_id, event_id"
         " HAVING COUNT(*) > 1) AS repeated"
     )[0][0]

@@ -164,9 +164,9 @@ def profile_parts(
         started = time.perf_counter()
         services = build_services(settings, load_item_index=False)
         every = [s for part in parts.values() for s in part]
-        services.store.upsert_items([i for d in datasets for i in d.items])
+        services.store.items.upsert([i for d in datasets for i in d.items])
         for stream in every:
-            services.store.add_events(stream.events)
+            services.store.events.add(stream.events)
         catalog = catalog_of(services, datasets, every)
         data = {}
         for part, streams in parts.items():

@@ -136,14 +136,14 @@ def serve_half(
     """The half's users, window by window, through a service trained on everyone else."""
     settings = Settings(data_dir=folder / "data", index_dir=folder / "index")
     services = build_services(settings, embedder=embedder, load_item_index=False)
-    services.store.upsert_items(dataset.items)
-    services.store.add_events([e for e in dataset.events if e.user_id not in streams])
+    services.store.items.upsert(dataset.items)
+    services.store.events.add([e for e in dataset.events if e.user_id not in streams])
     services.index.rebuild(services.store, progress=False)
     recommenders = _recommenders(services, weights)
     rows: list[Row] = []
     for position in range(max(len(w) for w in streams.values())):
         present = [user for user, windows in streams.items() if len(windows) > position]
-        services.store.add_events([e for user in present for e in streams[user][position]])
+        services.store.events.add([e for user in present for e in streams[user][position]])
         services.profiler.refresh_users(present)
         if position < FIRST_EVALUATED_WINDOW:
             continue

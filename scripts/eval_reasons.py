@@ -50,23 +50,23 @@ def main(argv: list[str] | None = None) -> int:
 
     services = build_services(Settings())
     store = services.store
-    users = sorted(store.user_ids())
+    users = sorted(store.events.user_ids())
     if args.movielens:
         random.Random(31).shuffle(users)
     users = users[: args.users]
     titled = defaultdict(list)  # title -> item ids
-    for chunk in store.iter_items():
+    for chunk in store.items.chunks():
         for item in chunk:
             titled[item.title].append(item.item_id)
     chosen_by = defaultdict(set)  # item -> users who chose it
     judged: Counter[str] = Counter()
-    for user in store.user_ids():
-        for event in store.user_events(user):
+    for user in store.events.user_ids():
+        for event in store.events.of_user(user):
             chosen_by[event.item_id].add(user)
     for user in users:
         profile, history = services.profiler.current_with_history(user)
         picked = services.recommender.recommend(profile, args.k, history)
-        items = store.get_items([r.item_id for r in picked] + _evidence(profile))
+        items = store.items.get([r.item_id for r in picked] + _evidence(profile))
         for rec in picked:
             judged[_judge(rec, profile, items, titled, chosen_by, user)] += 1
     services.close()

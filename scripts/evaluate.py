@@ -132,8 +132,8 @@ def load_service(folder: Path, items, train: dict, embedder: Embedder) -> Servic
     (the collaborative settings chosen on the events by the build's own rule)."""
     settings = Settings(data_dir=folder / "data", index_dir=folder / "index")
     services = build_services(settings, embedder=embedder, load_item_index=False)
-    services.store.upsert_items(items)
-    services.store.add_events([e for events in train.values() for e in events])
+    services.store.items.upsert(items)
+    services.store.events.add([e for events in train.values() for e in events])
     services.index.rebuild(services.store, progress=sys.stderr.isatty())
     return services
 

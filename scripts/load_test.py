@@ -63,18 +63,18 @@ def prepare(
     index anyway, with the index choices of this version)."""
     services = build_services(settings, load_item_index=False)
     store = services.store
-    prepared = store.count_items() == items and store.count_users() == users
+    prepared = store.items.count() == items and store.events.count_users() == users
     if prepared and rebuild_index:
         services.index.rebuild(store, progress=True)
     elif not prepared:
         for chunk in tqdm(synthetic_items(items), desc="items", unit="chunk"):
-            store.upsert_items(chunk)
+            store.items.upsert(chunk)
         events = list(synthetic_events(users, items, events_per_user))
         for start in tqdm(range(0, len(events), 5_000), desc="events", unit="chunk"):
-            store.add_events(events[start : start + 5_000])
+            store.events.add(events[start : start + 5_000])
         services.index.rebuild(store, progress=True)
     services.index.load()
-    user_ids = store.user_ids()
+    user_ids = store.events.user_ids()
     with tqdm(total=len(user_ids), desc="profiles and candidates", unit="user") as bar:
         services.refresh_users(user_ids, on_progress=bar.update)
     return services
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.work / "data", index_dir=args.work / "index", embed_model=args.embedder
     )
     services = prepare(settings, args.items, args.users, args.events_per_user, args.rebuild_index)
-    user_ids = services.store.user_ids()
+    user_ids = services.store.events.user_ids()
     print(
         f"{args.items} items ({services.index.get().manifest.factory}), {len(user_ids)} users, "
         f"embedder {settings.embed_model}; {os.cpu_count()} CPUs"
@@ -322,7 +322,7 @@ def run_on_postgres(settings: Settings, args: argparse.Namespace, rates: list[fl
             update={"database_url": url, "index_dir": args.work / "index-pg"}
         )
         services = prepare(shared, args.items, args.users, args.events_per_user, False)
-        user_ids = services.store.user_ids()
+        user_ids = services.store.events.user_ids()
         services.close()
         del services
         gc.collect()

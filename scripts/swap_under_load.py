@@ -36,8 +36,8 @@ def prepare(folder: Path, embed_model: str | None) -> Settings:
         rate_limit_per_second=0,
     )
     services = build_services(settings, load_item_index=False)
-    services.store.upsert_items(demo_catalog())
-    services.store.add_events(demo_events())
+    services.store.items.upsert(demo_catalog())
+    services.store.events.add(demo_events())
     services.index.rebuild(services.store)
     services.close()
     return settings

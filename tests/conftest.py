@@ -159,7 +159,11 @@ def index_store(store: Store, embedder: Embedder, folder: Path) -> None:
     from service.retrieval.index.build import build_index
 
     build_index(
-        store.iter_items(), embedder, folder, progress=False, interactions=store.iter_user_items()
+        store.items.chunks(),
+        embedder,
+        folder,
+        progress=False,
+        interactions=store.events.user_items(),
     )
 
 

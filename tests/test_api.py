@@ -318,7 +318,7 @@ def test_delete_waits_for_a_profile_being_generated(settings):
         assert client.delete("/v1/users/u").status_code == 204
         reader.join()
         store = client.app.state.services.store
-        assert store.profiles("u") == []
+        assert store.profiles.of_user("u") == []
         _error(client.delete("/v1/users/u"), 404, "unknown_user")
 
 
@@ -387,13 +387,13 @@ def test_handler_threads_search_with_one_openmp_thread():
 def test_control_characters_in_item_texts_are_refused_naming_the_field(client, body, field):
     error = _error(client.put("/v1/items", json=body), 422, "invalid_request")
     assert field in error["message"] and "control character" in error["message"]
-    assert client.app.state.services.store.count_items() == 0  # nothing was stored
+    assert client.app.state.services.store.items.count() == 0  # nothing was stored
 
 
 def test_tabs_and_line_breaks_stay_allowed_in_item_text(client):
     body = {"items": [{"item_id": "a", "title": "t", "text": "one\ttwo\nthree\r\n"}]}
     assert client.put("/v1/items", json=body).json() == {"upserted": 1}
-    assert client.app.state.services.store.get_items(["a"])["a"].text == "one\ttwo\nthree\r\n"
+    assert client.app.state.services.store.items.get(["a"])["a"].text == "one\ttwo\nthree\r\n"
 
 
 @pytest.mark.parametrize("field", ["event_id", "user_id", "item_id", "type"])
@@ -416,11 +416,11 @@ def test_drift_is_read_without_a_write_and_rescored_when_its_settings_change(loa
     before = client.get("/v1/users/shifter/drift").json()  # brings the profiles up to date
     store = client.app.state.services.store
     writes = []
-    saving = store.save_profiles
-    store.save_profiles = lambda batch: (writes.append(batch), saving(batch))[1]
+    saving = store.profiles.save
+    store.profiles.save = lambda batch: (writes.append(batch), saving(batch))[1]
     assert client.get("/v1/users/shifter/drift").json() == before
     assert writes == []  # a GET reads the stored timeline: nothing written
-    store.save_profiles = saving
+    store.profiles.save = saving
     # The same store under another threshold: the stored timeline is scored again, once.
     lower = settings.model_copy(update={"drift_interest_threshold": 0.5})
     with TestClient(create_app(lower)) as other:
@@ -437,6 +437,6 @@ def test_a_window_stored_without_its_position_gets_it_on_the_next_read(loaded):
     store = client.app.state.services.store
     with store.transaction() as conn:  # as a row stored before the column existed
         conn.execute("UPDATE profiles SET first_event = NULL")
-    assert {p.window.first_event for p in store.profiles("shifter")} == {None}
+    assert {p.window.first_event for p in store.profiles.of_user("shifter")} == {None}
     client.get("/v1/users/shifter/recommendations?k=3")
-    assert [p.window.first_event for p in store.profiles("shifter")] == [0, 6]
+    assert [p.window.first_event for p in store.profiles.of_user("shifter")] == [0, 6]

@@ -122,10 +122,10 @@ def test_refresh_leaves_every_user_ready_for_fast_requests(hashing):
     _run("demo")
     assert _run("refresh", "--all").exit_code == 0
     store = Store(Settings().database_path)
-    users = store.user_ids()
-    read = [store.current_read(u) for u in users]
+    users = store.events.user_ids()
+    read = [store.profiles.current_read(u) for u in users]
     assert all(r.state is not None and r.state.events == r.events for r in read)
-    assert all(store.candidate_lists(u) is not None for u in users)
+    assert all(store.lists.get(u) is not None for u in users)
     store.close()
 
 

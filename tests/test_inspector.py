@@ -112,10 +112,10 @@ def demo_settings(tmp_path_factory, minilm) -> Settings:
     root = tmp_path_factory.mktemp("inspector")
     settings = Settings(data_dir=root / "data", index_dir=root / "index")
     services = build_services(settings, embedder=minilm, load_item_index=False)
-    services.store.upsert_items(demo_catalog())
-    services.store.add_events(demo_events())
+    services.store.items.upsert(demo_catalog())
+    services.store.events.add(demo_events())
     services.index.rebuild(services.store)
-    for user in services.store.user_ids():
+    for user in services.store.events.user_ids():
         services.profiler.update(user)
     services.close()
     return settings
@@ -144,7 +144,7 @@ def page(browser) -> Iterator:
 def _drifted_demo_user(settings: Settings, minilm) -> str:
     services = build_services(settings, embedder=minilm, load_item_index=False)
     try:
-        return services.store.recent_drifts(1)[0].user_id
+        return services.store.profiles.recent_drifts(1)[0].user_id
     finally:
         services.close()
 

@@ -295,10 +295,10 @@ class CountingLLM(ScriptedLLM):
 def test_refresh_batches_windows_across_users_and_skips_unchanged_ones(store):
     from service.profiling.profiler import Profiler
 
-    store.upsert_items(topic_items())
+    store.items.upsert(topic_items())
     for user in ("a", "b", "c"):
         events = [Event(f"{user}{n}", user, f"baking-{n:02d}", "view", float(n)) for n in range(6)]
-        store.add_events(events)
+        store.events.add(events)
     llm = CountingLLM()
     llm.batch_size = 16
     profiler = Profiler(store, llm, HashingEmbedder(), Settings(window="3e", embed_model="hashing"))
@@ -308,5 +308,5 @@ def test_refresh_batches_windows_across_users_and_skips_unchanged_ones(store):
     assert sum(report.fallbacks.values()) == 6  # "{}" is no profile: every window fell back
     again = profiler.refresh_users(["a", "b", "c"])
     assert again.windows_generated == 0 and llm.batches == [6]  # nothing changed, nothing made
-    store.add_events([Event(f"a{n}", "a", "baking-09", "view", float(n)) for n in (9, 10, 11)])
+    store.events.add([Event(f"a{n}", "a", "baking-09", "view", float(n)) for n in (9, 10, 11)])
     assert profiler.refresh_users(["a"]).windows_generated == 1  # only the new window

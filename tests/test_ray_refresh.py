@@ -37,7 +37,7 @@ def _windows(store: Store, user_ids: list[str]) -> dict[tuple[str, int], tuple[s
     return {
         (p.user_id, p.window.index): (p.source_key, p.provenance["events_hash"], p.summary)
         for user in user_ids
-        for p in store.profiles(user)
+        for p in store.profiles.of_user(user)
     }
 
 
@@ -52,8 +52,8 @@ def test_ray_refresh_profiles_every_demo_user_as_the_local_refresh_does(tmp_path
         for engine in ("local", "ray"):
             monkeypatch.setenv("IPROF_DATA_DIR", str(tmp_path / engine))
             store = Store(Settings().database_path)
-            store.upsert_items(demo_catalog())
-            store.add_events(demo_events())
+            store.items.upsert(demo_catalog())
+            store.events.add(demo_events())
             store.close()
             result = runner.invoke(app, ["refresh", "--all", "--engine", engine])
             assert result.exit_code == 0, result.output

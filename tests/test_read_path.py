@@ -29,10 +29,10 @@ def _events(user, items, start=1_000):
 
 
 def _seed(store, tmp_path, embedder, users=("me",)):
-    store.upsert_items(topic_items())
+    store.items.upsert(topic_items())
     for user in users:
-        store.add_events(_events(user, [f"baking-{n:02d}" for n in range(8)]))
-    store.add_events(_events("other", ["baking-00", "baking-09", "astronomy-01"]))
+        store.events.add(_events(user, [f"baking-{n:02d}" for n in range(8)]))
+    store.events.add(_events("other", ["baking-00", "baking-09", "astronomy-01"]))
     index_store(store, embedder, tmp_path / "index")
 
 
@@ -40,7 +40,9 @@ def _read_path(profiler, store, monkeypatch, user="me"):
     """current_with_history, and whether it took the full check (which reads the events)."""
     full_checks = []
     monkeypatch.setattr(
-        store, "user_events", lambda u, read=store.user_events: full_checks.append(u) or read(u)
+        store.events,
+        "of_user",
+        lambda u, read=store.events.of_user: full_checks.append(u) or read(u),
     )
     profile, history = profiler.current_with_history(user)
     monkeypatch.undo()
@@ -59,28 +61,28 @@ def profiler(store, tmp_path):
 def test_an_unchanged_user_is_read_from_the_stored_state(profiler, store, monkeypatch):
     profile, history, full = _read_path(profiler, store, monkeypatch)
     assert not full
-    newest = store.profiles("me")[-1]
+    newest = store.profiles.of_user("me")[-1]
     assert (profile.source_key, profile.created_at) == (newest.source_key, newest.created_at)
     assert np.array_equal(profile.embedding, newest.embedding)
-    assert history == [e.item_id for e in store.user_events("me")]
+    assert history == [e.item_id for e in store.events.of_user("me")]
 
 
 def test_new_events_send_the_read_down_the_full_check(profiler, store, monkeypatch):
     assert profiler.current("me").window.index == 0  # the second window is too short yet
-    store.add_events(_events("me", ["astronomy-02", "astronomy-03", "astronomy-04"], 5_000))
+    store.events.add(_events("me", ["astronomy-02", "astronomy-03", "astronomy-04"], 5_000))
     profile, history, full = _read_path(profiler, store, monkeypatch)
     assert full and history[-1] == "astronomy-04" and profile.window.index == 1
     assert not _read_path(profiler, store, monkeypatch)[2]  # and the state is stored again
 
 
 def test_changed_item_text_clears_the_state_of_its_users_only(profiler, store, monkeypatch):
-    item = store.get_items(["baking-02"])["baking-02"]  # in the profiled window
-    store.upsert_items([item])  # the same text: nothing to redo
+    item = store.items.get(["baking-02"])["baking-02"]  # in the profiled window
+    store.items.upsert([item])  # the same text: nothing to redo
     assert not _read_path(profiler, store, monkeypatch)[2]
     before = profiler.current("me")
-    store.upsert_items([Item("astronomy-09", "Unrelated", "an item nobody here has")])
+    store.items.upsert([Item("astronomy-09", "Unrelated", "an item nobody here has")])
     assert not _read_path(profiler, store, monkeypatch)[2]
-    store.upsert_items([replace(item, text="now about sourdough starters")])
+    store.items.upsert([replace(item, text="now about sourdough starters")])
     profile, _, full = _read_path(profiler, store, monkeypatch)
     assert full and profile.source_key != before.source_key
 
@@ -119,7 +121,7 @@ def test_a_missing_state_is_stored_by_the_next_read(profiler, store, monkeypatch
 
 
 def test_other_window_settings_send_the_read_down_the_full_check(profiler, store, monkeypatch):
-    store.add_events(_events("me", ["astronomy-02", "astronomy-03", "astronomy-04"], 5_000))
+    store.events.add(_events("me", ["astronomy-02", "astronomy-03", "astronomy-04"], 5_000))
     profiler.refresh_users(["me"])
     assert profiler.current("me").window.index == 1  # 11 events in windows of 6
     wider = Profiler(store, profiler.summarizer, profiler.embedder, Settings(window="12e"))
@@ -131,8 +133,8 @@ def test_an_item_changed_while_its_window_is_summarised_is_not_hidden(store, tmp
     class ChangesAnItemMeanwhile(ExtractiveSummarizer):
         def summarize(self, windows):
             summaries = super().summarize(windows)  # made from the items as they were read
-            item = store.get_items(["baking-02"])["baking-02"]
-            store.upsert_items([replace(item, text="now about sourdough starters")])
+            item = store.items.get(["baking-02"])["baking-02"]
+            store.items.upsert([replace(item, text="now about sourdough starters")])
             return summaries
 
     embedder = HashingEmbedder()
@@ -142,7 +144,7 @@ def test_an_item_changed_while_its_window_is_summarised_is_not_hidden(store, tmp
     profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings)
     served = profiler.current("me")
     assert served.source_key == profiler.update("me")[-1].source_key  # the new text's
-    assert "sourdough" in store.get_items(["baking-02"])["baking-02"].text
+    assert "sourdough" in store.items.get(["baking-02"])["baking-02"].text
 
 
 def test_a_passing_failure_is_always_checked_again(store, tmp_path, monkeypatch):
@@ -165,13 +167,13 @@ def test_a_flush_waits_for_the_batch_the_writer_is_storing():
     # At shutdown: the store must not close under a batch the writer thread is storing.
     storing, release, stored = threading.Event(), threading.Event(), []
 
-    class SlowStore:
-        def save_candidate_lists(self, rows):
+    class SlowTable:
+        def save(self, rows):
             storing.set()
             release.wait(5)
             stored.extend(rows)
 
-    writer = ListsWriter(SlowStore(), delay=0)
+    writer = ListsWriter(SlowTable(), delay=0)
     writer.put("me", "key", b"lists")
     assert storing.wait(5)  # the writer thread took the batch
     closing = threading.Thread(target=writer.flush)
@@ -224,10 +226,10 @@ def test_a_request_stores_its_lists_and_the_next_ones_reuse_them(
     recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     profile, history = profiler.current_with_history("me")
     first = recommender.recommend(profile, 5, history)
-    assert counted_searches == ["me"] and store.candidate_lists("me") is None  # not yet...
+    assert counted_searches == ["me"] and store.lists.get("me") is None  # not yet...
     assert recommender.recommend(profile, 5, history) == first  # ...but known to the writer
     recommender.close()  # written behind the requests; close writes what waits
-    assert store.candidate_lists("me") is not None
+    assert store.lists.get("me") is not None
     assert recommender.recommend(profile, 5, history) == first  # from the stored lists
     assert recommender.recommend(profile, SHARED_K, history)[:5] == first
     assert counted_searches == ["me"]
@@ -245,11 +247,11 @@ def test_lists_are_made_again_for_new_events_or_a_new_index_build(
     embedder = profiler.embedder
     recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     recommender.recommend(*profiler.current_with_history("me")[:1], 5)
-    store.add_events(_events("me", ["astronomy-03"], start=9_000))
+    store.events.add(_events("me", ["astronomy-03"], start=9_000))
     profile, history = profiler.current_with_history("me")
     picks = recommender.recommend(profile, 5, history)
     assert counted_searches == ["me", "me"] and "astronomy-03" not in {p.item_id for p in picks}
-    build_index(store.iter_items(), embedder, tmp_path / "index", progress=False)
+    build_index(store.items.chunks(), embedder, tmp_path / "index", progress=False)
     recommender.recommend(profile, 5, history)
     assert counted_searches == ["me", "me", "me"]
 
@@ -260,7 +262,7 @@ def test_refresh_prepares_the_lists_of_every_user(settings, tmp_path, counted_se
     services.index.load()
     services.refresh_users(["me", "you", "other"])
     assert sorted(counted_searches) == ["me", "other", "you"]
-    assert all(services.store.candidate_lists(u) for u in ("me", "you", "other"))
+    assert all(services.store.lists.get(u) for u in ("me", "you", "other"))
     services.refresh_users(["me", "you", "other"])  # nothing changed: nothing searched again
     profile, history = services.profiler.current_with_history("you")
     services.recommender.recommend(profile, 10, history)

@@ -99,7 +99,7 @@ def test_fusion_returns_the_k_best_of_all_candidates_with_ties_by_id_and_their_r
 
 
 def _seed(store, tmp_path, embedder):
-    store.upsert_items(topic_items())
+    store.items.upsert(topic_items())
     events = [Event(f"me-{n}", "me", f"astronomy-{n:02d}", "view", 1_000 + n) for n in range(3)]
     events += [Event(f"me-b{n}", "me", f"baking-{n:02d}", "like", 2_000 + n) for n in range(6)]
     # Another user links baking-00 with baking-09: the co-consumption source should find it.
@@ -107,7 +107,7 @@ def _seed(store, tmp_path, embedder):
         Event("o1", "other", "baking-00", "view", 10),
         Event("o2", "other", "baking-09", "view", 11),
     ]
-    store.add_events(events)
+    store.events.add(events)
     index_store(store, embedder, tmp_path / "index")
 
 
@@ -119,7 +119,7 @@ def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp
     profile = profiler.current("me")
     recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     picks = recommender.recommend(profile, k=5)
-    seen = {e.item_id for e in store.user_events("me")}
+    seen = {e.item_id for e in store.events.of_user("me")}
     assert len(picks) == 5
     assert not {p.item_id for p in picks} & seen
     assert sum(p.item_id.startswith("baking") for p in picks) >= 4
@@ -145,9 +145,9 @@ def test_reading_an_unchanged_profile_writes_nothing_and_labels_are_encoded_once
     _seed(store, tmp_path, embedder)
     profiler = Profiler(store, ExtractiveSummarizer(), embedder, Settings(window="9e"))
     profile, history = profiler.current_with_history("me")
-    assert history == [e.item_id for e in store.user_events("me")]
+    assert history == [e.item_id for e in store.events.of_user("me")]
     writes = []
-    monkeypatch.setattr(store, "save_profiles", lambda batch: writes.append(batch))
+    monkeypatch.setattr(store.profiles, "save", lambda batch: writes.append(batch))
     again = profiler.current_with_history("me")[0]
     assert (again.source_key, again.created_at) == (profile.source_key, profile.created_at)
     assert writes == []  # the read path of every request
@@ -171,7 +171,7 @@ def test_popularity_is_recounted_in_the_background_after_new_events(store, tmp_p
     recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     recommender.warm_up()
     assert recommender.popularity._ranking.ranked[0] == "baking-00"  # two users
-    store.add_events([Event(f"x{n}", f"fan{n}", "astronomy-05", "view", 50) for n in range(5)])
+    store.events.add([Event(f"x{n}", f"fan{n}", "astronomy-05", "view", 50) for n in range(5)])
     stale = recommender.popularity.snapshot()  # served now, recounted behind it
     assert stale.ranked[0] == "baking-00"
     refresh = recommender.popularity._refresh
@@ -198,7 +198,7 @@ def test_new_items_take_their_slots_after_the_first_ten_places():
 def _drifting_user(store, tmp_path, embedder):
     """'me' had six astronomy items, then two baking ones (the window from position 6 on);
     other users tie astronomy-00..05 to astronomy-09 and baking-00..05 to baking-09."""
-    store.upsert_items(topic_items())
+    store.items.upsert(topic_items())
     events = []
     for user in range(10):
         for topic in ("astronomy", "baking"):
@@ -208,7 +208,7 @@ def _drifting_user(store, tmp_path, embedder):
                 )
     mine = [f"astronomy-{n:02d}" for n in range(6)] + ["baking-00", "baking-01"]
     events += [Event(f"me-{n}", "me", item, "view", 100 + n) for n, item in enumerate(mine)]
-    store.add_events(events)
+    store.events.add(events)
     index_store(store, embedder, tmp_path / "index")
     profiler = Profiler(
         store, ExtractiveSummarizer(), embedder, Settings(window="6e", min_window_events=2)

@@ -226,7 +226,7 @@ def test_control_characters_are_refused_and_long_unicode_text_round_trips(client
     )
     profile = client.get("/v1/users/u/profile")
     assert profile.status_code == 200 and profile.json()["interests"][0]["evidence"] == ["odd"]
-    stored = client.app.state.services.store.get_items(["odd"])["odd"]
+    stored = client.app.state.services.store.items.get(["odd"])["odd"]
     assert (stored.title, stored.text) == (title, text)
 
 
@@ -260,7 +260,7 @@ def test_parallel_writers_and_readers_in_one_process(served):
     assert {status for _, status in results} == {200}
     assert sum(kind == "read" for kind, _ in results) == 40
     store = served.app.state.services.store
-    assert sum(len(store.user_events(f"w{n}")) for n in range(40)) == 400
+    assert sum(len(store.events.of_user(f"w{n}")) for n in range(40)) == 400
 
 
 def _write_from_another_process(path: str, writer: int, batches: int) -> None:
@@ -270,8 +270,8 @@ def _write_from_another_process(path: str, writer: int, batches: int) -> None:
             Event(f"p{writer}-{batch}-{i}", f"proc-{writer}", f"item-{i}", "view", float(i))
             for i in range(20)
         ]
-        store.add_events(events)
-        store.profiles(f"proc-{writer}")  # a read between writes
+        store.events.add(events)
+        store.profiles.of_user(f"proc-{writer}")  # a read between writes
     store.close()
 
 

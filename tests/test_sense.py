@@ -155,13 +155,14 @@ def test_a_summary_the_model_did_not_want_is_rejected_as_the_grammars():
 
 
 class _Catalog:
-    """The store's item lookup, over a fixed catalog."""
+    """The store's item lookup (``store.items.get``), over a fixed catalog."""
 
     def __init__(self, items: list[Item]) -> None:
-        self.items = {item.item_id: item for item in items}
+        self.items = self
+        self.by_id = {item.item_id: item for item in items}
 
-    def get_items(self, ids):
-        return {i: self.items[i] for i in ids if i in self.items}
+    def get(self, ids):
+        return {i: self.by_id[i] for i in ids if i in self.by_id}
 
 
 CHESS = [_item(f"chess-{n}", t, "Chess") for n, t in enumerate(["Openings", "Endgames"])]

@@ -28,16 +28,18 @@ def _event(event_id, user="u1", item="a", ts=1.0):
 def _save(store, profile):
     """One window's profile written as the profiler writes it: in a batch, the user's other
     windows kept."""
-    kept = {p.window.index for p in store.profiles(profile.user_id)} | {profile.window.index}
-    store.save_profiles([ProfileWrite(profile.user_id, [profile], sorted(kept))])
+    kept = {p.window.index for p in store.profiles.of_user(profile.user_id)} | {
+        profile.window.index
+    }
+    store.profiles.save([ProfileWrite(profile.user_id, [profile], sorted(kept))])
 
 
 def _has_events(store, user):
-    return bool(store.user_events(user))
+    return bool(store.events.of_user(user))
 
 
 def _applied(store):
-    return [row[0] for row in store._tuples("SELECT name FROM _migrations ORDER BY name")]
+    return [row[0] for row in store.engine.tuples("SELECT name FROM _migrations ORDER BY name")]
 
 
 def _profile(user="u1", index=0, **changes):
@@ -132,60 +134,60 @@ def test_sqlite_schema_has_the_expected_tables_and_wal(settings):
 def test_postgres_commits_are_durable_and_times_keep_double_precision(pg_url):
     store = Store(pg_url)
     assert store.dialect == "postgresql"
-    assert store._tuples("SHOW synchronous_commit") == [("on",)]
+    assert store.engine.tuples("SHOW synchronous_commit") == [("on",)]
     assert "password" not in store.describe() and store.describe().startswith("postgresql://")
-    store.add_events([_event("e1", ts=1_700_000_000.123456)])
-    assert store.user_events("u1")[0].ts == 1_700_000_000.123456  # REAL would keep 7 digits
+    store.events.add([_event("e1", ts=1_700_000_000.123456)])
+    assert store.events.of_user("u1")[0].ts == 1_700_000_000.123456  # REAL would keep 7 digits
     store.close()
 
 
 def test_events_are_idempotent_by_event_id(store):
-    store.upsert_items([Item("a", "A")])
-    first = store.add_events([_event("e1"), _event("e2", item="zzz"), _event("e1")])
+    store.items.upsert([Item("a", "A")])
+    first = store.events.add([_event("e1"), _event("e2", item="zzz"), _event("e1")])
     assert (first.accepted, first.duplicates, first.unknown_items) == (2, 1, 1)
-    again = store.add_events([_event("e1"), _event("e2", item="zzz")])
+    again = store.events.add([_event("e1"), _event("e2", item="zzz")])
     assert (again.accepted, again.duplicates) == (0, 2)
-    assert [e.event_id for e in store.user_events("u1")] == ["e1", "e2"]
+    assert [e.event_id for e in store.events.of_user("u1")] == ["e1", "e2"]
 
 
 def test_acknowledged_writes_survive_reopening(store_target):
     store = Store(store_target)
-    store.upsert_items([Item("a", "A", categories=("x",))])
-    store.add_events([_event("e1")])
+    store.items.upsert([Item("a", "A", categories=("x",))])
+    store.events.add([_event("e1")])
     # No close(): a crashed process never gets to close its connection.
     reopened = Store(store_target)
-    assert reopened.get_items(["a"])["a"].categories == ("x",)
-    assert reopened.count_events() == 1
+    assert reopened.items.get(["a"])["a"].categories == ("x",)
+    assert reopened.events.count() == 1
 
 
 def test_items_upsert_replaces_fields(store):
-    store.upsert_items([Item("a", "Old", "old text", ("x",), {"year": 1})])
-    store.upsert_items([Item("a", "New", "new text", ("y", "z"), {"year": 2})])
-    assert store.get_items(["a"])["a"] == Item("a", "New", "new text", ("y", "z"), {"year": 2})
-    assert store.count_items() == 1
+    store.items.upsert([Item("a", "Old", "old text", ("x",), {"year": 1})])
+    store.items.upsert([Item("a", "New", "new text", ("y", "z"), {"year": 2})])
+    assert store.items.get(["a"])["a"] == Item("a", "New", "new text", ("y", "z"), {"year": 2})
+    assert store.items.count() == 1
 
 
-def test_iter_items_streams_everything_in_chunks(store):
-    store.upsert_items(Item(f"i{n:03d}", f"T{n}") for n in range(25))
-    chunks = list(store.iter_items(chunk_size=10))
+def test_item_chunks_stream_everything_in_chunks(store):
+    store.items.upsert(Item(f"i{n:03d}", f"T{n}") for n in range(25))
+    chunks = list(store.items.chunks(chunk_size=10))
     assert [len(c) for c in chunks] == [10, 10, 5]
     assert len({i.item_id for c in chunks for i in c}) == 25
 
 
 def test_profile_round_trip_and_user_deletion(store):
     profile = _profile()
-    store.add_events([_event("e1")])
+    store.events.add([_event("e1")])
     _save(store, profile)
-    (loaded,) = store.profiles("u1")
+    (loaded,) = store.profiles.of_user("u1")
     assert loaded.interests == profile.interests
     np.testing.assert_allclose(loaded.embedding, profile.embedding)
     assert store.delete_user("u1") is True
-    assert store.profiles("u1") == [] and not _has_events(store, "u1")
+    assert store.profiles.of_user("u1") == [] and not _has_events(store, "u1")
     assert store.delete_user("u1") is False
 
 
 def test_popularity_counts_distinct_users_and_all_events_are_streamed(store):
-    store.add_events(
+    store.events.add(
         [
             _event("1", "u1", "a"),
             _event("2", "u1", "b"),
@@ -195,8 +197,8 @@ def test_popularity_counts_distinct_users_and_all_events_are_streamed(store):
             _event("6", "u3", "c"),
         ]
     )
-    assert store.popularity(2) == [("a", 2), ("b", 2)]
-    triples = list(store.iter_user_items(chunk_size=4))  # two chunks: the paging must not skip
+    assert store.events.popularity(2) == [("a", 2), ("b", 2)]
+    triples = list(store.events.user_items(chunk_size=4))  # two chunks: the paging must not skip
     assert all(isinstance(ts, float) for _, _, ts in triples)
     assert [(user, item) for user, item, _ in triples] == [
         ("u1", "a"),
@@ -213,10 +215,10 @@ def test_a_profile_of_a_user_deleted_meanwhile_is_not_written_back(store):
     # late write instead of resurrecting the user.
     profile = _profile("gone")
     _save(store, profile)
-    assert store.profiles("gone") == []
-    store.add_events([_event("e1", user="gone")])
+    assert store.profiles.of_user("gone") == []
+    store.events.add([_event("e1", user="gone")])
     _save(store, profile)
-    assert len(store.profiles("gone")) == 1
+    assert len(store.profiles.of_user("gone")) == 1
 
 
 def test_a_batch_sent_to_two_instances_at_once_is_counted_once(store, second):
@@ -226,7 +228,7 @@ def test_a_batch_sent_to_two_instances_at_once_is_counted_once(store, second):
 
     def send(instance: Store) -> None:
         barrier.wait()
-        results.append(instance.add_events(batch))
+        results.append(instance.events.add(batch))
 
     threads = [threading.Thread(target=send, args=(one,)) for one in (store, second)]
     for thread in threads:
@@ -235,23 +237,23 @@ def test_a_batch_sent_to_two_instances_at_once_is_counted_once(store, second):
         thread.join(60)
     assert sum(r.accepted for r in results) == 300
     assert sum(r.duplicates for r in results) == 300
-    assert store.count_events() == second.count_events() == 300
+    assert store.events.count() == second.events.count() == 300
 
 
 def test_what_one_instance_writes_the_other_reads(store, second):
-    store.upsert_items([Item("a", "A")])
-    store.add_events([_event("e1")])
+    store.items.upsert([Item("a", "A")])
+    store.events.add([_event("e1")])
     _save(store, _profile())
-    assert second.get_items(["a"])["a"].title == "A"
-    assert [p.summary for p in second.profiles("u1")] == ["likes a"]
-    version = second.events_version()
+    assert second.items.get(["a"])["a"].title == "A"
+    assert [p.summary for p in second.profiles.of_user("u1")] == ["likes a"]
+    version = second.events.version()
     assert store.delete_user("u1")
-    assert second.events_version() != version  # a deletion elsewhere changes the version
-    assert second.profiles("u1") == [] and not _has_events(second, "u1")
+    assert second.events.version() != version  # a deletion elsewhere changes the version
+    assert second.profiles.of_user("u1") == [] and not _has_events(second, "u1")
 
 
 def test_a_profile_write_racing_a_deletion_elsewhere_is_not_written(store, second):
-    store.add_events([_event("e1")])
+    store.events.add([_event("e1")])
     writer = threading.Thread(target=_save, args=(second, _profile()))
     with store.transaction() as conn:  # the deletion of delete_user, held open
         store.engine.lock_users(conn, ["u1"])
@@ -261,43 +263,46 @@ def test_a_profile_write_racing_a_deletion_elsewhere_is_not_written(store, secon
         writer.join(0.5)
         assert writer.is_alive()  # the write waits for the deletion to commit...
     writer.join(30)
-    assert store.profiles("u1") == []  # ...and then finds no events: nothing written back
+    assert store.profiles.of_user("u1") == []  # ...and then finds no events: nothing written back
 
 
 def test_deletion_leaves_no_row_of_the_user_in_any_table(store):
-    store.upsert_items([Item("a", "A")])
-    store.add_events([_event("e1"), _event("e2", user="keep")])
-    store.save_profiles(
+    store.items.upsert([Item("a", "A")])
+    store.events.add([_event("e1"), _event("e2", user="keep")])
+    store.profiles.save(
         [
             ProfileWrite(
-                "u1", [_profile()], [0], ProfileState("1:1", "m", None), store.item_changes()
+                "u1", [_profile()], [0], ProfileState("1:1", "m", None), store.items.changes()
             )
         ]
     )
-    store.save_candidate_lists([("u1", "key", b"lists")])
+    store.lists.save([("u1", "key", b"lists")])
     counts = [
-        store._tuples(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", ("u1",))[0][0]
+        store.engine.tuples(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", ("u1",))[0][0]
         for t in USER_TABLES
     ]
     assert all(counts)
     assert store.delete_user("u1")
     for table in _tables_with_user_id(store):
         assert table in USER_TABLES
-        assert store._tuples(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", ("u1",)) == [(0,)]
+        assert store.engine.tuples(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", ("u1",)) == [
+            (0,)
+        ]
     assert _has_events(store, "keep")
 
 
 def _tables_with_user_id(store: Store) -> set[str]:
     if store.dialect == "sqlite":
         names = [
-            row[0] for row in store._tuples("SELECT name FROM sqlite_master WHERE type='table'")
+            row[0]
+            for row in store.engine.tuples("SELECT name FROM sqlite_master WHERE type='table'")
         ]
         return {
             n
             for n in names
-            if any(c[1] == "user_id" for c in store._tuples(f"PRAGMA table_info({n})"))
+            if any(c[1] == "user_id" for c in store.engine.tuples(f"PRAGMA table_info({n})"))
         }
-    rows = store._tuples(
+    rows = store.engine.tuples(
         "SELECT table_name FROM information_schema.columns"
         " WHERE column_name = 'user_id' AND table_schema = 'public'"
     )
@@ -305,38 +310,38 @@ def _tables_with_user_id(store: Store) -> set[str]:
 
 
 def test_profile_state_is_written_only_if_no_item_changed_since(store):
-    store.upsert_items([Item("a", "A")])
-    store.add_events([_event("e1")])
-    before = store.item_changes()
-    store.upsert_items([Item("a", "A changed")])
+    store.items.upsert([Item("a", "A")])
+    store.events.add([_event("e1")])
+    before = store.items.changes()
+    store.items.upsert([Item("a", "A changed")])
     state = ProfileState("1:1", "m", None)
-    store.save_profiles([ProfileWrite("u1", [_profile()], [0], state, before)])
-    assert store.current_read("u1").state is None
-    store.save_profiles([ProfileWrite("u1", [], [0], state, store.item_changes())])
-    read = store.current_read("u1")
-    assert read.state == state and read.events == store.events_stamp("u1")
+    store.profiles.save([ProfileWrite("u1", [_profile()], [0], state, before)])
+    assert store.profiles.current_read("u1").state is None
+    store.profiles.save([ProfileWrite("u1", [], [0], state, store.items.changes())])
+    read = store.profiles.current_read("u1")
+    assert read.state == state and read.events == store.events.stamp("u1")
     assert read.newest is not None and read.newest.summary == "likes a" and read.history == ["a"]
-    store.upsert_items([Item("a", "A changed again")])  # clears the state of its users
-    assert store.current_read("u1").state is None
+    store.items.upsert([Item("a", "A changed again")])  # clears the state of its users
+    assert store.profiles.current_read("u1").state is None
 
 
 def test_windows_no_longer_cut_are_dropped_and_a_profile_is_replaced(store):
-    store.add_events([_event("e1")])
-    store.save_profiles([ProfileWrite("u1", [_profile(index=i) for i in range(3)], [0, 1, 2])])
-    store.save_profiles([ProfileWrite("u1", [_profile(index=1, summary="new")], [0, 1])])
-    assert [(p.window.index, p.summary) for p in store.profiles("u1")] == [
+    store.events.add([_event("e1")])
+    store.profiles.save([ProfileWrite("u1", [_profile(index=i) for i in range(3)], [0, 1, 2])])
+    store.profiles.save([ProfileWrite("u1", [_profile(index=1, summary="new")], [0, 1])])
+    assert [(p.window.index, p.summary) for p in store.profiles.of_user("u1")] == [
         (0, "likes a"),
         (1, "new"),
     ]
-    assert [p.window.index for p in store.profiles("u1", limit=1)] == [1]
-    store.save_profiles([ProfileWrite("u1", [], [])])  # no window left: none kept
-    assert store.profiles("u1") == []
+    assert [p.window.index for p in store.profiles.of_user("u1", limit=1)] == [1]
+    store.profiles.save([ProfileWrite("u1", [], [])])  # no window left: none kept
+    assert store.profiles.of_user("u1") == []
 
 
 def test_the_inspector_reads_drifts_and_fallbacks_on_either_engine(store):
     drift = WindowDrift(0.9, 0.3, True, ("new",), ())
-    store.add_events([_event("e1"), _event("e2", user="u2")])
-    store.save_profiles(
+    store.events.add([_event("e1"), _event("e2", user="u2")])
+    store.profiles.save(
         [
             ProfileWrite(
                 "u1", [_profile(index=0, drift=drift), _profile(index=1, drift=drift)], [0, 1]
@@ -347,23 +352,23 @@ def test_the_inspector_reads_drifts_and_fallbacks_on_either_engine(store):
     _save(store, _profile("u2", index=1, provenance={"fallback_reason": "bad json"}))
     checked = {"fallback_reason": "summary rejected, markup: ...", "fallback_check": "markup"}
     _save(store, _profile("u1", index=2, provenance=checked))
-    assert [(p.user_id, p.window.index) for p in store.recent_drifts(10)] == [("u1", 1)]
-    fell_back = {(p.user_id, p.window.index) for p in store.recent_fallbacks(10)}
+    assert [(p.user_id, p.window.index) for p in store.profiles.recent_drifts(10)] == [("u1", 1)]
+    fell_back = {(p.user_id, p.window.index) for p in store.profiles.recent_fallbacks(10)}
     assert fell_back == {("u2", 1), ("u1", 2)}
-    assert store.fallback_checks() == {"other": 1, "markup": 1}  # "other": no check named
+    assert store.profiles.fallback_checks() == {"other": 1, "markup": 1}  # "other": no check named
 
 
 def test_candidate_lists_round_trip(store):
-    store.add_events([_event("e1")])
-    store.save_candidate_lists([("u1", "k1", b"one"), ("nobody", "k", b"x")])
-    store.save_candidate_lists([("u1", "k2", b"\x00two")])
-    assert store.candidate_lists("u1") == ("k2", b"\x00two")
-    assert store.candidate_lists("nobody") is None  # no events: not written
+    store.events.add([_event("e1")])
+    store.lists.save([("u1", "k1", b"one"), ("nobody", "k", b"x")])
+    store.lists.save([("u1", "k2", b"\x00two")])
+    assert store.lists.get("u1") == ("k2", b"\x00two")
+    assert store.lists.get("nobody") is None  # no events: not written
 
 
 def test_a_window_drift_record_round_trips_with_its_reference_and_basis(store):
-    store.add_events([_event("e1")])
+    store.events.add([_event("e1")])
     drift = WindowDrift(40.0, 36.0, True, ("Baking",), ("Space",), (1, 2, 3), "capped")
-    store.save_profiles([ProfileWrite("u1", [_profile(drift=drift)], [0])])
-    (stored,) = store.profiles("u1")
+    store.profiles.save([ProfileWrite("u1", [_profile(drift=drift)], [0])])
+    (stored,) = store.profiles.of_user("u1")
     assert stored.drift == drift

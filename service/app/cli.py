@@ -95,7 +95,7 @@ def ingest_items(path: Path) -> None:
     """Upsert catalog items from a CSV or JSONL file."""
     services = _services(load_index=False)
     try:
-        total = sum(services.store.upsert_items(chunk) for chunk in _chunks(read_items(path)))
+        total = sum(services.store.items.upsert(chunk) for chunk in _chunks(read_items(path)))
     except FileFormatError as error:
         raise _fail(str(error)) from None
     typer.echo(json.dumps({"upserted": total}))
@@ -108,7 +108,7 @@ def ingest_events(path: Path) -> None:
     totals = {"accepted": 0, "duplicates": 0, "unknown_items": 0}
     try:
         for chunk in _chunks(read_events(path)):
-            for key, value in services.store.add_events(chunk).__dict__.items():
+            for key, value in services.store.events.add(chunk).__dict__.items():
                 totals[key] += value
     except FileFormatError as error:
         raise _fail(str(error)) from None
@@ -131,11 +131,11 @@ def demo(
         events: Iterable = movielens_events(movielens) if movielens else demo_events()
     except (FileFormatError, NotMovieLens) as error:
         raise _fail(str(error)) from None
-    upserted = services.store.upsert_items(items)
+    upserted = services.store.items.upsert(items)
     accepted = duplicates = 0
     with tqdm(desc="loading events", unit="event", disable=not sys.stderr.isatty()) as bar:
         for chunk in _chunks(events):
-            result = services.store.add_events(chunk)
+            result = services.store.events.add(chunk)
             accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
             bar.update(len(chunk))
     typer.echo(f"items: {upserted}; events: {accepted} new, {duplicates} already there")
@@ -147,7 +147,7 @@ def _profile_everyone(services: Services) -> None:
     """Profiles (and drift) and recommendation candidates for every user up front, so the
     inspector's overview has data and the first request for a user is fast. Unchanged
     windows are skipped, so reruns are quick."""
-    users = services.store.user_ids()
+    users = services.store.events.user_ids()
     with tqdm(
         total=len(users), desc="profiling users", unit="user", disable=not sys.stderr.isatty()
     ) as bar:
@@ -171,7 +171,7 @@ def build_index_command(
     if catalog is not None:
         try:
             for chunk in _chunks(read_items(catalog)):
-                services.store.upsert_items(chunk)
+                services.store.items.upsert(chunk)
         except FileFormatError as error:
             raise _fail(str(error)) from None
     _build(services, skip_if_current=False)
@@ -185,7 +185,7 @@ def _build(services: Services, skip_if_current: bool) -> Manifest | None:
         except IndexUnavailable:
             built_from = None
         # Up to date: the same catalog, and a collaborative model fitted on the same events.
-        now = (catalog_hash(services.store.iter_items()), services.store.count_events())
+        now = (catalog_hash(services.store.items.chunks()), services.store.events.count())
         if built_from == now:
             services.index.load()
             typer.echo("index: up to date")
@@ -281,7 +281,7 @@ def _refresh_on_ray(
 
 def _wanted_users(store: Store, users: Path | None) -> list[str]:
     if users is None:
-        return store.user_ids()
+        return store.events.user_ids()
     return [line.strip() for line in users.read_text().splitlines() if line.strip()]
 
 

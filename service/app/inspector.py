@@ -104,7 +104,7 @@ def inspector_api() -> APIRouter:
         except IndexUnavailable as error:
             problem = str(error)
         item_ids = [i for p in history for interest in p.interests for i in interest.evidence]
-        items = store.get_items(item_ids + [r.item_id for r in recommendations])
+        items = store.items.get(item_ids + [r.item_id for r in recommendations])
         return UserInspection(
             user_id=user_id,
             profile=profile_out(current),
@@ -119,10 +119,10 @@ def inspector_api() -> APIRouter:
     @router.get("/overview", operation_id="inspect_overview", responses=ERRORS)
     def overview(store: StoreDep, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> Overview:
         return Overview(
-            users=store.count_users(),
-            recent_drift=[_drift_entry(p) for p in store.recent_drifts(limit)],
-            recent_fallbacks=[_fallback_entry(p) for p in store.recent_fallbacks(limit)],
-            fallback_checks=store.fallback_checks(),
+            users=store.events.count_users(),
+            recent_drift=[_drift_entry(p) for p in store.profiles.recent_drifts(limit)],
+            recent_fallbacks=[_fallback_entry(p) for p in store.profiles.recent_fallbacks(limit)],
+            fallback_checks=store.profiles.fallback_checks(),
         )
 
     return router

@@ -186,7 +186,7 @@ def drift_out(report: DriftReport) -> DriftOut:
 def titles_of(store: Store, items: list[Recommendation]) -> dict[str, str]:
     """The catalog's titles of the recommended items (one lookup by primary key)."""
     return {
-        item_id: item.title for item_id, item in store.get_items(r.item_id for r in items).items()
+        item_id: item.title for item_id, item in store.items.get(r.item_id for r in items).items()
     }
 
 

@@ -46,8 +46,8 @@ class _Plan:
     stored: dict[int, Profile]
     stale: list[Window]
     history: list[str]  # the user's item ids, oldest first
-    events_stamp: str  # Store.events_stamp, read before the events themselves
-    item_changes: int  # Store.item_changes, read before the items
+    events_stamp: str  # Store.events.stamp, read before the events themselves
+    item_changes: int  # Store.items.changes, read before the items
     closes_at: float | None  # when the first open time window closes (None: count windows)
 
 
@@ -110,7 +110,7 @@ class Profiler:
         and embedder and window settings, and no time window closed since (item changes clear
         the state). One read transaction instead of re-cutting and re-hashing every window
         (the read path of every request); None sends the caller down the full check."""
-        read = self.store.current_read(user_id)
+        read = self.store.profiles.current_read(user_id)
         state = read.state
         if state is None or read.newest is None or state.events != read.events:
             return None
@@ -172,7 +172,7 @@ class Profiler:
                 for profile in fresh:
                     made.setdefault(profile.user_id, []).append(profile)
                 applied = [self._apply(plan, made.get(plan.user_id, [])) for plan in plans]
-                self.store.save_profiles([write for _, write in applied])
+                self.store.profiles.save([write for _, write in applied])
                 report.add(plans, fresh)
                 if then:
                     then(
@@ -201,22 +201,22 @@ class Profiler:
             state = self._state(plan, profiles)
             if state_is_stale and state.valid_until != TRANSIENT_STATE:
                 write = ProfileWrite(plan.user_id, [], list(plan.stored), state, plan.item_changes)
-                self.store.save_profiles([write])
+                self.store.profiles.save([write])
             return profiles
         made = self.maker.make([(plan.user_id, w) for w in plan.stale])
         profiles, write = self._apply(plan, made)
-        self.store.save_profiles([write])
+        self.store.profiles.save([write])
         return profiles
 
     def _plan(self, user_id: str, refresh_newest: bool = False, stale_all: bool = False) -> _Plan:
         """The user's windows and which of them need a (new) profile."""
         # Read first: an event or item change arriving after them leaves the stored state
         # behind, never ahead.
-        events_stamp = self.store.events_stamp(user_id)
-        item_changes = self.store.item_changes()
-        events = self.store.user_events(user_id)
+        events_stamp = self.store.events.stamp(user_id)
+        item_changes = self.store.items.changes()
+        events = self.store.events.of_user(user_id)
         windows, closes_at = self._profiled_windows(user_id, events)
-        stored = {p.window.index: p for p in self.store.profiles(user_id)}
+        stored = {p.window.index: p for p in self.store.profiles.of_user(user_id)}
         makers = self.maker.makers()
         stale = [
             w
@@ -298,7 +298,7 @@ class Profiler:
         (or when it is all there is); and when the first open time window closes."""
         if not events:
             raise UnknownUser(user_id)
-        items = self.store.get_items(e.item_id for e in events)
+        items = self.store.items.get(e.item_id for e in events)
         spec = self.settings.window_spec
         windows = cut_windows(events, items, spec, self.clock())
         usable = [

@@ -17,7 +17,7 @@ class CandidateCache:
     def __init__(self, store: Store, search: CandidateSearch) -> None:
         self.store = store
         self.search = search
-        self.writer = ListsWriter(store)
+        self.writer = ListsWriter(store.lists)
 
     def lists(
         self,
@@ -53,7 +53,7 @@ class CandidateCache:
                 lists = self.search.find(profile, history, index, SHARED_K, short_term)
                 made[profile.user_id] = (profile.user_id, key, lists.to_bytes())
         if made:
-            self.store.save_candidate_lists(list(made.values()))
+            self.store.lists.save(list(made.values()))
         return len(made)
 
     def close(self) -> None:
@@ -70,5 +70,5 @@ class CandidateCache:
         return lists_key(profile, history, build, short_term, self.search.new_item_boost)
 
     def _stored(self, user_id: str, key: str) -> CandidateLists | None:
-        stored = self.writer.pending(user_id) or self.store.candidate_lists(user_id)
+        stored = self.writer.pending(user_id) or self.store.lists.get(user_id)
         return CandidateLists.from_bytes(stored[1]) if stored and stored[0] == key else None

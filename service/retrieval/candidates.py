@@ -3,7 +3,7 @@
 The costly part of a recommendation (one FAISS search per interest and one for the whole
 profile, the collaborative model's scores over the history and the history item behind each)
 depends on the current profile, the user's history and the index build, and on nothing a
-request says. So it is made once, stored under a key of exactly those (`Store.candidate_lists`)
+request says. So it is made once, stored under a key of exactly those (`Store.lists`)
 and reused by every request until one of them changes. What moves with everyone's events
 (popularity) and the fusion run per request (`service/retrieval/recommender.py`).
 

@@ -16,7 +16,7 @@ POPULAR_ITEMS = 10_000  # popularity beyond the top 10,000 says nothing useful
 
 @dataclass(frozen=True)
 class Ranking:
-    version: tuple[int, int] | None  # Store.events_version() it was counted at
+    version: tuple[int, int] | None  # Store.events.version() it was counted at
     ranked: list[str]
 
 
@@ -43,7 +43,7 @@ class Popularity:
         return cached[1]
 
     def snapshot(self) -> Ranking:
-        version = self.store.events_version()
+        version = self.store.events.version()
         with self._lock:
             current = self._ranking
             if current.version is None:
@@ -66,4 +66,4 @@ class Popularity:
                 self._refresh = None
 
     def _count(self, version: tuple[int, int]) -> Ranking:
-        return Ranking(version, [item for item, _ in self.store.popularity(POPULAR_ITEMS)])
+        return Ranking(version, [item for item, _ in self.store.events.popularity(POPULAR_ITEMS)])

@@ -102,7 +102,7 @@ class Recommender:
         from the store unless given."""
         index = self.index.get()
         if history is None:
-            history = [e.item_id for e in self.store.user_events(profile.user_id)]
+            history = [e.item_id for e in self.store.events.of_user(profile.user_id)]
         short_term = self.short_term(profile, history)
         lists = self.candidates.lists(profile, history, index, k, short_term)
         kinds = InterestKinds(self.store, profile)

@@ -47,7 +47,7 @@ class InterestKinds:
 
         def explain(rows: list[int]) -> list[str | None]:
             kinds = self.kinds()[interest]
-            items = self.store.get_items(item_ids[row] for row in rows)
+            items = self.store.items.get(item_ids[row] for row in rows)
             return [reason if kinds & kinds_of(items.get(item_ids[row])) else None for row in rows]
 
         return explain
@@ -55,7 +55,7 @@ class InterestKinds:
     def kinds(self) -> list[set[str]]:
         if self._kinds is None:
             interests = self.profile.interests
-            items = self.store.get_items(i for interest in interests for i in interest.evidence)
+            items = self.store.items.get(i for interest in interests for i in interest.evidence)
             self._kinds = []
             for interest in interests:
                 counted = Counter(
@@ -122,7 +122,7 @@ def collaborative_source(
     def explain(rows: list[int]) -> list[str | None]:
         anchors = [anchor_of.get(row, -1) for row in rows]
         names = [model_ids[anchor] if anchor >= 0 else "" for anchor in anchors]
-        titles = store.get_items(name for name in names if name)
+        titles = store.items.get(name for name in names if name)
         return [
             f"people who chose '{titles[n].title if n in titles else n}' also chose this"
             if n

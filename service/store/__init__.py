@@ -1,18 +1,34 @@
-"""The store: one table class per thing kept, one ``Store`` over them all, on SQLite (a file,
-the default) or PostgreSQL (``IPROF_DATABASE_URL``; see ``connection.py``).
+"""The store: one table object per thing kept (``store.items``, ``store.events``,
+``store.profiles``, ``store.lists``) over one database, SQLite (a file, the default) or
+PostgreSQL (``IPROF_DATABASE_URL``; see ``connection.py``).
 
-``Store`` is what the rest of the service uses; the table classes say where each query lives.
+``Store`` is what the rest of the service uses; each table's module says where its queries live.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from service.store.candidate_lists import CandidateListTable
-from service.store.events import IngestResult
+from service.store.connection import Database
+from service.store.events import EventTable, IngestResult
+from service.store.items import ItemTable
 from service.store.profiles import CurrentRead, ProfileState, ProfileTable, ProfileWrite
-from service.store.users import UserDeletion
+from service.store.users import delete_user
 
 __all__ = ["CurrentRead", "IngestResult", "ProfileState", "ProfileWrite", "Store"]
 
 
-class Store(UserDeletion, ProfileTable, CandidateListTable):
+class Store(Database):
     """Items, events, profiles (with their drift) and their state, candidate lists."""
+
+    def __init__(self, target: Path | str, pool_size: int = 10) -> None:
+        super().__init__(target, pool_size)
+        self.items = ItemTable(self)
+        self.events = EventTable(self, self.items)
+        self.profiles = ProfileTable(self)
+        self.lists = CandidateListTable(self)
+
+    def delete_user(self, user_id: str) -> bool:
+        """Remove everything kept about a user (every table); False when there was nothing."""
+        return delete_user(self, user_id)

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from service.store.connection import Database
+from service.store.connection import Table
 
 log = logging.getLogger(__name__)
 
@@ -16,14 +16,14 @@ log = logging.getLogger(__name__)
 WRITE_DELAY = 0.2
 
 
-class CandidateListTable(Database):
-    def candidate_lists(self, user_id: str) -> tuple[str, bytes] | None:
+class CandidateListTable(Table):
+    def get(self, user_id: str) -> tuple[str, bytes] | None:
         """The recommender's stored candidate lists for the user and the key they were made
         for, if any."""
         rows = self._tuples("SELECT key, lists FROM candidate_lists WHERE user_id = ?", (user_id,))
         return (rows[0][0], rows[0][1]) if rows else None
 
-    def save_candidate_lists(self, lists: Sequence[tuple[str, str, bytes]]) -> None:
+    def save(self, lists: Sequence[tuple[str, str, bytes]]) -> None:
         """(user id, key, lists) rows, one transaction; a user without events any more is
         skipped (deleted meanwhile)."""
         with self.transaction() as conn:
@@ -42,8 +42,8 @@ class ListsWriter:
     makes new lists; written one by one inside the requests, their fsyncs held the store's
     lock and took p99 at 200 req/s to over a second. Lost on a crash: they are only a cache."""
 
-    def __init__(self, store: CandidateListTable, delay: float = WRITE_DELAY) -> None:
-        self.store = store
+    def __init__(self, table: CandidateListTable, delay: float = WRITE_DELAY) -> None:
+        self.table = table
         self.delay = delay
         self._pending: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
@@ -74,8 +74,8 @@ class ListsWriter:
             if not batch:
                 return
             try:
-                self.store.save_candidate_lists([(u, key, b) for u, (key, b) in batch.items()])
-            except self.store.errors as error:  # a cache: the next request makes them again
+                self.table.save([(u, key, b) for u, (key, b) in batch.items()])
+            except self.table.errors as error:  # a cache: the next request makes them again
                 log.warning("candidate lists not stored: %s", error)
 
     def _run(self) -> None:

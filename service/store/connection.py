@@ -60,7 +60,7 @@ def open_engine(target: Path | str, pool_size: int = 10) -> Engine:
 
 
 class Database:
-    """The engine the table classes run their SQL on, migrated on opening."""
+    """The engine the tables run their SQL on, migrated on opening."""
 
     def __init__(self, target: Path | str, pool_size: int = 10) -> None:
         self.engine = open_engine(target, pool_size)
@@ -87,14 +87,6 @@ class Database:
     def snapshot(self) -> AbstractContextManager[Any]:
         return self.engine.snapshot()
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows readable by position and by column name."""
-        return self.engine.query(sql, params)
-
-    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows as plain tuples, for the hot reads."""
-        return self.engine.tuples(sql, params)
-
     # --- migrations -------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
@@ -116,3 +108,27 @@ class Database:
                 conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
                 applied.append(name)
         return applied
+
+
+class Table:
+    """One table's queries, run on the store's database (each table class says where its
+    queries live; the store holds one of each)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.engine = database.engine
+        self.errors = database.errors
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        return self.database.transaction()
+
+    def snapshot(self) -> AbstractContextManager[Any]:
+        return self.database.snapshot()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows readable by position and by column name."""
+        return self.engine.query(sql, params)
+
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples, for the hot reads."""
+        return self.engine.tuples(sql, params)

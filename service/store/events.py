@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.core.records import Event
+from service.store.connection import Database, Table
 from service.store.items import ItemTable
 
 
@@ -22,8 +23,12 @@ class IngestResult:
 EVENT_COLUMNS = "event_id, user_id, item_id, type, ts, value"
 
 
-class EventTable(ItemTable):
-    def add_events(self, events: Sequence[Event]) -> IngestResult:
+class EventTable(Table):
+    def __init__(self, database: Database, items: ItemTable) -> None:
+        super().__init__(database)
+        self.items = items  # an ingest reports the events whose items are not in the catalog
+
+    def add(self, events: Sequence[Event]) -> IngestResult:
         """Store new events; an event_id seen before for the same user (or twice in the batch)
         is a duplicate. Ids are per user, so two clients numbering events 1, 2, 3 for their own
         users never swallow each other's events."""
@@ -37,18 +42,18 @@ class EventTable(ItemTable):
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, event_id) DO NOTHING",
                 [(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value, now) for e in events],
             ).rowcount
-        known = self.get_items(e.item_id for e in events)
+        known = self.items.get(e.item_id for e in events)
         unknown = sum(1 for e in events if e.item_id not in known)
         return IngestResult(accepted, len(events) - accepted, unknown)
 
-    def user_events(self, user_id: str) -> list[Event]:
+    def of_user(self, user_id: str) -> list[Event]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ? ORDER BY ts, seq"
         return [Event(*row) for row in self._tuples(sql, (user_id,))]
 
-    def count_events(self) -> int:
+    def count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM events")[0][0])
 
-    def events_version(self) -> tuple[int, int]:
+    def version(self) -> tuple[int, int]:
         """Changes when events are added (the newest sequence number, never reused) or a user
         is deleted, by any instance over the store; lookups on primary keys, where COUNT(*)
         reads every row."""
@@ -57,13 +62,16 @@ class EventTable(ItemTable):
         )[0]
         return int(newest or 0), int(deletions)
 
-    def events_stamp(self, user_id: str) -> str:
+    def stamp(self, user_id: str) -> str:
         """Changes whenever the user's events do: their count and newest sequence number
         (read from the index alone)."""
-        return _events_stamp(self._tuples(_EVENTS_STAMP, (user_id,))[0])
+        return stamp_of(self._tuples(EVENTS_STAMP, (user_id,))[0])
 
     def user_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT DISTINCT user_id FROM events ORDER BY 1")]
+
+    def count_users(self) -> int:
+        return int(self._query("SELECT COUNT(DISTINCT user_id) FROM events")[0][0])
 
     def popularity(self, limit: int) -> list[tuple[str, int]]:
         """Items by number of distinct users, most popular first. It reads every event, so it
@@ -75,7 +83,7 @@ class EventTable(ItemTable):
         )
         return [(row[0], int(row[1])) for row in rows]
 
-    def iter_user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str, float]]:
+    def user_items(self, chunk_size: int = 50_000) -> Iterator[tuple[str, str, float]]:
         """Every (user id, item id, time) of the events, in chunks along the primary key, so
         the collaborative model reads millions of events without holding the store's lock
         long."""
@@ -91,8 +99,9 @@ class EventTable(ItemTable):
             last = rows[-1][0]
 
 
-_EVENTS_STAMP = "SELECT COUNT(*), MAX(seq) FROM events WHERE user_id = ?"
+# A user's events stamp: read here and inside the profiles' one-transaction read.
+EVENTS_STAMP = "SELECT COUNT(*), MAX(seq) FROM events WHERE user_id = ?"
 
 
-def _events_stamp(row: Sequence[Any]) -> str:
+def stamp_of(row: Sequence[Any]) -> str:
     return f"{row[0]}:{row[1] or 0}"

@@ -9,14 +9,14 @@ from functools import lru_cache
 from typing import Any
 
 from service.core.records import Item
-from service.store.connection import Database
+from service.store.connection import Table
 
 # The columns of the hot reads, in the order of the Item fields they fill.
 ITEM_COLUMNS = "item_id, title, text, categories, attributes"
 
 
-class ItemTable(Database):
-    def upsert_items(self, items: Iterable[Item]) -> int:
+class ItemTable(Table):
+    def upsert(self, items: Iterable[Item]) -> int:
         rows = [
             (
                 item.item_id,
@@ -53,11 +53,11 @@ class ItemTable(Database):
                 )
         return len(rows)
 
-    def item_changes(self) -> int:
+    def changes(self) -> int:
         """How many item writes changed an item so far (see ``ProfileWrite.item_changes``)."""
         return int(self._tuples("SELECT count FROM item_changes", ())[0][0])
 
-    def get_items(self, item_ids: Iterable[str]) -> dict[str, Item]:
+    def get(self, item_ids: Iterable[str]) -> dict[str, Item]:
         ids = list(dict.fromkeys(item_ids))
         found: dict[str, Item] = {}
         for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
@@ -68,7 +68,7 @@ class ItemTable(Database):
                 found[row[0]] = _item_from_tuple(row)
         return found
 
-    def iter_items(self, chunk_size: int = 2_000) -> Iterator[list[Item]]:
+    def chunks(self, chunk_size: int = 2_000) -> Iterator[list[Item]]:
         """All items in id order, in chunks, so a large catalog never sits in memory twice."""
         last = ""
         while True:
@@ -81,7 +81,7 @@ class ItemTable(Database):
             yield [_item_from_tuple(row) for row in rows]
             last = rows[-1][0]
 
-    def count_items(self) -> int:
+    def count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM items")[0][0])
 
 

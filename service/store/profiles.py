@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 
 from service.core.records import Interest, Profile, WindowDrift, WindowInfo
-from service.store.connection import Database
-from service.store.events import _EVENTS_STAMP, _events_stamp
+from service.store.connection import Table
+from service.store.events import EVENTS_STAMP, stamp_of
 
 
 @dataclass(frozen=True)
 class ProfileState:
-    """What a user's profiles were found up to date with: their events (`Store.events_stamp`),
+    """What a user's profiles were found up to date with: their events (`Store.events.stamp`),
     the summarizer, embedder and window settings (``makers``, a hash), and until when (time
     windows close with time; None: until one of the others changes)."""
 
@@ -41,13 +41,13 @@ class ProfileWrite:
     profiles: Sequence[Profile]  # new or changed
     keep_windows: Sequence[int]  # every window the user has now
     state: ProfileState | None = None  # what they are all up to date with
-    # Store.item_changes() read before the items the profiles were made from: the state is
+    # Store.items.changes() read before the items the profiles were made from: the state is
     # not written if an item changed since (the profiles may hold its old text).
     item_changes: int = -1
 
 
-class ProfileTable(Database):
-    def save_profiles(self, writes: Sequence[ProfileWrite]) -> None:
+class ProfileTable(Table):
+    def save(self, writes: Sequence[ProfileWrite]) -> None:
         """Several users' new profiles, and the windows each keeps, in one transaction: one
         commit (one fsync) for a whole batch of a refresh instead of one per window."""
         with self.transaction() as conn:
@@ -62,7 +62,7 @@ class ProfileTable(Database):
                 if write.state is not None and write.item_changes == item_changes:
                     conn.execute(_SAVE_STATE, (write.user_id, *astuple(write.state), write.user_id))
 
-    def profiles(self, user_id: str, limit: int | None = None) -> list[Profile]:
+    def of_user(self, user_id: str, limit: int | None = None) -> list[Profile]:
         """The user's profiles, oldest first; with ``limit``, only the newest ``limit``."""
         sql = "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC"
         if limit is None:
@@ -79,7 +79,7 @@ class ProfileTable(Database):
                 "SELECT events, makers, valid_until FROM profile_state WHERE user_id = ?",
                 (user_id,),
             ).fetchone()
-            events = _events_stamp(conn.execute(_EVENTS_STAMP, (user_id,)).fetchone())
+            events = stamp_of(conn.execute(EVENTS_STAMP, (user_id,)).fetchone())
             newest = conn.execute(
                 "SELECT * FROM profiles WHERE user_id = ? ORDER BY window_index DESC LIMIT 1",
                 (user_id,),
@@ -126,9 +126,6 @@ class ProfileTable(Database):
                GROUP BY {check}"""
         )
         return {str(name or "other"): int(count) for name, count in rows}
-
-    def count_users(self) -> int:
-        return int(self._query("SELECT COUNT(DISTINCT user_id) FROM events")[0][0])
 
 
 _PROFILE_COLUMNS = (

@@ -16,7 +16,7 @@ router = v1_router()
 @router.put("/items", tags=["catalog"], operation_id="upsert_items", responses=ERRORS)
 def upsert_items(body: ItemsIn, store: StoreDep, settings: SettingsDep) -> UpsertedOut:
     check_batch(len(body.items), settings)
-    return UpsertedOut(upserted=store.upsert_items(i.to_item() for i in body.items))
+    return UpsertedOut(upserted=store.items.upsert(i.to_item() for i in body.items))
 
 
 @router.post(

@@ -13,5 +13,5 @@ router = v1_router()
 @router.post("/events", tags=["events"], operation_id="add_events", responses=ERRORS)
 def add_events(body: EventsIn, store: StoreDep, settings: SettingsDep) -> IngestOut:
     check_batch(len(body.events), settings)
-    result = store.add_events([e.to_event() for e in body.events])
+    result = store.events.add([e.to_event() for e in body.events])
     return IngestOut(**result.__dict__)

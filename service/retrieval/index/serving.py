@@ -119,11 +119,11 @@ class IndexHolder:
         with self._rebuild_lock:
             try:
                 manifest = build_index(
-                    store.iter_items(),
+                    store.items.chunks(),
                     self.embedder,
                     self.root,
                     progress,
-                    interactions=store.iter_user_items(),
+                    interactions=store.events.user_items(),
                     memory_budget_mb=self.memory_budget_mb,
                 )
             except IndexUnavailable:
