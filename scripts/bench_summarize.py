@@ -97,7 +97,7 @@ def run(
         )
         # Without the grammar, exactly new_tokens per user; with it, the answer's own length.
         kind = LLMSummarizer if grammar else FixedLengthSummarizer
-        summarizer = kind.load(settings, fallback=ExtractiveSummarizer())
+        summarizer = kind.load(settings.llm, fallback=ExtractiveSummarizer())
         summarizer.max_new_tokens = new_tokens
         measure(summarizer, demo_windows(2), 1)  # warm-up: kernels, caches, token texts
         for batch in batch_sizes:

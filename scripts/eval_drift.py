@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from service import summarizers
 from service.app.container import Services, build_services
-from service.core.config import Settings
+from service.core.config import DriftSettings, Settings
 from service.evaluation import drift_scoring as ds
 from service.evaluation import drift_streams as de
 from service.evaluation.drift_detectors import REFERENCES, Catalog, StreamData, candidates
@@ -139,7 +139,7 @@ def run_seed(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(pickle.dumps(profiled))
     counts, data, seconds = profiled
-    return {"users": counts, "seconds_profiling": seconds, **protocol(data, Settings())}
+    return {"users": counts, "seconds_profiling": seconds, **protocol(data, Settings().drift)}
 
 
 def _cache_key(datasets: list[MovieLens], users: int | None, embedder: str | None, seed: int):
@@ -176,13 +176,13 @@ def profile_parts(
     return counts, data, round(time.perf_counter() - started, 1)
 
 
-def protocol(data: dict[str, list[StreamData]], settings: Settings) -> dict:
+def protocol(data: dict[str, list[StreamData]], drift: DriftSettings) -> dict:
     """Every candidate fitted on the design and calibration parts and scored on the test part."""
     scale_of = ds.scales(data["design"], list(REFERENCES))
     test = data["test"]
     test_users = sorted({d.stream.user for d in test})
     fitted, scores, tables, kinds = {}, {}, {}, {}
-    for candidate in candidates(settings):
+    for candidate in candidates(drift):
         fit = ds.fit(candidate, scale_of, data["design"], data["calibration"])
         name = candidate.name
         fitted[name] = fit
@@ -332,10 +332,11 @@ def plot(run: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fit = run["_fitted"][SERVICE]
-    settings = Settings(
-        drift_signal="interests",
-        drift_interest_threshold=fit.setting,
-        drift_reference_windows=REFERENCES[fit.option.reference].windows,
+    drift = replace(
+        Settings().drift,
+        signal="interests",
+        interest_threshold=fit.setting,
+        reference_windows=REFERENCES[fit.option.reference].windows,
     )
     streams = run["_test"]
     users = sorted({d.stream.user for d in streams})[:3]  # the first three test users
@@ -346,7 +347,7 @@ def plot(run: dict, path: Path) -> None:
     picks += [d for d in streams if d.stream.kind == "stable" and d.stream.user in users]
     figure, axes = plt.subplots(2, 3, figsize=(12, 6), sharey=True)
     for axis, data in zip(axes.flat, picks):
-        points = drift_history(data.profiles, settings)
+        points = drift_history(data.profiles, drift)
         windows = list(range(len(points)))
         scores = [p.score if p.score is not None else np.nan for p in points]
         axis.plot(windows, scores, marker="o", label="drift score")

@@ -34,7 +34,7 @@ at more sensitive settings too (``--sensitivities``): the newest profile then ca
 the service's own code finds there. ``--signal`` picks the drift signal: ``interests`` (the
 default, the service's chi-square interest test; a sensitivity is its threshold,
 ``drift_interest_threshold``) or ``embedding`` (the profile-embedding signal; a sensitivity is
-``drift_z``, the threshold's floor moving with it as in ``scripts/eval_drift.py``).
+``EmbeddingThreshold.z``, the threshold's floor moving with it).
 ``--users`` caps the eligible users (CI smoke runs).
 """
 
@@ -46,20 +46,25 @@ import random
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from scripts.evaluate import RememberingEmbedder
 from service.app.container import Services, build_services
-from service.core.config import Settings
+from service.core.config import DriftSettings, Settings
 from service.core.records import DriftReport, Event, Profile
 from service.embedding.encoder import Embedder, load_embedder
 from service.evaluation import drift_streams as de
 from service.evaluation.protocol import ndcg_at
 from service.ingest.movielens import load_movielens
-from service.profiling.drift import drift_report, with_drift
+from service.profiling.drift import (
+    EMBEDDING_THRESHOLD,
+    EmbeddingThreshold,
+    drift_report,
+    with_drift,
+)
 from service.retrieval.collaborative import ShortTerm
 from service.retrieval.recommender import Recommender
 
@@ -114,15 +119,18 @@ def full_windows(events: Sequence[Event], size: int) -> list[list[Event]]:
     return [list(events[i : i + size]) for i in range(0, len(events) - size + 1, size)]
 
 
-def at_sensitivity(settings: Settings, signal: str, value: float) -> Settings:
-    """The settings with drift signal ``signal`` at sensitivity ``value``: the interest test's
-    threshold, or the embedding signal's ``drift_z`` with the threshold's floor moving with it."""
+# The drift settings and the embedding signal's threshold rule at one sensitivity.
+Sensitivity = tuple[DriftSettings, EmbeddingThreshold]
+
+
+def at_sensitivity(drift: DriftSettings, signal: str, value: float) -> Sensitivity:
+    """Drift signal ``signal`` at sensitivity ``value``: the interest test's threshold, or the
+    embedding signal's ``z`` with the threshold's floor moving with it."""
     if signal == "interests":
-        update: dict = {"drift_signal": signal, "drift_interest_threshold": value}
-    else:
-        floor = settings.drift_min_threshold / settings.drift_z * value
-        update = {"drift_signal": signal, "drift_z": value, "drift_min_threshold": floor}
-    return settings.model_copy(update=update)
+        return replace(drift, signal="interests", interest_threshold=value), EMBEDDING_THRESHOLD
+    rule = EMBEDDING_THRESHOLD
+    floor = rule.floor / rule.z * value
+    return replace(drift, signal="embedding"), replace(rule, z=value, floor=floor)
 
 
 def serve_half(
@@ -131,7 +139,7 @@ def serve_half(
     streams: dict[str, list[list[Event]]],
     embedder: Embedder,
     weights: Sequence[float],
-    sensitivities: dict[float, Settings],
+    sensitivities: dict[float, Sensitivity],
 ) -> list[Row]:
     """The half's users, window by window, through a service trained on everyone else."""
     settings = Settings(data_dir=folder / "data", index_dir=folder / "index")
@@ -174,7 +182,7 @@ def _evaluate(
     recommenders: dict[str, Recommender],
     user: str,
     windows: list[list[Event]],
-    sensitivities: dict[float, Settings],
+    sensitivities: dict[float, Sensitivity],
 ) -> Row:
     """The user's state after their newest window, as the request path reads it; at each
     sensitivity the newest profile carries the drift the service's code finds there."""
@@ -186,8 +194,8 @@ def _evaluate(
     row = Row(user, position)
     target = {e.item_id for e in windows[position + 1]} - set(history)
     made: dict[tuple[str, ShortTerm | None], float] = {}  # the same weighting, the same list
-    for z, tuned in sensitivities.items():
-        scored = with_drift(profiles, tuned)
+    for z, (tuned, rule) in sensitivities.items():
+        scored = with_drift(profiles, tuned, rule)
         report = drift_report(user, scored, tuned)
         drifted = scored[-1]  # the newest profile, its drift scored at this sensitivity
         assert drifted.drift is not None
@@ -277,7 +285,7 @@ def evaluate(
     half = len(chosen) // 2
     halves = {"tuning": chosen[:half], "test": chosen[half:]}
     embedder = RememberingEmbedder(load_embedder(embedder_name))
-    settings = {z: at_sensitivity(Settings(), signal, z) for z in sensitivities}
+    settings = {z: at_sensitivity(Settings().drift, signal, z) for z in sensitivities}
     rows = {}
     with tempfile.TemporaryDirectory(prefix="iprof-downstream-") as folder:
         for part, members in halves.items():
@@ -291,7 +299,7 @@ def evaluate(
         "signal": signal,
         "service_drift_signal": Settings().drift_signal,
         "service_drift_interest_threshold": Settings().drift_interest_threshold,
-        "service_drift_z": Settings().drift_z,
+        "service_drift_z": EMBEDDING_THRESHOLD.z,
         "users_eligible": len(histories),
         "users": {part: len(members) for part, members in halves.items()},
         "windows_evaluated": {part: len(r) for part, r in rows.items()},
@@ -379,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sensitivities",
         "--drift-z",
         help="comma-separated settings of the signal, the service's default first (interests: "
-        "the chi-square threshold, default 55,43,30,20,15; embedding: drift_z, default 3,2,1.5,1)",
+        "the chi-square threshold, default 55,43,30,20,15; embedding: its z, default 3,2,1.5,1)",
     )
     parser.add_argument(
         "--weights",

@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         llm_timeout_s=600,
     )
     encode = load_embedder(None).encode  # the service validates with its embedder
-    llm = build_summarizer(settings, encode=encode)
+    llm = build_summarizer(settings.llm, encode=encode)
     rows, results = [], {}
     extractive, seconds = run(ExtractiveSummarizer(), windows, args.batch_size, float("inf"))
     rows.append(figures("extractive", extractive, windows, seconds))

@@ -10,7 +10,7 @@ from service.retrieval.collaborative import (
     CollaborativeConfig,
     ItemModel,
     ShortTerm,
-    recency_weights,
+    history_weights,
 )
 from service.retrieval.collaborative_fit import fit_item_model, histories_of
 from service.retrieval.collaborative_tuning import tune
@@ -65,7 +65,7 @@ def test_the_newest_history_item_leads_the_scores():
     between = [f"unmodelled-{n}" for n in range(15)]  # they age what came before them
     assert model.scores(["a", *between, "x"], depth=2).ranked == ["y", "b"]
     assert model.scores(["x", *between, "a"], depth=2).ranked == ["b", "y"]
-    weights = recency_weights(30, CONFIG)
+    weights = history_weights(30, CONFIG)
     assert weights[-1] == pytest.approx(1.0) and np.all(np.diff(weights) > 0)
     assert weights[0] > 0.1  # old history still counts a little
 
@@ -86,8 +86,8 @@ def test_a_short_term_window_outweighs_the_longer_history_before_it():
 
     assert rank() == ["b", "y"]
     assert rank(ShortTerm(start=4, earlier=0.1)) == ["y", "b"]
-    weights = recency_weights(5, CONFIG, ShortTerm(start=4, earlier=0.1))
-    np.testing.assert_allclose(weights[:4], recency_weights(5, CONFIG)[:4] * 0.1)
+    weights = history_weights(5, CONFIG, ShortTerm(start=4, earlier=0.1))
+    np.testing.assert_allclose(weights[:4], history_weights(5, CONFIG)[:4] * 0.1)
     assert weights[4] == pytest.approx(1.0)
     # The whole history in the short-term window: nothing before it to weigh less.
     assert rank(ShortTerm(start=0, earlier=0.1)) == rank()
@@ -157,7 +157,7 @@ def test_the_next_items_model_learns_what_follows_not_only_what_goes_with():
 def test_a_history_is_scored_with_the_recency_the_model_was_fitted_for(tmp_path):
     config = CollaborativeConfig(half_life=1.0, floor=0.0, transition_share=0.0)
     model = fit_item_model(_pairs(), config)
-    np.testing.assert_allclose(recency_weights(3, model.config), [0.25, 0.5, 1.0])
+    np.testing.assert_allclose(history_weights(3, model.config), [0.25, 0.5, 1.0])
     model.save(tmp_path)
     assert ItemModel.load(tmp_path).config == config
 

@@ -6,6 +6,7 @@ import pytest
 from service.core.config import Settings
 from service.core.records import Interest, Profile, WindowInfo
 from service.profiling.drift import (
+    EMBEDDING_THRESHOLD,
     cosine_distance,
     drift_history,
     drift_report,
@@ -35,7 +36,7 @@ def _profile(index, direction, label):
 
 def test_a_stable_user_never_drifts():
     profiles = [_profile(i, TOPIC_A, "Astronomy") for i in range(8)]
-    points = drift_history(profiles, Settings())
+    points = drift_history(profiles, Settings().drift)
     assert points[0].score is None
     assert not any(p.detected for p in points)
     assert all(p.score < p.threshold for p in points[1:])
@@ -44,11 +45,11 @@ def test_a_stable_user_never_drifts():
 def test_a_switch_is_detected_and_explained():
     profiles = [_profile(i, TOPIC_A, "Astronomy") for i in range(4)]
     profiles += [_profile(i, TOPIC_B, "Baking") for i in range(4, 6)]
-    points = drift_history(profiles, Settings())
+    points = drift_history(profiles, Settings().drift)
     # The second new window is above the threshold too, but it is the same switch.
     assert [p.detected for p in points] == [False, False, False, False, True, False]
     assert points[5].score > points[5].threshold
-    report = drift_report("u", with_drift(profiles[:5], Settings()), Settings())
+    report = drift_report("u", with_drift(profiles[:5], Settings().drift), Settings().drift)
     assert report.drift_detected and report.score > report.threshold
     assert report.gained == ["Baking"] and report.lost == ["Astronomy"]
     assert [w.index for w in report.reference_window] == [1, 2, 3]
@@ -59,8 +60,8 @@ def test_a_switch_is_detected_and_explained():
 def test_drifting_lasts_until_the_new_interests_are_the_reference():
     profiles = [_profile(i, TOPIC_A, "Astronomy") for i in range(4)]
     profiles += [_profile(i, TOPIC_B, "Baking") for i in range(4, 10)]
-    settings = Settings()
-    for newest in range(4, 4 + settings.drift_reference_windows):
+    settings = Settings().drift
+    for newest in range(4, 4 + settings.reference_windows):
         report = drift_report("u", with_drift(profiles[: newest + 1], settings), settings)
         # The detection's verdict and the windows before the change: never contradicted by
         # the lists, whatever the newest window scores on its own.
@@ -68,7 +69,7 @@ def test_drifting_lasts_until_the_new_interests_are_the_reference():
         assert report.gained == ["Baking"] and report.lost == ["Astronomy"]
         assert report.newest_window.index == newest and report.scored_window.index == 4
         assert [w.index for w in report.reference_window] == [1, 2, 3]
-    settled_history = with_drift(profiles[: 5 + settings.drift_reference_windows], settings)
+    settled_history = with_drift(profiles[: 5 + settings.reference_windows], settings)
     settled = drift_report("u", settled_history, settings)
     assert not settled.drift_detected and settled.detected_window is None
     assert settled.gained == [] and settled.lost == []
@@ -78,7 +79,7 @@ def test_drifting_lasts_until_the_new_interests_are_the_reference():
 def test_every_signal_flags_a_disjoint_switch_once_and_a_stable_user_never(signal):
     stable = [_profile(i, TOPIC_A, "Astronomy") for i in range(8)]
     switch = stable[:4] + [_profile(i, TOPIC_B, "Baking") for i in range(4, 8)]
-    settings = Settings()
+    settings = Settings().drift
     assert not any(p.detected for p in drift_history(stable, settings, signal))
     assert [i for i, p in enumerate(drift_history(switch, settings, signal)) if p.detected] == [4]
 
@@ -103,11 +104,11 @@ def test_the_interest_test_weighs_how_many_events_show_the_change():
 
 
 def test_a_disjoint_window_alarms_even_against_a_short_reference():
-    settings = Settings()
+    settings = Settings().drift
     space = _profile(0, TOPIC_A, "Astronomy")
     cooking = _profile(1, TOPIC_B, "Baking")
     # One 20-event reference window: the statistic's maximum (40) is below the fixed threshold.
-    assert settings.drift_interest_threshold > 40
+    assert settings.interest_threshold > 40
     score, threshold, compared, basis = interest_test(cooking, [space], settings)
     assert score == pytest.approx(40.0) and score > threshold
     assert (compared, basis) == (1, "capped")
@@ -118,7 +119,7 @@ def test_a_disjoint_window_alarms_even_against_a_short_reference():
 
 
 def test_a_window_straddling_a_switch_does_not_hide_the_next_one():
-    settings = Settings()
+    settings = Settings().drift
     space = _profile(0, TOPIC_A, "Astronomy")
     half = replace(space, interests=(Interest("Astronomy", 0.5, ()), Interest("Baking", 0.5, ())))
     cooking = _profile(2, TOPIC_B, "Baking")
@@ -131,15 +132,14 @@ def test_a_window_straddling_a_switch_does_not_hide_the_next_one():
 
 
 def test_the_threshold_mixes_the_prior_with_the_users_own_distances():
-    settings = Settings()
-    prior_only = threshold_from([], settings)
+    prior_only = threshold_from([])
     assert prior_only == pytest.approx(
         max(
-            settings.drift_min_threshold,
-            settings.drift_prior_mean + settings.drift_z * settings.drift_prior_std,
+            EMBEDDING_THRESHOLD.floor,
+            EMBEDDING_THRESHOLD.prior_mean + EMBEDDING_THRESHOLD.z * EMBEDDING_THRESHOLD.prior_std,
         )
     )
-    assert threshold_from([0.4] * 30, settings) > prior_only  # a restless user needs more to alarm
+    assert threshold_from([0.4] * 30) > prior_only  # a restless user needs more to alarm
 
 
 def test_cosine_distance_is_zero_for_equal_and_one_for_orthogonal():
@@ -150,10 +150,10 @@ def test_cosine_distance_is_zero_for_equal_and_one_for_orthogonal():
 def test_a_report_is_read_from_the_timeline_and_refuses_profiles_without_one():
     profiles = [_profile(i, TOPIC_A, "Astronomy") for i in range(4)]
     profiles += [_profile(4, TOPIC_B, "Baking")]
-    timeline = with_drift(profiles, Settings())
+    timeline = with_drift(profiles, Settings().drift)
     assert timeline[4].drift.detected and timeline[4].drift.reference == (1, 2, 3)
     # A timeline stored under other settings is what the report says: it scores nothing.
     quiet = [replace(p, drift=replace(p.drift, detected=False)) for p in timeline]
-    assert not drift_report("u", quiet, Settings()).drift_detected
+    assert not drift_report("u", quiet, Settings().drift).drift_detected
     with pytest.raises(ValueError, match="without their drift timeline"):
-        drift_report("u", profiles, Settings())
+        drift_report("u", profiles, Settings().drift)

@@ -2,7 +2,7 @@ import pytest
 
 from service.core.records import Event, Item, Window, WindowEvent
 from service.summarizers.extractive import ExtractiveSummarizer
-from service.summarizers.weighting import action_weight, recency_weights
+from service.summarizers.weighting import action_weight, window_recency
 
 
 def _window(pairs, items):
@@ -26,7 +26,7 @@ def test_action_and_recency_weights_order_the_evidence():
         action_weight("purchase", None) > action_weight("click", None) > action_weight("view", None)
     )
     assert action_weight("rate", 5) > action_weight("rate", 3) > action_weight("rate", 1) - 1e-9
-    weights = recency_weights(4)
+    weights = window_recency(4)
     assert weights == sorted(weights) and weights[-1] == 1.0
 
 

@@ -144,7 +144,7 @@ def constrained(tiny_llm_path):
     from service.summarizers.factory import build_summarizer
 
     settings = Settings(llm_model=str(tiny_llm_path), llm_quant="nf4", llm_max_new_tokens=160)
-    return build_summarizer(settings)
+    return build_summarizer(settings.llm)
 
 
 @pytest.mark.slow

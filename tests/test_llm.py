@@ -20,7 +20,7 @@ from tests.conftest import topic_items, view_window
 @pytest.fixture(scope="module")
 def nf4_summarizer(tiny_llm_path):
     settings = Settings(llm_model=str(tiny_llm_path), llm_quant="nf4", llm_max_new_tokens=24)
-    return build_summarizer(settings)
+    return build_summarizer(settings.llm)
 
 
 @pytest.mark.slow
@@ -301,7 +301,9 @@ def test_refresh_batches_windows_across_users_and_skips_unchanged_ones(store):
         store.events.add(events)
     llm = CountingLLM()
     llm.batch_size = 16
-    profiler = Profiler(store, llm, HashingEmbedder(), Settings(window="3e", embed_model="hashing"))
+    profiler = Profiler(
+        store, llm, HashingEmbedder(), Settings(window="3e", embed_model="hashing").profiling
+    )
     report = profiler.refresh_users(["a", "b", "c", "ghost"])
     assert (report.users, report.unknown_users, report.windows_generated) == (3, 1, 6)
     assert llm.batches == [6]  # six windows of three users in one batch

@@ -53,7 +53,7 @@ def _read_path(profiler, store, monkeypatch, user="me"):
 def profiler(store, tmp_path):
     embedder = HashingEmbedder()
     _seed(store, tmp_path, embedder)
-    made = Profiler(store, ExtractiveSummarizer(), embedder, Settings(window="6e"))
+    made = Profiler(store, ExtractiveSummarizer(), embedder, Settings(window="6e").profiling)
     made.refresh_users(["me"])
     return made
 
@@ -102,7 +102,11 @@ def test_time_windows_leave_the_stored_state_when_a_window_closes(store, tmp_pat
     _seed(store, tmp_path, embedder)
     now = [1_500.0]  # the events are at 1000-1007: the first hour's window is still open
     profiler = Profiler(
-        store, ExtractiveSummarizer(), embedder, Settings(window="1h"), clock=lambda: now[0]
+        store,
+        ExtractiveSummarizer(),
+        embedder,
+        Settings(window="1h").profiling,
+        clock=lambda: now[0],
     )
     profiler.refresh_users(["me"])
     assert not _read_path(profiler, store, monkeypatch)[2]
@@ -124,7 +128,9 @@ def test_other_window_settings_send_the_read_down_the_full_check(profiler, store
     store.events.add(_events("me", ["astronomy-02", "astronomy-03", "astronomy-04"], 5_000))
     profiler.refresh_users(["me"])
     assert profiler.current("me").window.index == 1  # 11 events in windows of 6
-    wider = Profiler(store, profiler.summarizer, profiler.embedder, Settings(window="12e"))
+    wider = Profiler(
+        store, profiler.summarizer, profiler.embedder, Settings(window="12e").profiling
+    )
     profile, _, full = _read_path(wider, store, monkeypatch)
     assert full and profile.window.index == 0  # all 11 events in one window
 
@@ -140,8 +146,8 @@ def test_an_item_changed_while_its_window_is_summarised_is_not_hidden(store, tmp
     embedder = HashingEmbedder()
     _seed(store, tmp_path, embedder)
     settings = Settings(window="6e")
-    Profiler(store, ChangesAnItemMeanwhile(), embedder, settings).refresh_users(["me"])
-    profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings)
+    Profiler(store, ChangesAnItemMeanwhile(), embedder, settings.profiling).refresh_users(["me"])
+    profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings.profiling)
     served = profiler.current("me")
     assert served.source_key == profiler.update("me")[-1].source_key  # the new text's
     assert "sourdough" in store.items.get(["baking-02"])["baking-02"].text
@@ -157,7 +163,7 @@ def test_a_passing_failure_is_always_checked_again(store, tmp_path, monkeypatch)
 
     embedder = HashingEmbedder()
     _seed(store, tmp_path, embedder)
-    profiler = Profiler(store, Failing(), embedder, Settings(window="6e"))
+    profiler = Profiler(store, Failing(), embedder, Settings(window="6e").profiling)
     profiler.refresh_users(["me"])
     assert _read_path(profiler, store, monkeypatch)[2]
     assert _read_path(profiler, store, monkeypatch)[2]  # no state that would skip the retry

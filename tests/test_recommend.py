@@ -115,7 +115,7 @@ def test_recommendations_follow_current_interests_and_skip_seen_items(store, tmp
     embedder = HashingEmbedder()
     _seed(store, tmp_path, embedder)
     settings = Settings(window="9e", embed_model="hashing")
-    profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings)
+    profiler = Profiler(store, ExtractiveSummarizer(), embedder, settings.profiling)
     profile = profiler.current("me")
     recommender = Recommender(store, embedder, IndexOnDisk(tmp_path / "index", embedder))
     picks = recommender.recommend(profile, k=5)
@@ -143,7 +143,7 @@ def test_reading_an_unchanged_profile_writes_nothing_and_labels_are_encoded_once
 ):
     embedder = _CountingEmbedder()
     _seed(store, tmp_path, embedder)
-    profiler = Profiler(store, ExtractiveSummarizer(), embedder, Settings(window="9e"))
+    profiler = Profiler(store, ExtractiveSummarizer(), embedder, Settings(window="9e").profiling)
     profile, history = profiler.current_with_history("me")
     assert history == [e.item_id for e in store.events.of_user("me")]
     writes = []
@@ -211,7 +211,10 @@ def _drifting_user(store, tmp_path, embedder):
     store.events.add(events)
     index_store(store, embedder, tmp_path / "index")
     profiler = Profiler(
-        store, ExtractiveSummarizer(), embedder, Settings(window="6e", min_window_events=2)
+        store,
+        ExtractiveSummarizer(),
+        embedder,
+        Settings(window="6e", min_window_events=2).profiling,
     )
     return profiler.current_with_history("me")
 

@@ -35,7 +35,7 @@ def _smollm2(data_dir: Path, minilm, quant: str) -> LLMSummarizer:
         llm_max_new_tokens=120,
         llm_timeout_s=900,  # a shared 2-core CI machine: the point is the answer, not speed
     )
-    summarizer = build_summarizer(settings, encode=minilm.encode)
+    summarizer = build_summarizer(settings.llm, encode=minilm.encode)
     assert isinstance(summarizer, LLMSummarizer), getattr(summarizer, "problem", summarizer)
     return summarizer
 
@@ -94,7 +94,7 @@ def test_a_hostile_title_is_not_obeyed(profiles):
 
 def test_the_random_tiny_model_falls_back_and_says_why(tiny_llm_path):
     settings = Settings(llm_model=str(tiny_llm_path), llm_quant="none", llm_max_new_tokens=160)
-    tiny = build_summarizer(settings)
+    tiny = build_summarizer(settings.llm)
     assert isinstance(tiny, LLMSummarizer)
     window = view_window(topic_items(4))
     (summary,) = tiny.summarize([window])

@@ -60,9 +60,10 @@ def build_services(
         settings.embed_backend,
         cache=settings.data_dir / "models",
     )
-    summarizer = summarizer or build_summarizer(settings, encode=embedder.encode)
+    summarizer = summarizer or build_summarizer(settings.llm, encode=embedder.encode)
+    retrieval, api = settings.retrieval, settings.api
     holder = IndexHolder(
-        settings.index_dir, embedder, settings.index_memory_mb, settings.search_on_gpu
+        retrieval.index_dir, embedder, retrieval.index_memory_mb, retrieval.search_on_gpu
     )
     if load_item_index:
         holder.load()
@@ -71,15 +72,15 @@ def build_services(
         store=store,
         embedder=embedder,
         summarizer=summarizer,
-        profiler=Profiler(store, summarizer, embedder, settings),
+        profiler=Profiler(store, summarizer, embedder, settings.profiling),
         recommender=Recommender(
             store,
             embedder,
             holder,
-            FusionWeights(interests=settings.fusion_interests),
-            drift_earlier_weight=settings.drift_earlier_weight,
-            new_item_boost=settings.new_item_boost,
+            FusionWeights(interests=retrieval.fusion_interests),
+            drift_earlier_weight=retrieval.drift_earlier_weight,
+            new_item_boost=retrieval.new_item_boost,
         ),
         index=holder,
-        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        limiter=RateLimiter(api.rate_limit_per_second, api.rate_limit_burst),
     )

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from service.app.container import Services
 from service.app.errors import ApiError
 from service.app.ratelimit import retry_after_header
-from service.core.config import Settings
+from service.core.config import ApiSettings
 from service.profiling.profiler import Profiler
 from service.retrieval.index.serving import IndexHolder
 from service.retrieval.recommender import Recommender
@@ -44,15 +44,15 @@ async def get_index(request: Request) -> IndexHolder:
     return request.app.state.services.index  # type: ignore[no-any-return]
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.services.settings  # type: ignore[no-any-return]
+async def get_api_settings(request: Request) -> ApiSettings:
+    return request.app.state.services.settings.api  # type: ignore[no-any-return]
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 ProfilerDep = Annotated[Profiler, Depends(get_profiler)]
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 IndexDep = Annotated[IndexHolder, Depends(get_index)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -62,9 +62,9 @@ async def require_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """The API key check (only when keys are configured), then the caller's rate limit."""
-    keys = services.settings.api_keys
+    keys = services.settings.api.api_keys
     caller = f"address {request.client.host if request.client else 'unknown'}"
-    if services.settings.auth_enabled:
+    if keys:
         if credentials is None:
             _limit(services, caller)  # failed attempts count too: no free key guessing
             raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <key>'")
@@ -89,7 +89,7 @@ def _limit(services: Services, caller: str) -> None:
         )
 
 
-def check_batch(size: int, settings: Settings) -> None:
-    limit = settings.max_batch
+def check_batch(size: int, api: ApiSettings) -> None:
+    limit = api.max_batch
     if size > limit:
         raise ApiError(413, "batch_too_large", f"{size} records in one batch; the limit is {limit}")

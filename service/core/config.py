@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -13,6 +14,53 @@ from service.core.records import WindowSpec
 
 Quantization = Literal["nf4", "int8", "none"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+DriftSignal = Literal["interests", "embedding"]
+
+
+# The settings as their parts take them: each part is given its group, not the whole Settings.
+@dataclass(frozen=True)
+class DriftSettings:
+    reference_windows: int
+    signal: DriftSignal
+    interest_threshold: float
+    decay: float
+
+
+@dataclass(frozen=True)
+class ProfilingSettings:
+    window: WindowSpec
+    min_window_events: int
+    drift: DriftSettings
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    model: str | None
+    quant: Quantization
+    max_new_tokens: int
+    batch_size: int
+    batch_tokens: int
+    constrained: bool
+    timeout_s: float
+    models_dir: Path  # where a bundled model is converted to, once
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    index_dir: Path
+    index_memory_mb: float
+    search_on_gpu: bool
+    fusion_interests: float
+    new_item_boost: float
+    drift_earlier_weight: float
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    api_keys: tuple[str, ...]
+    max_batch: int
+    rate_limit_per_second: float
+    rate_limit_burst: int
 
 
 class Settings(BaseSettings):
@@ -84,22 +132,16 @@ class Settings(BaseSettings):
     # What the drift score compares (service/profiling/drift.py): the interest counts of the
     # window against the reference's (a chi-square statistic), or the profile embeddings
     # (weaker on held-out users in scripts/eval_drift.py, docs/EVALUATION.md).
-    drift_signal: Literal["interests", "embedding"] = "interests"
+    drift_signal: DriftSignal = "interests"
     # The chi-square statistic above which a window's interests moved: scripts/eval_drift.py
     # calibrates it on its calibration users to at most one false alarm per 100 stable windows
     # of real histories; 55 is the median of its three seeds (54.9, 56.4, 53.5).
     drift_interest_threshold: float = 55.0
-    # The embedding signal: the reference is the windows' decayed mean (also the weights of the
-    # reference when listing the interests gained and lost).
+    # The reference's decay: under the embedding signal the reference is the windows' decayed
+    # mean, and under either signal these are the weights of the reference when listing the
+    # interests gained and lost. (The embedding signal's own threshold rule is a constant of
+    # that signal: service/profiling/drift.py, EMBEDDING_THRESHOLD.)
     drift_decay: float = 0.9
-    # The embedding signal's population prior for the distance between two windows of an
-    # unchanged user, as pseudo-observations mixed with the user's own past distances (measured
-    # on the demo data and MovieLens with MiniLM: stable users sit around 0.05-0.20).
-    drift_prior_mean: float = 0.12
-    drift_prior_std: float = 0.06
-    drift_prior_weight: float = 5.0
-    drift_z: float = 3.0
-    drift_min_threshold: float = 0.25
     # Drift-aware recommendations: when the newest window's drift fired, each event of the
     # user's history before that window counts this share of its recency weight in the
     # collaborative model, so the new interests lead (service/retrieval/recommender.py); 1 turns
@@ -196,12 +238,49 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
 
+    @property
+    def drift(self) -> DriftSettings:
+        return DriftSettings(
+            self.drift_reference_windows,
+            self.drift_signal,
+            self.drift_interest_threshold,
+            self.drift_decay,
+        )
+
+    @property
+    def profiling(self) -> ProfilingSettings:
+        return ProfilingSettings(self.window_spec, self.min_window_events, self.drift)
+
+    @property
+    def llm(self) -> LLMSettings:
+        return LLMSettings(
+            self.llm_model,
+            self.llm_quant,
+            self.llm_max_new_tokens,
+            self.llm_batch_size,
+            self.llm_batch_tokens,
+            self.llm_constrained,
+            self.llm_timeout_s,
+            self.data_dir / "models",
+        )
+
+    @property
+    def retrieval(self) -> RetrievalSettings:
+        return RetrievalSettings(
+            self.index_dir,
+            self.index_memory_mb,
+            self.search_on_gpu,
+            self.fusion_interests,
+            self.new_item_boost,
+            self.drift_earlier_weight,
+        )
+
+    @property
+    def api(self) -> ApiSettings:
+        return ApiSettings(
+            tuple(self.api_keys), self.max_batch, self.rate_limit_per_second, self.rate_limit_burst
+        )
+
 
 def _installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
-
-
-def default(name: str) -> Any:
-    """A setting's default, for a constructor that takes it as a parameter (one place says
-    what it is)."""
-    return Settings.model_fields[name].default

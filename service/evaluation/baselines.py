@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.core.recency import recency_weights
 from service.core.records import Event
 from service.embedding.encoder import normalize_rows
 from service.evaluation import sequential
@@ -98,10 +99,11 @@ def recency_ease(
     histories = np.zeros((len(users), len(data.item_ids)), dtype=np.float32)
     for row, user in enumerate(users):
         items = [e.item_id for e in train[user] if e.item_id in data.item_index]
-        for age, item in enumerate(reversed(items)):
+        recency = recency_weights(len(items), half_life, floor)
+        for item, weight in zip(reversed(items), reversed(recency.tolist())):
             column = data.item_index[item]
             if histories[row, column] == 0:  # the newest occurrence comes first here
-                histories[row, column] = floor + (1 - floor) * 0.5 ** (age / half_life)
+                histories[row, column] = weight
     scores = histories @ weights
     position = {user: row for row, user in enumerate(users)}
     return lambda user: data.top(user, scores[position[user]])

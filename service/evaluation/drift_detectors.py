@@ -27,12 +27,12 @@ not), ``periodic`` (fires every *n* windows: the floor), and ``service``: the se
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.core.config import Settings
+from service.core.config import DriftSettings
 from service.core.records import Profile
 from service.embedding.encoder import normalize_rows
 from service.evaluation.drift_streams import Stream
@@ -275,19 +275,18 @@ def periodic_flags(
     return [i for i in range(1, data.windows) if (offset + i) % max(1, int(setting)) == 0]
 
 
-def service_flags(settings: Settings) -> Flagger:
+def service_flags(drift: DriftSettings) -> Flagger:
     """The service's own drift code on its profiles: the interest test at threshold
     ``setting`` with the option's reference length (its straddle and disjoint rules built in)."""
 
     def flag(
         data: StreamData, signal: str, option: Option, setting: float, scale: float
     ) -> list[int]:
-        tuned = settings.model_copy(
-            update={
-                "drift_signal": "interests",
-                "drift_interest_threshold": setting,
-                "drift_reference_windows": REFERENCES[option.reference].windows,
-            }
+        tuned = replace(
+            drift,
+            signal="interests",
+            interest_threshold=setting,
+            reference_windows=REFERENCES[option.reference].windows,
         )
         return [i for i, point in enumerate(drift_history(data.profiles, tuned)) if point.detected]
 
@@ -307,7 +306,7 @@ def _options(knobs: Sequence[float | None], references: Sequence[str] = tuple(RE
     return tuple(Option(reference, knob) for reference in references for knob in knobs)
 
 
-def candidates(settings: Settings) -> list[Candidate]:
+def candidates(drift: DriftSettings) -> list[Candidate]:
     """Every detector on every signal it can use, with the same reference options: the service
     first, the floor last."""
     found = [
@@ -316,7 +315,7 @@ def candidates(settings: Settings) -> list[Candidate]:
             "interests",
             _options([None], ["1", "3 or 2"]),
             SERVICE_THRESHOLDS,
-            service_flags(settings),
+            service_flags(drift),
         )
     ]
     for signal in SIGNALS:

@@ -1,6 +1,6 @@
 """Drift: how far a window's profile moved from its reference, and whether that is unusual.
 
-The reference of window *i* is the windows before it (up to ``drift_reference_windows``). A
+The reference of window *i* is the windows before it (up to ``Settings.drift_reference_windows``). A
 profile is a distribution over interests, each backed by evidence, so the default score
 (``Settings.drift_signal = "interests"``) is a test between two samples of interest counts:
 Pearson's chi-square statistic of the table (this window's counts, the reference windows'
@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.core.config import Settings
+from service.core.config import DriftSettings
 from service.core.records import DriftReport, Interest, Profile, ThresholdBasis, WindowDrift
 from service.embedding.encoder import normalize_rows
 
@@ -38,6 +38,24 @@ INTEREST_CHANGE = 0.15
 # The share of the interest test's maximum (no interest shared) that alarms whatever the
 # threshold: a short reference cannot otherwise reach it.
 DISJOINT_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class EmbeddingThreshold:
+    """The embedding signal's per-user threshold: a population prior for the distance between
+    two windows of an unchanged user (``prior_mean``, ``prior_std``, as ``prior_weight``
+    pseudo-observations mixed with the user's own past distances), ``z`` spreads above their
+    mean, never below ``floor``. Constants of that signal, not settings: the service's default
+    signal is the interest test; scripts/eval_drift.py varies ``z`` and ``floor`` on it."""
+
+    prior_mean: float = 0.12  # MiniLM on the demo data and MovieLens: stable users 0.05-0.20
+    prior_std: float = 0.06
+    prior_weight: float = 5.0
+    z: float = 3.0
+    floor: float = 0.25
+
+
+EMBEDDING_THRESHOLD = EmbeddingThreshold()
 
 
 def decay_weights(count: int, decay: float) -> np.ndarray:
@@ -56,13 +74,15 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - np.dot(normalize_rows(a), normalize_rows(b)))
 
 
-def threshold_from(normal_scores: Sequence[float], settings: Settings) -> float:
-    prior_weight = settings.drift_prior_weight
+def threshold_from(
+    normal_scores: Sequence[float], rule: EmbeddingThreshold = EMBEDDING_THRESHOLD
+) -> float:
+    prior_weight = rule.prior_weight
     count = prior_weight + len(normal_scores)
-    mean = (prior_weight * settings.drift_prior_mean + sum(normal_scores)) / count
-    spread = prior_weight * (settings.drift_prior_std**2 + (settings.drift_prior_mean - mean) ** 2)
+    mean = (prior_weight * rule.prior_mean + sum(normal_scores)) / count
+    spread = prior_weight * (rule.prior_std**2 + (rule.prior_mean - mean) ** 2)
     spread += sum((score - mean) ** 2 for score in normal_scores)
-    return max(settings.drift_min_threshold, mean + settings.drift_z * math.sqrt(spread / count))
+    return max(rule.floor, mean + rule.z * math.sqrt(spread / count))
 
 
 def interest_counts(profile: Profile) -> dict[str, float]:
@@ -105,7 +125,7 @@ def chi_square(now: dict[str, float], before: dict[str, float]) -> float:
 
 
 def interest_test(
-    profile: Profile, reference: Sequence[Profile], settings: Settings
+    profile: Profile, reference: Sequence[Profile], drift: DriftSettings
 ) -> tuple[float, float, int, ThresholdBasis]:
     """(score, threshold, how many of the reference windows it compared with, threshold basis)
     of the interest test, against the reference and against the reference without its newest
@@ -118,7 +138,7 @@ def interest_test(
     for windows in candidates:
         events = sum(p.window.events for p in (profile, *windows) if p.interests)
         cap = DISJOINT_SHARE * events
-        fixed = settings.drift_interest_threshold
+        fixed = drift.interest_threshold
         basis: ThresholdBasis = "fixed" if fixed <= cap else "capped"
         threshold = min(fixed, cap)
         score = interest_chi_square(profile, windows)
@@ -127,37 +147,44 @@ def interest_test(
 
 
 def embedding_test(
-    profile: Profile, reference: Sequence[Profile], normal: Sequence[float], settings: Settings
+    profile: Profile,
+    reference: Sequence[Profile],
+    normal: Sequence[float],
+    drift: DriftSettings,
+    rule: EmbeddingThreshold = EMBEDDING_THRESHOLD,
 ) -> tuple[float, float, int, ThresholdBasis]:
     """The embedding test, shaped like ``interest_test``: the cosine distance to the
     reference's decayed mean embedding, against what is normal for this user."""
-    anchor = reference_embedding([p.embedding for p in reference], settings.drift_decay)
+    anchor = reference_embedding([p.embedding for p in reference], drift.decay)
     distance = cosine_distance(profile.embedding, anchor)
-    return distance, threshold_from(normal, settings), len(reference), "per-user"
+    return distance, threshold_from(normal, rule), len(reference), "per-user"
 
 
 def drift_history(
-    profiles: Sequence[Profile], settings: Settings, signal: str | None = None
+    profiles: Sequence[Profile],
+    drift: DriftSettings,
+    signal: str | None = None,
+    rule: EmbeddingThreshold = EMBEDDING_THRESHOLD,
 ) -> list[WindowDrift]:
     """Every window's verdict (oldest first), without the interests gained and lost; the
     first has no reference and no score. A window above the threshold right after one that
     was above it too is the same change: not a new detection."""
-    signal = signal or settings.drift_signal
+    signal = signal or drift.signal
     verdicts: list[WindowDrift] = []
     normal: list[float] = []
     above_before = False
     for position, profile in enumerate(profiles):
-        windows = list(profiles[max(0, position - settings.drift_reference_windows) : position])
+        windows = list(profiles[max(0, position - drift.reference_windows) : position])
         if not windows:
-            first = settings.drift_interest_threshold if signal == "interests" else None
-            threshold = first if first is not None else threshold_from(normal, settings)
+            first = drift.interest_threshold if signal == "interests" else None
+            threshold = first if first is not None else threshold_from(normal, rule)
             basis: ThresholdBasis = "fixed" if signal == "interests" else "per-user"
             verdicts.append(WindowDrift(None, round(threshold, 4), False, threshold_basis=basis))
             continue
         if signal == "interests":
-            score, threshold, kept, basis = interest_test(profile, windows, settings)
+            score, threshold, kept, basis = interest_test(profile, windows, drift)
         else:
-            score, threshold, kept, basis = embedding_test(profile, windows, normal, settings)
+            score, threshold, kept, basis = embedding_test(profile, windows, normal, drift, rule)
         score, threshold = round(score, 4), round(threshold, 4)
         above = score > threshold
         if not above:
@@ -208,20 +235,28 @@ def interest_changes(
     return gained, lost
 
 
-def drift_timeline(profiles: Sequence[Profile], settings: Settings) -> list[WindowDrift]:
+def drift_timeline(
+    profiles: Sequence[Profile],
+    drift: DriftSettings,
+    rule: EmbeddingThreshold = EMBEDDING_THRESHOLD,
+) -> list[WindowDrift]:
     """Every window's verdict (oldest first), with the interests gained and lost against the
     windows it was compared with."""
     timeline = []
-    for profile, verdict in zip(profiles, drift_history(profiles, settings)):
+    for profile, verdict in zip(profiles, drift_history(profiles, drift, rule=rule)):
         reference = _profiles_at(profiles, verdict.reference)
-        gained, lost = interest_changes(profile.interests, reference, settings.drift_decay)
+        gained, lost = interest_changes(profile.interests, reference, drift.decay)
         timeline.append(replace(verdict, gained=tuple(gained), lost=tuple(lost)))
     return timeline
 
 
-def with_drift(profiles: Sequence[Profile], settings: Settings) -> list[Profile]:
-    """The profiles with their drift timeline scored under ``settings``."""
-    timeline = drift_timeline(profiles, settings)
+def with_drift(
+    profiles: Sequence[Profile],
+    drift: DriftSettings,
+    rule: EmbeddingThreshold = EMBEDDING_THRESHOLD,
+) -> list[Profile]:
+    """The profiles with their drift timeline scored under ``drift``."""
+    timeline = drift_timeline(profiles, drift, rule)
     return [replace(p, drift=drift) for p, drift in zip(profiles, timeline)]
 
 
@@ -230,7 +265,7 @@ def _profiles_at(profiles: Sequence[Profile], indices: Sequence[int]) -> list[Pr
     return [by_index[i] for i in indices if i in by_index]
 
 
-def drift_report(user_id: str, profiles: Sequence[Profile], settings: Settings) -> DriftReport:
+def drift_report(user_id: str, profiles: Sequence[Profile], drift: DriftSettings) -> DriftReport:
     """Whether the user's interests moved recently, read from the timeline the profiles carry
     (oldest first, not empty, each with its ``drift``; see ``with_drift``): no drift is scored
     here. Drifting: the newest detection is recent enough that the newest window's reference
@@ -239,14 +274,12 @@ def drift_report(user_id: str, profiles: Sequence[Profile], settings: Settings) 
     the newest window's verdict, and nothing gained or lost (a verdict never contradicts its
     lists)."""
     timeline = [p.drift for p in profiles]
-    if any(drift is None for drift in timeline):
+    if any(verdict is None for verdict in timeline):
         raise ValueError(f"{user_id}: profiles without their drift timeline")
     newest = len(profiles) - 1
-    detections = [i for i, drift in enumerate(timeline) if drift and drift.detected]
+    detections = [i for i, verdict in enumerate(timeline) if verdict and verdict.detected]
     recent = (
-        detections[-1]
-        if detections and newest - detections[-1] < settings.drift_reference_windows
-        else None
+        detections[-1] if detections and newest - detections[-1] < drift.reference_windows else None
     )
     scored = newest if recent is None else recent
     verdict = timeline[scored]
@@ -255,7 +288,7 @@ def drift_report(user_id: str, profiles: Sequence[Profile], settings: Settings) 
     gained: list[str] = []
     lost: list[str] = []
     if recent is not None:
-        gained, lost = interest_changes(profiles[newest].interests, reference, settings.drift_decay)
+        gained, lost = interest_changes(profiles[newest].interests, reference, drift.decay)
     return DriftReport(
         user_id=user_id,
         drift_detected=recent is not None,

@@ -11,9 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from service.core.config import Settings
 from service.core.hashing import content_hash
-from service.core.records import Profile, Summary, Window
+from service.core.records import Profile, Summary, Window, WindowSpec
 from service.embedding.encoder import Embedder, normalize_rows
 from service.profiling.windows import events_hash
 from service.summarizers.base import Summarizer
@@ -28,12 +27,12 @@ class ProfileMaker:
         self,
         summarizer: Summarizer,
         embedder: Embedder,
-        settings: Settings,
+        window: WindowSpec,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.summarizer = summarizer
         self.embedder = embedder
-        self.settings = settings
+        self.window = window  # recorded in each profile's provenance
         self.clock = clock
         # LLM answers rejected since start, by check (the /metrics counter).
         self._fallbacks: Counter[str] = Counter()
@@ -117,7 +116,7 @@ class ProfileMaker:
         return {
             **summary.provenance,
             "embedder": self.embedder.model_id,
-            "window": str(self.settings.window_spec),
+            "window": str(self.window),
             "events_hash": events_hash(window),
             "duration_ms": summary.provenance.get("duration_ms", round(per_window, 2)),
             "batch": {

@@ -13,13 +13,13 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
-from service.core.config import Settings
+from service.core.config import ProfilingSettings
 from service.core.hashing import content_hash
 from service.core.records import DriftReport, Event, Profile, Window
 from service.embedding.encoder import Embedder
-from service.profiling.drift import drift_report, drift_timeline, with_drift
+from service.profiling.drift import EMBEDDING_THRESHOLD, drift_report, drift_timeline, with_drift
 from service.profiling.making import ProfileMaker
 from service.profiling.windows import cut_windows
 from service.store import ProfileState, ProfileWrite, Store
@@ -73,7 +73,7 @@ class Profiler:
         store: Store,
         summarizer: Summarizer,
         embedder: Embedder,
-        settings: Settings,
+        settings: ProfilingSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -83,7 +83,7 @@ class Profiler:
         self.clock = clock
         # Striped, not one lock per user: memory stays bounded whatever ids callers send.
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
-        self.maker = ProfileMaker(summarizer, embedder, settings, clock)
+        self.maker = ProfileMaker(summarizer, embedder, settings.window, clock)
 
     def current(self, user_id: str, refresh: bool = False) -> Profile:
         if not refresh:
@@ -129,7 +129,7 @@ class Profiler:
     def drift(self, user_id: str) -> DriftReport:
         """The ``/drift`` answer, read from the stored timeline (nothing is written for it
         but what bringing the profiles up to date writes)."""
-        return drift_report(user_id, self.update(user_id), self.settings)
+        return drift_report(user_id, self.update(user_id), self.settings.drift)
 
     def delete(self, user_id: str) -> bool:
         """Forget the user. Under the user's lock, so a profile being generated right now
@@ -283,12 +283,8 @@ class Profiler:
     def _makers_key(self) -> str:
         """The makers, the window settings (windows cut another way are other windows) and the
         drift settings (the stored timeline is scored under them)."""
-        window = [str(self.settings.window_spec), self.settings.min_window_events]
-        drift = {
-            name: value
-            for name, value in self.settings.model_dump(mode="json").items()
-            if name.startswith("drift_") and name != "drift_earlier_weight"
-        }
+        window = [str(self.settings.window), self.settings.min_window_events]
+        drift = [asdict(self.settings.drift), asdict(EMBEDDING_THRESHOLD)]
         return content_hash(self.maker.makers() + json.dumps([window, drift], sort_keys=True))
 
     def _profiled_windows(
@@ -299,7 +295,7 @@ class Profiler:
         if not events:
             raise UnknownUser(user_id)
         items = self.store.items.get(e.item_id for e in events)
-        spec = self.settings.window_spec
+        spec = self.settings.window
         windows = cut_windows(events, items, spec, self.clock())
         usable = [
             w for w in windows if w.closed or len(w.events) >= self.settings.min_window_events
@@ -314,12 +310,12 @@ class Profiler:
         return self.maker.fallback_checks()
 
     def _with_drift(self, profiles: list[Profile]) -> list[Profile]:
-        return with_drift(profiles, self.settings)
+        return with_drift(profiles, self.settings.drift)
 
     def _drift_holds(self, profiles: Sequence[Profile]) -> bool:
         """Whether the stored timeline is the one the drift settings give now (they may have
         changed since it was stored)."""
-        return [p.drift for p in profiles] == drift_timeline(profiles, self.settings)
+        return [p.drift for p in profiles] == drift_timeline(profiles, self.settings.drift)
 
     def _lock_for(self, user_id: str) -> threading.RLock:
         return self._locks[_stripe(user_id)]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from service.core.recency import recency_weights
+
 MODEL_FILE = "collaborative.npz"
 
 
@@ -54,12 +56,12 @@ class ShortTerm:
     earlier: float
 
 
-def recency_weights(
+def history_weights(
     count: int, config: CollaborativeConfig, short_term: ShortTerm | None = None
 ) -> np.ndarray:
-    """Weights of ``count`` events, oldest first: the newest weighs 1."""
-    age = np.arange(count - 1, -1, -1, dtype=np.float32)
-    weights = config.floor + (1.0 - config.floor) * 0.5 ** (age / config.half_life)
+    """Weights of ``count`` events, oldest first: the newest weighs 1 (the model's half-life
+    and floor), and a drifting user's earlier events less."""
+    weights = recency_weights(count, config.half_life, config.floor, np.float32)
     if short_term is not None:
         weights[: short_term.start] *= short_term.earlier
     return weights
@@ -148,7 +150,7 @@ class ItemModel:
         """The history's model rows, their weighted neighbour contributions and the totals."""
         weights: dict[int, float] = {}
         for item_id, weight in zip(
-            history, recency_weights(len(history), self.config, short_term).tolist()
+            history, history_weights(len(history), self.config, short_term).tolist()
         ):
             row = self._rows.get(item_id)
             if row is not None:  # an item seen again counts at its newest weight

@@ -23,7 +23,7 @@ import numpy as np
 from service.retrieval.collaborative import (
     CollaborativeConfig,
     ItemModel,
-    recency_weights,
+    history_weights,
 )
 
 # A dense item × item Gram matrix is fitted: 20,000 items need 1.6 GB and about a minute.
@@ -115,7 +115,7 @@ class Histories:
 
 def _weighted(rows: np.ndarray, config: CollaborativeConfig) -> tuple[np.ndarray, np.ndarray]:
     """An item seen again counts once, at its newest weight (as ItemModel scores it)."""
-    weights = recency_weights(len(rows), config)
+    weights = history_weights(len(rows), config)
     newest: dict[int, float] = dict(zip(rows.tolist(), weights.tolist()))
     return np.fromiter(newest, np.int64, len(newest)), np.fromiter(
         newest.values(), np.float32, len(newest)

@@ -16,7 +16,7 @@ from typing import Any
 
 from service.core.records import Interest, Summary, Window, WindowEvent
 from service.summarizers.base import MAX_INTERESTS, normalize_weights
-from service.summarizers.weighting import action_weight, activity_shares, recency_weights
+from service.summarizers.weighting import action_weight, activity_shares, window_recency
 
 EVIDENCE_PER_INTEREST = 5
 # An interest below this share of the window's weight is noise, not an interest.
@@ -131,7 +131,7 @@ class ExtractiveSummarizer:
     def interests(self, window: Window) -> tuple[Interest, ...]:
         label_weight: dict[str, float] = defaultdict(float)
         label_items: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for joined, recency in zip(window.events, recency_weights(len(window.events))):
+        for joined, recency in zip(window.events, window_recency(len(window.events))):
             labels = item_labels(joined)
             if not labels:
                 continue

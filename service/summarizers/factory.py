@@ -4,8 +4,9 @@ fallback (and in its place, reporting why, when the model cannot load)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
-from service.core.config import Settings
+from service.core.config import LLMSettings
 from service.summarizers.base import Summarizer
 from service.summarizers.extractive import ExtractiveSummarizer
 from service.summarizers.llm.bundled import default_model, model_name
@@ -16,20 +17,18 @@ from service.summarizers.llm.support import Encode
 log = logging.getLogger(__name__)
 
 
-def build_summarizer(settings: Settings, encode: Encode | None = None) -> Summarizer:
+def build_summarizer(llm: LLMSettings, encode: Encode | None = None) -> Summarizer:
     """``encode`` (the embedder's) lets the answer validation accept a label that is close to
     an item in embedding space, not only one made of the items' words."""
     extractive = ExtractiveSummarizer()
-    if settings.llm_model is None:
+    if llm.model is None:
         model = default_model()
         if model is None:
             return extractive
-        settings = settings.model_copy(update={"llm_model": model})
+        llm = replace(llm, model=model)
     try:
-        return LLMSummarizer.load(settings, fallback=extractive, encode=encode)
+        return LLMSummarizer.load(llm, fallback=extractive, encode=encode)
     except ModelLoadError as error:
         # Serve (extractive profiles, readiness false) rather than not start at all.
         log.error("%s", error)
-        return UnavailableLLM(
-            model_name(str(settings.llm_model)), settings.llm_quant, str(error), extractive
-        )
+        return UnavailableLLM(model_name(str(llm.model)), llm.quant, str(error), extractive)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from service.core.recency import recency_weights
 from service.core.records import Window, WindowEvent
 
 ACTION_WEIGHTS = {
@@ -27,10 +28,10 @@ def action_weight(event_type: str, value: float | None) -> float:
     return ACTION_WEIGHTS.get(event_type, DEFAULT_ACTION_WEIGHT)
 
 
-def recency_weights(count: int) -> list[float]:
-    """Oldest first; the newest event weighs 1 and the weight halves every half window."""
-    half_life = max(1.0, count / 2)
-    return [0.5 ** ((count - 1 - position) / half_life) for position in range(count)]
+def window_recency(count: int) -> list[float]:
+    """A window's events, oldest first: the newest weighs 1 and the weight halves every half
+    window."""
+    return recency_weights(count, max(1.0, count / 2)).tolist()
 
 
 def activity_shares(
@@ -43,7 +44,7 @@ def activity_shares(
     labels_of = labels_of or _categories
     carried: dict[str, float] = {}
     total = 0.0
-    for joined, recency in zip(window.events, recency_weights(len(window.events))):
+    for joined, recency in zip(window.events, window_recency(len(window.events))):
         if joined.item is None:
             continue
         weight = action_weight(joined.event.type, joined.event.value) * recency

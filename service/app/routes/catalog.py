@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.app.deps import IndexDep, SettingsDep, StoreDep, check_batch
+from service.app.deps import ApiSettingsDep, IndexDep, StoreDep, check_batch
 from service.app.errors import ApiError
 from service.app.routes import v1_router
 from service.app.schemas import ERRORS, ErrorOut, RebuildOut, UpsertedOut, iso
@@ -14,8 +14,8 @@ router = v1_router()
 
 
 @router.put("/items", tags=["catalog"], operation_id="upsert_items", responses=ERRORS)
-def upsert_items(body: ItemsIn, store: StoreDep, settings: SettingsDep) -> UpsertedOut:
-    check_batch(len(body.items), settings)
+def upsert_items(body: ItemsIn, store: StoreDep, api: ApiSettingsDep) -> UpsertedOut:
+    check_batch(len(body.items), api)
     return UpsertedOut(upserted=store.items.upsert(i.to_item() for i in body.items))
 
 

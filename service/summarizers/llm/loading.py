@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.core.config import Settings
+from service.core.config import LLMSettings
 from service.summarizers.llm.bundled import BundledModelError, resolve_model
 
 
@@ -36,15 +36,15 @@ def quantization_config(quantization: str, on_gpu: bool) -> Any:
     )
 
 
-def load_model(settings: Settings) -> tuple[Any, Any]:
+def load_model(llm: LLMSettings) -> tuple[Any, Any]:
     """The model (in eval mode, on the GPU when there is one) and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model_id, quantization = str(settings.llm_model), settings.llm_quant
+    model_id, quantization = str(llm.model), llm.quant
     try:
         # An alias (smollm2) is converted once into <data_dir>/models and loaded from there.
-        path = resolve_model(model_id, settings.data_dir / "models")
+        path = resolve_model(model_id, llm.models_dir)
     except BundledModelError as error:
         raise ModelLoadError(str(error)) from error
     except Exception as error:  # the GGUF conversion: gguf missing, a bad file, ...

@@ -12,7 +12,7 @@ from service.summarizers.base import MAX_INTERESTS
 from service.summarizers.llm.grammar import AnswerGrammar
 from service.summarizers.llm.sense import summary_vocabulary
 from service.summarizers.llm.support import window_labels
-from service.summarizers.weighting import action_weight, activity_shares, recency_weights
+from service.summarizers.weighting import action_weight, activity_shares, window_recency
 
 # The newest events say most about current interests; older ones only cost prompt tokens (and
 # a small model loses the thread in a long prompt: 12 short lines work for a 135M SmolLM2).
@@ -102,7 +102,7 @@ def select_events(window: Window, count: int) -> list[Any]:
     """Up to ``count`` events of the window, newest first; when some must go, the weakest
     oldest go first (strength: the action's weight times its recency)."""
     events = list(window.events)
-    recency = recency_weights(len(events))
+    recency = window_recency(len(events))
     strength = [action_weight(e.event.type, e.event.value) * r for e, r in zip(events, recency)]
     keep = sorted(range(len(events)), key=lambda i: strength[i], reverse=True)[:count]
     return [events[i] for i in sorted(keep, reverse=True)]

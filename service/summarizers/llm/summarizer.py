@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.core.config import Settings, default
+from service.core.config import LLMSettings
 from service.core.records import Summary, Window
 from service.summarizers.base import GENERATION_FAILED, MAX_INTERESTS, MODEL_DOWN
 from service.summarizers.extractive import ExtractiveSummarizer
@@ -66,29 +66,22 @@ class LLMSummarizer:
         self,
         model: Any,
         tokenizer: Any,
-        *,
-        model_id: str,
-        quantization: str,
+        llm: LLMSettings,
         fallback: ExtractiveSummarizer,
-        template: PromptTemplate | None = None,
-        max_new_tokens: int = default("llm_max_new_tokens"),
-        batch_size: int = default("llm_batch_size"),
-        batch_tokens: int = default("llm_batch_tokens"),
-        timeout_s: float = default("llm_timeout_s"),
-        constrained: bool = default("llm_constrained"),
         encode: Encode | None = None,
+        template: PromptTemplate | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.model_id = model_id
-        self.quantization = quantization
+        self.model_id = model_name(str(llm.model))
+        self.quantization = llm.quant
         self.fallback = fallback
         self.template = template or load_template(PROMPT_NAME)
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
-        self.batch_tokens = batch_tokens
-        self.timeout_s = timeout_s
-        self.constrained = constrained
+        self.max_new_tokens = llm.max_new_tokens
+        self.batch_size = llm.batch_size
+        self.batch_tokens = llm.batch_tokens
+        self.timeout_s = llm.timeout_s
+        self.constrained = llm.constrained
         # The embedder's encode, when the service has one: labels close to an item in its
         # space count as supported (see llm.support).
         self.encode = encode
@@ -99,22 +92,10 @@ class LLMSummarizer:
 
     @classmethod
     def load(
-        cls, settings: Settings, fallback: ExtractiveSummarizer, encode: Encode | None = None
+        cls, llm: LLMSettings, fallback: ExtractiveSummarizer, encode: Encode | None = None
     ) -> LLMSummarizer:
-        model, tokenizer = load_model(settings)
-        return cls(
-            model,
-            tokenizer,
-            model_id=model_name(str(settings.llm_model)),
-            quantization=settings.llm_quant,
-            fallback=fallback,
-            max_new_tokens=settings.llm_max_new_tokens,
-            batch_size=settings.llm_batch_size,
-            batch_tokens=settings.llm_batch_tokens,
-            timeout_s=settings.llm_timeout_s,
-            constrained=settings.llm_constrained,
-            encode=encode,
-        )
+        model, tokenizer = load_model(llm)
+        return cls(model, tokenizer, llm, fallback, encode)
 
     def describe(self) -> dict[str, Any]:
         # The prompt template is part of it: a new prompt means new profiles.
