@@ -36,9 +36,8 @@ _handler_thread = threading.local()
 def _in_handler_thread(work: Callable[[], BaseModel]) -> BaseModel:
     """``work``, in a handler thread set up for it once. OpenMP's thread count belongs to the
     thread that sets it: the lifespan's setting never reached the handler threads, whose
-    FAISS searches each ran on an OpenMP team of two, spinning between searches (with one
-    handler thread: 15.5 ms of CPU a request against 7.4 ms once set here, and requests that
-    timed out at 200 req/s)."""
+    FAISS searches each ran on an OpenMP team of two, spinning between searches: twice the CPU
+    a request (docs/PERFORMANCE.md, "What changed")."""
     if not getattr(_handler_thread, "ready", False):
         _one_thread_per_search()
         _handler_thread.ready = True

@@ -1,11 +1,11 @@
 """Running the API in several worker processes, each listening on its own socket.
 
 uvicorn's own workers share one listening socket, and whichever is awake first accepts the
-connections waiting: under load one worker took most of a client's keep-alive connections
-(25.5 s of CPU against 6.4 s for the other in a 30 s run at 200 req/s) and queued while the
-other idled. Here every worker binds its own socket to the same port with SO_REUSEPORT, and
-the kernel spreads new connections over them by a hash of their addresses. Where the platform
-has no SO_REUSEPORT, uvicorn's workers are used.
+connections waiting: under load one worker took most of a client's keep-alive connections and
+queued while the other idled (docs/PERFORMANCE.md, "What changed"). Here every worker binds
+its own socket to the same port with SO_REUSEPORT, and the kernel spreads new connections over
+them by a hash of their addresses. Where the platform has no SO_REUSEPORT, uvicorn's workers
+are used.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ class CandidateListTable(Table):
 class ListsWriter:
     """Stores the lists that requests made, behind them: one transaction (one fsync) a batch,
     and no request waits for the disk. After an index rebuild every user's first request
-    makes new lists; written one by one inside the requests, their fsyncs held the store's
-    lock and took p99 at 200 req/s to over a second. Lost on a crash: they are only a cache."""
+    makes new lists, and written one by one inside the requests their fsyncs held the store's
+    lock (p99 under load: docs/PERFORMANCE.md, "What changed"). Lost on a crash: they are only
+    a cache."""
 
     def __init__(self, table: CandidateListTable, delay: float = WRITE_DELAY) -> None:
         self.table = table

@@ -17,81 +17,13 @@ from typing import Any
 from service.core.records import Interest, Summary, Window, WindowEvent
 from service.summarizers.base import MAX_INTERESTS, normalize_weights
 from service.summarizers.weighting import action_weight, activity_shares, window_recency
+from service.summarizers.words import TITLE_STOP_WORDS
 
 EVIDENCE_PER_INTEREST = 5
 # An interest below this share of the window's weight is noise, not an interest.
 MIN_SHARE = 0.06
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
-_STOPWORDS = frozenset(
-    [
-        "about",
-        "after",
-        "again",
-        "against",
-        "also",
-        "among",
-        "another",
-        "because",
-        "been",
-        "before",
-        "being",
-        "between",
-        "both",
-        "could",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "from",
-        "further",
-        "have",
-        "having",
-        "here",
-        "into",
-        "itself",
-        "just",
-        "more",
-        "most",
-        "other",
-        "over",
-        "same",
-        "should",
-        "some",
-        "such",
-        "than",
-        "that",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "under",
-        "until",
-        "very",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "with",
-        "would",
-        "your",
-        "yours",
-        "part",
-        "guide",
-        "introduction",
-        "episode",
-        "review",
-        "edition",
-        "volume",
-    ]
-)
 
 
 def item_labels(joined: WindowEvent) -> list[str]:
@@ -100,7 +32,7 @@ def item_labels(joined: WindowEvent) -> list[str]:
         return []
     if item.categories:
         return [c.strip() for c in item.categories if c.strip()]
-    words = [w.lower() for w in _WORD.findall(item.title) if w.lower() not in _STOPWORDS]
+    words = [w.lower() for w in _WORD.findall(item.title) if w.lower() not in TITLE_STOP_WORDS]
     return list(dict.fromkeys(words))[:3]
 
 

@@ -36,19 +36,15 @@ def choose_index(
     vectors would not fit the memory budget."""
     if count < EXACT_SEARCH_LIMIT:
         return IndexChoice("Flat", 0, f"exact: {count:,} items < {EXACT_SEARCH_LIMIT:,}")
-    # About 4 sqrt(n) lists (FAISS's rule of thumb), at most 1,024: at 100k items, 1,024 lists
-    # searched 16 at a time were 3.5x faster than 256 lists 8 at a time and found more of the
-    # exact top 120 (0.85 against 0.77; a recommendation searches that deep). More lists than
-    # 1,024 would lengthen the training of a 1M build, which docs/PERFORMANCE.md measures.
+    # About 4 sqrt(n) lists (FAISS's rule of thumb), at most 1,024: more lists would lengthen
+    # the training of a 1M build (docs/PERFORMANCE.md, "Index build and search at 1M items").
     lists = min(MAX_LISTS, 2 ** round(math.log2(4 * math.sqrt(count))))
-    # About 1.5% of the lists (at least 8). At 1M synthetic items, held-out queries of the same
-    # catalog find 0.999 of the exact top 10 at nprobe 16 of 1,024, about 50x faster than exact
-    # search; queries far from every cluster need more (scripts/bench_index.py,
-    # docs/PERFORMANCE.md). Callers may pass their own per search.
+    # About 1.5% of the lists (at least 8): nearly all of the exact top 10 for queries like the
+    # catalog's, far faster than exact search; queries far from every cluster need more
+    # (scripts/bench_index.py, docs/PERFORMANCE.md). Callers may pass their own per search.
     nprobe = max(8, lists // 64)
-    # The lists keep the vectors in half precision: a search reads about 2.4 MB a query at
-    # 100k items, so halving it nearly halves the time (measured at 100k: 6 queries 2.4 ->
-    # 1.3 ms, the same recall; docs/PERFORMANCE.md).
+    # The lists keep the vectors in half precision: a search is bound by the bytes it reads, so
+    # halving them nearly halves its time at the same recall (docs/PERFORMANCE.md).
     index_mb = count * dimension * HALF_PRECISION_BYTES / 2**20
     if index_mb <= memory_budget_mb:
         return IndexChoice(

@@ -25,12 +25,12 @@ from functools import cache
 from service.core.records import Window, WindowEvent
 from service.summarizers.llm.support import (
     LETTERS,
-    NEUTRAL_WORDS,
     WindowSupport,
     content_words,
     stem,
 )
 from service.summarizers.weighting import activity_shares
+from service.summarizers.words import JOINING_WORDS, NEUTRAL_WORDS, QUALIFIERS
 
 MARKUP, NOT_WORDS, OFF_TOPIC, WRONG_LEAD, UNGROUNDED = (
     "markup",
@@ -50,85 +50,9 @@ MIN_SUMMARY_LOGPROB = -3.0
 # The first interest named must carry at least this share of the leading interest's activity:
 # of two near-equal interests either may come first, of 75% against 25% only the first.
 MIN_LEAD_SHARE = 0.5
-# Words that qualify what a summary names without naming anything ("the occasional horror").
-_QUALIFIERS = frozenset(
-    {
-        "all",
-        "both",
-        "especially",
-        "few",
-        "lot",
-        "lots",
-        "many",
-        "mix",
-        "most",
-        "mostly",
-        "much",
-        "occasional",
-        "particular",
-        "particularly",
-        "recent",
-        "recently",
-        "several",
-        "some",
-        "sort",
-        "sorts",
-        "kind",
-        "kinds",
-        "type",
-        "types",
-        "variety",
-        "world",
-    }
-)
 # A word that shares its first letters with a word of the items is the same word in another
 # form ("thrill" and "thriller", "science-fiction" and "Sci-Fi" expanded).
 _SAME_WORD_PREFIX = 5
-# Words a summary may join the window's words with, under constrained decoding.
-_JOINING = frozenset(
-    {
-        "a",
-        "an",
-        "and",
-        "also",
-        "as",
-        "at",
-        "but",
-        "by",
-        "especially",
-        "for",
-        "from",
-        "in",
-        "into",
-        "is",
-        "lately",
-        "like",
-        "likes",
-        "love",
-        "loves",
-        "enjoys",
-        "enjoy",
-        "fan",
-        "fans",
-        "interested",
-        "interest",
-        "interests",
-        "mostly",
-        "now",
-        "of",
-        "on",
-        "or",
-        "over",
-        "recently",
-        "s",
-        "some",
-        "the",
-        "then",
-        "to",
-        "very",
-        "with",
-    }
-)
 _ALLOWED = re.compile(r"[^\W_]|[\s.,;:!?'\u2019\u2018\"\u201c\u201d()&/%+\-\u2013\u2014]")
 _JSON_PIECE = re.compile(r'"\s*[:,\]}]|\b(?:summary|interests|label|weight|evidence)"\s*:')
 
@@ -144,7 +68,7 @@ class Nonsense(ValueError):
 def summary_vocabulary(window: Window) -> set[str]:
     """The words a summary of ``window`` may use under constrained decoding: its items' own
     words, and words that qualify or join them."""
-    return WindowSupport(window).letter_words | _QUALIFIERS | _JOINING | NEUTRAL_WORDS
+    return WindowSupport(window).letter_words | QUALIFIERS | JOINING_WORDS | NEUTRAL_WORDS
 
 
 def check_summary(summary: str, window: Window, support: WindowSupport) -> None:
@@ -218,8 +142,8 @@ def _check_grounded(summary: str, support: WindowSupport) -> None:
         word
         for word in dict.fromkeys(content_words(summary))
         if word not in support.vocabulary
-        and word not in _QUALIFIERS
-        and word not in _JOINING
+        and word not in QUALIFIERS
+        and word not in JOINING_WORDS
         and not (len(word) >= _SAME_WORD_PREFIX and word[:_SAME_WORD_PREFIX] in prefixes)
     ]
     if unsaid:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.core.records import Item, Window
+from service.summarizers.words import NEUTRAL_WORDS
 
 # Items of the window read for support (a window is cut to ~20-40 events anyway).
 MAX_ITEM_CHARS = 400
@@ -23,79 +24,6 @@ MIN_WORD_SUPPORT = 0.5
 # Cosine (normalized vectors) between a label and an item's text above which the item supports
 # the label. MiniLM: "science fiction" to a "Sci-Fi" movie ~0.4, random word salad < 0.25.
 MIN_SIMILARITY = 0.4
-# Words that say nothing about a topic: they neither support a label nor count against it.
-NEUTRAL_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "the",
-        "of",
-        "in",
-        "on",
-        "for",
-        "to",
-        "with",
-        "about",
-        "from",
-        "by",
-        "at",
-        "or",
-        "as",
-        "is",
-        "are",
-        "this",
-        "that",
-        "user",
-        "users",
-        "person",
-        "people",
-        "their",
-        "his",
-        "her",
-        "likes",
-        "like",
-        "enjoys",
-        "enjoy",
-        "interested",
-        "interest",
-        "interests",
-        "watching",
-        "watched",
-        "watches",
-        "reading",
-        "read",
-        "viewing",
-        "viewed",
-        "content",
-        "topics",
-        "topic",
-        "things",
-        "movie",
-        "movies",
-        "film",
-        "films",
-        "show",
-        "shows",
-        "series",
-        "stories",
-        "story",
-        "video",
-        "videos",
-        "books",
-        "book",
-        "genre",
-        "genres",
-        "general",
-        "various",
-        "other",
-        "classic",
-        "classics",
-        "popular",
-        "mostly",
-        "also",
-    ]
-)
 # Common abbreviations in catalogs (MovieLens genres): the words they stand for.
 _EXPANSIONS = {"sci": ("science",), "fi": ("fiction",), "scifi": ("science", "fiction")}
 _WORD = re.compile(r"[^\W_]+")
