@@ -38,7 +38,7 @@ lint: setup
 
 # Regenerate the committed OpenAPI snapshot after an intended API change.
 openapi: setup
-	$(PY) scripts/export_openapi.py docs/openapi.json
+	$(PY) scripts/ops/export_openapi.py docs/openapi.json
 
 # Refresh docs/inspector.png from the browser test (needs Debian's chromium).
 screenshot: setup

@@ -16,8 +16,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from scripts.pg_server import postgres_server, unavailable_reason  # noqa: E402
-from scripts.smoke_client import TOPICS as SCENARIO_TOPICS  # noqa: E402
+from scripts.ops.smoke_client import TOPICS as SCENARIO_TOPICS  # noqa: E402
 from service.app.factory import create_app  # noqa: E402
 from service.core.config import Settings  # noqa: E402
 from service.core.records import Event, Item, Window, WindowEvent  # noqa: E402
@@ -29,6 +28,7 @@ from service.embedding.encoder import (  # noqa: E402
 )
 from service.retrieval.index.search import ItemIndex, load_index  # noqa: E402
 from service.store import Store  # noqa: E402
+from tests.fixtures.pg_server import postgres_server, unavailable_reason  # noqa: E402
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 
@@ -115,7 +115,7 @@ def smollm2_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from scripts.tiny_llm import build_tiny_llm
+    from tests.fixtures.tiny_llm import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
 

@@ -131,9 +131,9 @@ class Settings(BaseSettings):
     drift_reference_windows: int = 3
     # What the drift score compares (service/profiling/drift.py): the interest counts of the
     # window against the reference's (a chi-square statistic), or the profile embeddings
-    # (weaker on held-out users in scripts/eval_drift.py, docs/EVALUATION.md).
+    # (weaker on held-out users in scripts/eval/eval_drift.py, docs/EVALUATION.md).
     drift_signal: DriftSignal = "interests"
-    # The chi-square statistic above which a window's interests moved: scripts/eval_drift.py
+    # The chi-square statistic above which a window's interests moved: scripts/eval/eval_drift.py
     # calibrates it on its calibration users to at most one false alarm per 100 stable windows
     # of real histories; 55 is the median of its three seeds (54.9, 56.4, 53.5).
     drift_interest_threshold: float = 55.0
@@ -145,12 +145,12 @@ class Settings(BaseSettings):
     # Drift-aware recommendations: when the newest window's drift fired, each event of the
     # user's history before that window counts this share of its recency weight in the
     # collaborative model, so the new interests lead (service/retrieval/recommender.py); 1 turns
-    # it off. Chosen on the tuning half of scripts/eval_drift_downstream.py (docs/EVALUATION.md,
-    # "Downstream value").
+    # it off. Chosen on the tuning half of scripts/eval/eval_drift_downstream.py
+    # (docs/EVALUATION.md, "Downstream value").
     drift_earlier_weight: float = Field(default=0.03, gt=0, le=1)
 
     # The interest searches' share of the recommendation fusion (the collaborative model's is 4):
-    # a catalog's own validation part decides it (scripts/evaluate.py chooses it there by the
+    # a catalog's own validation part decides it (scripts/eval/evaluate.py chooses it there by the
     # one-standard-error rule and prints it). The default is ml-latest-small's choice on its
     # per-user split; ml-100k chose 0 (no weight measurably helped there), ml-latest-small's
     # global split 2 (docs/EVALUATION.md).

@@ -8,7 +8,7 @@ pooled counts), a count being an interest's share of the profile times the windo
 grows with how unlike the two distributions are and with how many events show it, so a
 two-event window cannot alarm as loudly as a full one, and a user whose taste spreads over many
 interests is not judged by the spread of someone narrow. It is compared with one fixed threshold
-(``drift_interest_threshold``, calibrated by scripts/eval_drift.py; a per-user threshold was
+(``drift_interest_threshold``, calibrated by scripts/eval/eval_drift.py; a per-user threshold was
 measured and lost, see docs/EVALUATION.md).
 
 The other signal, ``"embedding"``, is the cosine distance between the profile embedding and the
@@ -46,7 +46,7 @@ class EmbeddingThreshold:
     two windows of an unchanged user (``prior_mean``, ``prior_std``, as ``prior_weight``
     pseudo-observations mixed with the user's own past distances), ``z`` spreads above their
     mean, never below ``floor``. Constants of that signal, not settings: the service's default
-    signal is the interest test; scripts/eval_drift.py varies ``z`` and ``floor`` on it."""
+    signal is the interest test; scripts/eval/eval_drift.py varies ``z`` and ``floor`` on it."""
 
     prior_mean: float = 0.12  # MiniLM on the demo data and MovieLens: stable users 0.05-0.20
     prior_std: float = 0.06

@@ -12,7 +12,7 @@ rule fixed before any evaluation was run:
 - with fewer than ``MIN_USERS`` held-out users, keep the defaults (too little to tell).
 
 The offline evaluation calls the same function on its training part, so what it scores is what
-a build ships (``scripts/evaluate.py``).
+a build ships (``scripts/eval/evaluate.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ similarity ** SHARPNESS), times a boost. Where that borrowed score beats the mod
 one of the first FIRST_PLACES places, the new item takes that place; elsewhere the list is
 unchanged.
 
-Neighbours 10 and sharpness 4 come from ``scripts/sweep_cold_imputation.py``, which scored
+Neighbours 10 and sharpness 4 come from ``scripts/eval/sweep_cold_imputation.py``, which scored
 them on a test part of ml-latest-small, with "cold" items whose tags were written after the
 cut: that evidence is withdrawn (docs/EVALUATION.md) and they are to be chosen again on
 validation with items that are cold in time. The boost (``Settings.new_item_boost``) sets the
@@ -80,7 +80,7 @@ def compute_neighbourhoods(
     index: ItemIndex, neighbours: int = NEIGHBOURS, sharpness: float = SHARPNESS
 ) -> Neighbourhoods:
     """Each new item's ``neighbours`` most similar modelled items, weighted by similarity **
-    ``sharpness`` (scripts/sweep_cold_imputation.py tries other values)."""
+    ``sharpness`` (scripts/eval/sweep_cold_imputation.py tries other values)."""
     indexed = np.flatnonzero(index.collaborative_rows >= 0)  # model rows the index holds
     new = np.flatnonzero(index.new_to_model)
     depth = min(neighbours, len(indexed))

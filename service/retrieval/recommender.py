@@ -50,7 +50,7 @@ __all__ = ["FusionWeights", "Recommendation", "Recommender"]
 @dataclass(frozen=True)
 class FusionWeights:
     """The sources' weights, relative to the collaborative model's (4). The defaults are what
-    the validation part of ml-latest-small chose (per-user split, `scripts/evaluate.py`, one
+    the validation part of ml-latest-small chose (per-user split, `scripts/eval/evaluate.py`, one
     weight at a time by the one-standard-error rule); ml-100k chose 0 for every content source
     (docs/EVALUATION.md). The interest weight is a setting (``Settings.fusion_interests``),
     so a catalog can take its own validation's choice."""

@@ -41,7 +41,7 @@ def choose_index(
     lists = min(MAX_LISTS, 2 ** round(math.log2(4 * math.sqrt(count))))
     # About 1.5% of the lists (at least 8): nearly all of the exact top 10 for queries like the
     # catalog's, far faster than exact search; queries far from every cluster need more
-    # (scripts/bench_index.py, docs/PERFORMANCE.md). Callers may pass their own per search.
+    # (scripts/bench/bench_index.py, docs/PERFORMANCE.md). Callers may pass their own per search.
     nprobe = max(8, lists // 64)
     # The lists keep the vectors in half precision: a search is bound by the bytes it reads, so
     # halving them nearly halves its time at the same recall (docs/PERFORMANCE.md).
