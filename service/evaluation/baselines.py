@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.core.recency import recency_weights
+from service.core.recency import recency_weight
 from service.core.records import Event
 from service.embedding.encoder import normalize_rows
 from service.evaluation import sequential
@@ -99,11 +99,10 @@ def recency_ease(
     histories = np.zeros((len(users), len(data.item_ids)), dtype=np.float32)
     for row, user in enumerate(users):
         items = [e.item_id for e in train[user] if e.item_id in data.item_index]
-        recency = recency_weights(len(items), half_life, floor)
-        for item, weight in zip(reversed(items), reversed(recency.tolist())):
+        for age, item in enumerate(reversed(items)):
             column = data.item_index[item]
             if histories[row, column] == 0:  # the newest occurrence comes first here
-                histories[row, column] = weight
+                histories[row, column] = recency_weight(age, half_life, floor)
     scores = histories @ weights
     position = {user: row for row, user in enumerate(users)}
     return lambda user: data.top(user, scores[position[user]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from service.core.recency import recency_weights
+from service.core.recency import recency_weight
 from service.core.records import Window, WindowEvent
 
 ACTION_WEIGHTS = {
@@ -31,7 +31,8 @@ def action_weight(event_type: str, value: float | None) -> float:
 def window_recency(count: int) -> list[float]:
     """A window's events, oldest first: the newest weighs 1 and the weight halves every half
     window."""
-    return recency_weights(count, max(1.0, count / 2)).tolist()
+    half_life = max(1.0, count / 2)
+    return [recency_weight(count - 1 - position, half_life) for position in range(count)]
 
 
 def activity_shares(

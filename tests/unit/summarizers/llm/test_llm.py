@@ -3,6 +3,7 @@ CPU), whose gibberish must take the fallback; and scripted answers for the valid
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -101,13 +102,8 @@ class ScriptedLLM(LLMSummarizer):
 
     def __init__(self, answer: str):
         self.answer = answer
-        super().__init__(
-            _NoModel(),
-            _NoTokenizer(),
-            model_id="scripted",
-            quantization="none",
-            fallback=ExtractiveSummarizer(),
-        )
+        llm = replace(Settings().llm, model="scripted", quant="none")
+        super().__init__(_NoModel(), _NoTokenizer(), llm, ExtractiveSummarizer())
 
     def generate(self, prompts, plans=None):
         return [Generation(self.answer, prompt_tokens=10, new_tokens=20) for _ in prompts]
