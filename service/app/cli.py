@@ -28,7 +28,7 @@ from service.ingest.movielens import NotMovieLens, movielens_events, movielens_i
 from service.profiling.profiler import RefreshReport, UnknownUser
 from service.retrieval.index.build import catalog_hash
 from service.retrieval.index.folders import IndexUnavailable, Manifest, current_build, read_manifest
-from service.store import Store
+from service.store import Store, StoreUnavailable
 
 app = typer.Typer(
     help="interest-profiler: interest profiles, drift and recommendations.",
@@ -87,6 +87,9 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
+    # The store opened once here: a wrong URL, database or password is one line and exit 2
+    # now, not a traceback from every worker's start.
+    Store(settings.store_target, settings.database_pool, settings.database_timeout_s).close()
     run_server(host or settings.host, port or settings.port, workers, access_log)
 
 
@@ -253,7 +256,7 @@ def _refresh_on_ray(
     """The driver opens only the store (to list the users); the actors load the models."""
     from service.app.ray_refresh import RayUnavailable, refresh_on_ray
 
-    store = Store(settings.store_target, settings.database_pool)
+    store = Store(settings.store_target, settings.database_pool, settings.database_timeout_s)
     try:
         wanted = _wanted_users(store, users)
     finally:
@@ -339,10 +342,17 @@ def main() -> None:  # pragma: no cover - the console script entry point
     from pydantic import ValidationError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The service's own notes (an index build swapped in, a model converted) are for operators.
+    logging.getLogger("service").setLevel(logging.INFO)
     try:
         app()
     except ValidationError as error:  # bad IPROF_* settings
         first = error.errors()[0]
-        field = "IPROF_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        typer.secho(f"error: {field}: {first['msg']}", err=True, fg=typer.colors.RED)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["loc"]:  # one variable's value; else a rule over several, which names them
+            message = f"IPROF_{str(first['loc'][0]).upper()}: {message}"
+        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except StoreUnavailable as error:  # the database: down, or a wrong URL
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(2)

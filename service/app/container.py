@@ -53,7 +53,7 @@ def build_services(
     embedder: Embedder | None = None,
     load_item_index: bool = True,
 ) -> Services:
-    store = Store(settings.store_target, settings.database_pool)
+    store = Store(settings.store_target, settings.database_pool, settings.database_timeout_s)
     embedder = embedder or load_embedder(
         settings.embed_model,
         settings.embed_batch_size,

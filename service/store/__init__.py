@@ -10,20 +10,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.store.candidate_lists import CandidateListTable
-from service.store.connection import Database
+from service.store.connection import DEFAULT_TIMEOUT_S, Database
+from service.store.errors import StoreUnavailable
 from service.store.events import EventTable, IngestResult
 from service.store.items import ItemTable
 from service.store.profiles import CurrentRead, ProfileState, ProfileTable, ProfileWrite
 from service.store.users import delete_user
 
-__all__ = ["CurrentRead", "IngestResult", "ProfileState", "ProfileWrite", "Store"]
+__all__ = [
+    "CurrentRead",
+    "IngestResult",
+    "ProfileState",
+    "ProfileWrite",
+    "Store",
+    "StoreUnavailable",
+]
 
 
 class Store(Database):
     """Items, events, profiles (with their drift) and their state, candidate lists."""
 
-    def __init__(self, target: Path | str, pool_size: int = 10) -> None:
-        super().__init__(target, pool_size)
+    def __init__(
+        self, target: Path | str, pool_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        super().__init__(target, pool_size, timeout_s)
         self.items = ItemTable(self)
         self.events = EventTable(self, self.items)
         self.profiles = ProfileTable(self)

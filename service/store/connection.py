@@ -14,10 +14,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
+from service.core.config import DEFAULT_DATABASE_TIMEOUT_S
+from service.store.errors import StoreUnavailable
 from service.store.migrations import migrations_for
 from service.store.sqlite_engine import SqliteEngine
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_TIMEOUT_S = DEFAULT_DATABASE_TIMEOUT_S  # Settings.database_timeout_s
 
 
 class Engine(Protocol):
@@ -27,6 +30,7 @@ class Engine(Protocol):
     for_share: str
 
     def describe(self) -> str: ...
+    def ping(self) -> None: ...
     def close(self) -> None: ...
     def transaction(self) -> AbstractContextManager[Any]: ...
     def snapshot(self) -> AbstractContextManager[Any]: ...
@@ -45,7 +49,9 @@ def is_postgres_url(target: object) -> bool:
     return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
 
 
-def open_engine(target: Path | str, pool_size: int = 10) -> Engine:
+def open_engine(
+    target: Path | str, pool_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> Engine:
     """A PostgreSQL engine for a ``postgresql://`` URL, else SQLite on the file at ``target``."""
     if is_postgres_url(target):
         try:
@@ -55,15 +61,18 @@ def open_engine(target: Path | str, pool_size: int = 10) -> Engine:
                 "IPROF_DATABASE_URL is a PostgreSQL URL but psycopg is not installed:"
                 " pip install 'interest-profiler[postgres]'"
             ) from error
-        return PostgresEngine(str(target), pool_size)
+        return PostgresEngine(str(target), pool_size, timeout_s)
     return SqliteEngine(Path(target))
 
 
 class Database:
     """The engine the tables run their SQL on, migrated on opening."""
 
-    def __init__(self, target: Path | str, pool_size: int = 10) -> None:
-        self.engine = open_engine(target, pool_size)
+    def __init__(
+        self, target: Path | str, pool_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self.engine = open_engine(target, pool_size, timeout_s)
+        self._checked: tuple[float, str | None] = (-1.0, None)
         self.dialect = self.engine.dialect
         self.errors = self.engine.errors
         self.migrate()
@@ -75,6 +84,21 @@ class Database:
 
     def describe(self) -> str:
         return self.engine.describe()
+
+    def problem(self, max_age_s: float = 1.0) -> str | None:
+        """Why the database cannot be used now (None: it answers a query), looked at no more
+        than once every ``max_age_s`` (readiness probes come often)."""
+        checked_at, problem = self._checked
+        if time.monotonic() - checked_at < max_age_s:
+            return problem
+        failures: tuple[type[Exception], ...] = (StoreUnavailable, *self.errors)
+        try:
+            self.engine.ping()
+            problem = None
+        except failures as error:
+            problem = str(error) or type(error).__name__
+        self._checked = (time.monotonic(), problem)
+        return problem
 
     def close(self) -> None:
         self.engine.close()

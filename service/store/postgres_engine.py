@@ -7,6 +7,10 @@ psycopg). The SQL of the table classes is written once: ``?`` placeholders becom
 Durability: ``synchronous_commit=on`` on every connection, so a write is acknowledged only
 after its commit record is flushed to the server's disk (acknowledged = committed).
 
+Outages: a request waits at most ``timeout_s`` for a connection, then gets StoreUnavailable
+(503 at the API), and every connection is checked as it leaves the pool, so after the server
+is back the next request gets a working one. The outage's two edges are logged once each.
+
 Unlike SQLite, writers run concurrently (READ COMMITTED). What SQLite got from serial writers
 is taken explicitly: a transaction-scoped advisory lock per user for the writes that must not
 race a deletion of that user, and a share lock on the item-change counter for profile writes.
@@ -14,6 +18,12 @@ race a deletion of that user, and a share lock on the item-change counter for pr
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -21,11 +31,19 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from service.core.config import DEFAULT_DATABASE_TIMEOUT_S
+from service.store.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+# The pool logs every failed reconnection attempt; the outage's edges are logged here instead.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # Any constant: the advisory lock two instances starting at once take to migrate one by one.
 _MIGRATION_LOCK = 0x1F0F_2022
-_CONNECT_TIMEOUT = 30.0
+# SQLSTATE classes of a server that is gone or going: connection exceptions, shutdowns.
+_OUTAGE_STATES = ("08", "57P")
 
 
 class Row(tuple):  # type: ignore[type-arg]
@@ -84,18 +102,48 @@ class PostgresEngine:
     # Taken by a reader that must not miss a concurrent writer of the row it reads.
     for_share = " FOR SHARE"
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 10, timeout_s: float = DEFAULT_DATABASE_TIMEOUT_S
+    ) -> None:
         self.url = url
+        # libpq takes whole seconds, and reads 1 as 2.
+        connect_timeout = max(2, math.ceil(timeout_s))
+        self._probe(connect_timeout)
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=max(pool_size, 1),
-            kwargs={"autocommit": True},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": connect_timeout,
+                # Which instance and process a connection is, in pg_stat_activity.
+                "application_name": f"iprof {socket.gethostname()} {os.getpid()}"[:63],
+            },
             configure=_configure,
+            check=ConnectionPool.check_connection,
+            timeout=timeout_s,
+            # A failed reconnection is given up soon, so the next request starts a fresh
+            # attempt at once instead of waiting out the pool's growing backoff (which had the
+            # service back ~19 s after the server).
+            reconnect_timeout=timeout_s,
             open=False,
             name="iprof-store",
         )
-        self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
+        self._pool.open(wait=False)
+        self._down_since: float | None = None
+        self._edge = threading.Lock()
+
+    def _probe(self, connect_timeout: int) -> None:
+        """One connection first, so a wrong URL, database or password is said in one line now
+        rather than as a pool timeout later."""
+        try:
+            psycopg.connect(self.url, connect_timeout=connect_timeout).close()
+        except psycopg.Error as error:
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
+            raise StoreUnavailable(
+                f"cannot open PostgreSQL at {self.describe()}: {reason}"
+            ) from None
 
     def describe(self) -> str:
         """The URL without its password (for logs and /ready)."""
@@ -109,25 +157,62 @@ class PostgresEngine:
     def close(self) -> None:
         self._pool.close()
 
+    def ping(self) -> None:
+        with self._connection() as conn:
+            conn.execute("SELECT 1")
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; an outage (no connection within the timeout, or the server
+        gone mid-statement) as StoreUnavailable, with nothing committed."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            self._went_down("no connection to the database within the timeout")
+            raise StoreUnavailable(f"the database at {self.describe()} is unavailable") from None
+        except psycopg.OperationalError as error:
+            if not _is_outage(error):
+                raise
+            self._went_down(str(error).strip().splitlines()[0] if str(error).strip() else "")
+            raise StoreUnavailable(f"the database at {self.describe()} is unavailable") from None
+        self._came_back()
+
+    def _went_down(self, reason: str) -> None:
+        with self._edge:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.error("store unavailable (%s): %s", self.describe(), reason)
+
+    def _came_back(self) -> None:
+        if self._down_since is None:  # the common case: no lock taken
+            return
+        with self._edge:
+            if self._down_since is not None:
+                log.warning(
+                    "store reachable again after %.1f s", time.monotonic() - self._down_since
+                )
+                self._down_since = None
+
     @contextmanager
     def transaction(self) -> Iterator[PgConnection]:
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             yield PgConnection(conn)
 
     @contextmanager
     def snapshot(self) -> Iterator[PgConnection]:
         """Reads that see one state of the database (a repeatable-read, read-only
         transaction)."""
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield PgConnection(conn)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             return PgConnection(conn).execute(sql, params).fetchall()
 
     def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cursor = conn.cursor()
             cursor.execute(_pg_sql(sql), params) if params else cursor.execute(sql)
             return cursor.fetchall()
@@ -161,6 +246,12 @@ class PostgresEngine:
 
     def json_present(self, column: str, key: str) -> str:
         return f"({column})::jsonb ->> '{key}' IS NOT NULL"
+
+
+def _is_outage(error: psycopg.OperationalError) -> bool:
+    """A server gone or going (or never reached), not a statement's own failure."""
+    state = error.sqlstate
+    return state is None or state.startswith(_OUTAGE_STATES)
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

@@ -65,6 +65,10 @@ class SqliteEngine:
     def describe(self) -> str:
         return f"sqlite:{self.path}"
 
+    def ping(self) -> None:
+        """A file on this machine: it answers whenever the process runs."""
+        self.tuples("SELECT 1")
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -20,15 +20,16 @@ def probes_router() -> APIRouter:
         # The build being served, and the store's engine: what tells instances behind one
         # load balancer apart (or shows they agree).
         index = services.index.serving_build()
+        store_problem = services.store.problem()
         checks = {
-            "store": "ok",
+            "store": store_problem or "ok",
             "store_engine": services.store.dialect,
             "index_build": index,
             "embedder": services.embedder.model_id,
             "summarizer": {**services.summarizer.describe(), "problem": llm_problem},
             "index": "ok" if services.index.loaded else services.index.problem,
         }
-        ready = services.index.loaded and llm_problem is None
+        ready = services.index.loaded and llm_problem is None and store_problem is None
         if not ready:
             response.status_code = 503
         return {"ready": ready, "checks": checks}

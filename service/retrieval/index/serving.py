@@ -64,6 +64,7 @@ class IndexHolder:
         self._reload_lock = threading.Lock()
         self._checked_at = 0.0
         self._tried_build: str | None = None
+        self._watching: threading.Event | None = None
 
     def get(self) -> ItemIndex:
         self._follow_current()
@@ -105,12 +106,37 @@ class IndexHolder:
             self._tried_build = (self.root / "CURRENT").read_text().strip()
         except (OSError, ValueError):  # missing, or not text
             self._tried_build = None
+        previous = self._index.manifest.build_id if self._index is not None else None
         try:
             self._index = load_index(self.root, self.embedder, self.search_on_gpu)
             self.problem = None
         except IndexUnavailable as error:
             self.problem = str(error)
             log.warning("item index not loaded: %s", error)
+            return
+        if self._index.manifest.build_id != previous:
+            log.info("serving index build %s (was %s)", self._index.manifest.build_id, previous)
+
+    def watch(self) -> None:
+        """Look for a build made elsewhere every RELOAD_CHECK_SECONDS from a thread of its own,
+        so an idle instance is current too (requests also look, on their way)."""
+        if self._watching is not None:
+            return
+        stop = self._watching = threading.Event()
+
+        def follow() -> None:
+            while not stop.wait(RELOAD_CHECK_SECONDS):
+                try:
+                    self._follow_current()
+                except Exception:  # never let the watcher die: the next look tries again
+                    log.exception("looking for a new index build failed")
+
+        threading.Thread(target=follow, name="index-watch", daemon=True).start()
+
+    def stop_watching(self) -> None:
+        if self._watching is not None:
+            self._watching.set()
+            self._watching = None
 
     def rebuild(self, store: Store, progress: bool = False) -> Manifest:
         """Build from the stored catalog and serve it; on any failure the previous index keeps

@@ -1,4 +1,6 @@
 import json
+import logging
+import time
 
 import numpy as np
 import pytest
@@ -113,6 +115,25 @@ def test_a_running_service_follows_builds_made_elsewhere(tmp_path, embedder, mon
     (tmp_path / "CURRENT").write_text(second.build_id + "\n")
     monkeypatch.setattr(holder, "_tried_build", None)
     assert len(holder.get()) == 20 and "unreadable manifest" in holder.problem
+
+
+def test_an_idle_service_picks_up_a_new_build_and_logs_the_swap(tmp_path, embedder, caplog):
+    from service.retrieval.index import serving as services
+
+    first = build_index([topic_items(5)], embedder, tmp_path, progress=False)
+    holder = services.IndexHolder(tmp_path, embedder)
+    holder.load()
+    holder.watch()
+    try:
+        with caplog.at_level(logging.INFO, logger="service.retrieval.index.serving"):
+            second = build_index([topic_items(10)], embedder, tmp_path, progress=False)
+            deadline = time.monotonic() + 10  # no request comes: the watcher alone
+            while holder._index.manifest.build_id != second.build_id:
+                assert time.monotonic() < deadline, "the new build was not picked up in 10 s"
+                time.sleep(0.1)
+    finally:
+        holder.stop_watching()
+    assert f"serving index build {second.build_id} (was {first.build_id})" in caplog.text
 
 
 def test_over_the_memory_budget_an_ivf_pq_index_reranks_exactly(tmp_path, monkeypatch):
