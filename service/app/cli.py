@@ -28,7 +28,8 @@ from service.ingest.movielens import NotMovieLens, movielens_events, movielens_i
 from service.profiling.profiler import RefreshReport, UnknownUser
 from service.retrieval.index.build import catalog_hash
 from service.retrieval.index.folders import IndexUnavailable, Manifest, current_build, read_manifest
-from service.store import Store, StoreUnavailable
+from service.store import SchemaMismatch, Store, StoreUnavailable
+from service.store.connection import Migrations
 
 app = typer.Typer(
     help="interest-profiler: interest profiles, drift and recommendations.",
@@ -44,8 +45,11 @@ class Engine(str, Enum):
     ray = "ray"
 
 
-def _services(load_index: bool = True) -> Services:
-    return build_services(Settings(), load_item_index=load_index)
+def _services(load_index: bool = True, reading: bool = False) -> Services:
+    """The service's parts; a ``reading`` command never migrates the schema (it refuses to run
+    on one that is not this code's, naming `iprof migrate`)."""
+    migrations: Migrations | None = "check" if reading else None
+    return build_services(Settings(), load_item_index=load_index, migrations=migrations)
 
 
 def _print_json(model: object) -> None:
@@ -87,10 +91,44 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
-    # The store opened once here: a wrong URL, database or password is one line and exit 2
-    # now, not a traceback from every worker's start.
-    Store(settings.store_target, settings.database_pool, settings.database_timeout_s).close()
+    # The store opened (and migrated, unless IPROF_MIGRATE=off) once here: a wrong URL,
+    # database or password, or a schema that is not this code's, is one line and exit 2 now,
+    # not a traceback from every worker's start.
+    Store(
+        settings.store_target,
+        settings.database_pool,
+        settings.database_timeout_s,
+        settings.migrations,
+    ).close()
     run_server(host or settings.host, port or settings.port, workers, access_log)
+
+
+@app.command()
+def migrate(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be applied; apply nothing")
+    ] = False,
+) -> None:
+    """Bring the database's schema up to this code's (`iprof serve` does it on start too,
+    unless IPROF_MIGRATE=off)."""
+    settings = Settings()
+    store = Store(
+        settings.store_target, settings.database_pool, settings.database_timeout_s, "none"
+    )
+    try:
+        pending = store.pending_migrations()
+        if not pending:
+            typer.echo(f"the schema of {store.describe()} is up to date")
+            return
+        if dry_run:
+            typer.echo(f"{len(pending)} migration(s) would be applied to {store.describe()}:")
+            for name in pending:
+                typer.echo(f"  {name}")
+            return
+        applied = store.migrate()
+        typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none'}")
+    finally:
+        store.close()
 
 
 @app.command("ingest-items")
@@ -295,14 +333,14 @@ def _progress(total: int) -> tqdm:
 @app.command()
 def profile(user: str, refresh: bool = False) -> None:
     """Print a user's current profile."""
-    services = _services(load_index=False)
+    services = _services(load_index=False, reading=True)
     _print_json(profile_out(_known(lambda: services.profiler.current(user, refresh=refresh), user)))
 
 
 @app.command()
 def history(user: str, limit: Annotated[int | None, typer.Option(min=1)] = None) -> None:
     """Print a user's profiles, oldest first."""
-    services = _services(load_index=False)
+    services = _services(load_index=False, reading=True)
     profiles = _known(lambda: services.profiler.history(user, limit), user)
     _print_json({"user_id": user, "profiles": [profile_out(p).model_dump() for p in profiles]})
 
@@ -310,7 +348,7 @@ def history(user: str, limit: Annotated[int | None, typer.Option(min=1)] = None)
 @app.command()
 def drift(user: str) -> None:
     """Print whether a user's interests drifted, and what was gained and lost."""
-    services = _services(load_index=False)
+    services = _services(load_index=False, reading=True)
     _print_json(drift_out(_known(lambda: services.profiler.drift(user), user)))
 
 
@@ -319,7 +357,7 @@ def recommend(
     user: str, k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000)] = 10
 ) -> None:
     """Print recommendations for a user, with reasons."""
-    services = _services()
+    services = _services(reading=True)
     current = _known(lambda: services.profiler.current(user), user)
     try:
         items = services.recommender.recommend(current, k)
@@ -353,6 +391,6 @@ def main() -> None:  # pragma: no cover - the console script entry point
             message = f"IPROF_{str(first['loc'][0]).upper()}: {message}"
         typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except StoreUnavailable as error:  # the database: down, or a wrong URL
+    except (StoreUnavailable, SchemaMismatch) as error:  # the database: down, a wrong URL, ...
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(2)

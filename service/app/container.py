@@ -13,6 +13,7 @@ from service.profiling.profiler import Profiler, RefreshReport
 from service.retrieval.index.serving import IndexHolder
 from service.retrieval.recommender import FusionWeights, Recommender
 from service.store import Store
+from service.store.connection import Migrations
 from service.summarizers.base import Summarizer
 from service.summarizers.factory import build_summarizer
 
@@ -52,8 +53,16 @@ def build_services(
     summarizer: Summarizer | None = None,
     embedder: Embedder | None = None,
     load_item_index: bool = True,
+    migrations: Migrations | None = None,
 ) -> Services:
-    store = Store(settings.store_target, settings.database_pool, settings.database_timeout_s)
+    """``migrations``: what opening the store does with its schema (default: what
+    ``IPROF_MIGRATE`` says for a process that may migrate)."""
+    store = Store(
+        settings.store_target,
+        settings.database_pool,
+        settings.database_timeout_s,
+        migrations or settings.migrations,
+    )
     embedder = embedder or load_embedder(
         settings.embed_model,
         settings.embed_batch_size,

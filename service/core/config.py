@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # database, so a lost or misspelt URL stops the instance instead of starting it on a local
     # file that no other instance sees.
     store: Literal["sqlite", "postgresql"] | None = None
+    # "auto": `iprof serve` and the CLI's writing commands bring the schema up to this code's on
+    # start (instances starting together migrate one after the other); "off": only
+    # `iprof migrate` does, and a process finding the schema behind refuses to start. The CLI's
+    # reading commands never migrate, and a schema newer than the code is always refused.
+    migrate: Literal["auto", "off"] = "auto"
     # Connections each process keeps to PostgreSQL at most (`iprof serve --workers N`: N pools;
     # SQLite has one connection).
     database_pool: int = Field(default=10, ge=1)
@@ -252,6 +257,11 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "iprof.sqlite3"
+
+    @property
+    def migrations(self) -> Literal["apply", "check"]:
+        """What a process that may migrate does on opening the store."""
+        return "apply" if self.migrate == "auto" else "check"
 
     @property
     def store_target(self) -> Path | str:

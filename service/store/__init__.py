@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.store.candidate_lists import CandidateListTable
-from service.store.connection import DEFAULT_TIMEOUT_S, Database
-from service.store.errors import StoreUnavailable
+from service.store.connection import DEFAULT_TIMEOUT_S, Database, Migrations
+from service.store.errors import SchemaMismatch, StoreUnavailable
 from service.store.events import EventTable, IngestResult
 from service.store.items import ItemTable
 from service.store.profiles import CurrentRead, ProfileState, ProfileTable, ProfileWrite
@@ -22,6 +22,7 @@ __all__ = [
     "IngestResult",
     "ProfileState",
     "ProfileWrite",
+    "SchemaMismatch",
     "Store",
     "StoreUnavailable",
 ]
@@ -31,9 +32,13 @@ class Store(Database):
     """Items, events, profiles (with their drift) and their state, candidate lists."""
 
     def __init__(
-        self, target: Path | str, pool_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        target: Path | str,
+        pool_size: int = 10,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        migrations: Migrations = "apply",
     ) -> None:
-        super().__init__(target, pool_size, timeout_s)
+        super().__init__(target, pool_size, timeout_s, migrations)
         self.items = ItemTable(self)
         self.events = EventTable(self, self.items)
         self.profiles = ProfileTable(self)

@@ -12,15 +12,18 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from service.core.config import DEFAULT_DATABASE_TIMEOUT_S
-from service.store.errors import StoreUnavailable
+from service.store.errors import SchemaMismatch, StoreUnavailable
 from service.store.migrations import migrations_for
 from service.store.sqlite_engine import SqliteEngine
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_TIMEOUT_S = DEFAULT_DATABASE_TIMEOUT_S  # Settings.database_timeout_s
+# What opening the database does with its schema: bring it up to this code's ("apply"), refuse
+# to go on unless it is this code's already ("check"), or nothing (`iprof migrate` looks itself).
+Migrations = Literal["apply", "check", "none"]
 
 
 class Engine(Protocol):
@@ -66,16 +69,26 @@ def open_engine(
 
 
 class Database:
-    """The engine the tables run their SQL on, migrated on opening."""
+    """The engine the tables run their SQL on, its schema checked (and by default migrated)
+    on opening."""
 
     def __init__(
-        self, target: Path | str, pool_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        target: Path | str,
+        pool_size: int = 10,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        migrations: Migrations = "apply",
     ) -> None:
         self.engine = open_engine(target, pool_size, timeout_s)
         self._checked: tuple[float, str | None] = (-1.0, None)
         self.dialect = self.engine.dialect
         self.errors = self.engine.errors
-        self.migrate()
+        if migrations != "none":
+            try:
+                self._check_schema(apply=migrations == "apply")
+            except BaseException:  # refused: the pool is not left for the collector to close
+                self.engine.close()
+                raise
 
     @property
     def path(self) -> Path | None:
@@ -112,6 +125,35 @@ class Database:
         return self.engine.snapshot()
 
     # --- migrations -------------------------------------------------------------------------
+
+    def pending_migrations(self) -> list[str]:
+        """This code's migrations the database has not had, in order. A database that has
+        migrations this code does not know (a newer version migrated it) is refused."""
+        known = [name for name, _ in migrations_for(self.dialect)]
+        applied = set(self._applied())
+        unknown = sorted(applied - set(known))
+        if unknown:
+            raise SchemaMismatch(
+                f"the database's schema is newer than this code: it has {', '.join(unknown)},"
+                f" this code knows migrations up to {known[-1]}; run a newer interest-profiler"
+            )
+        return [name for name in known if name not in applied]
+
+    def _check_schema(self, apply: bool) -> None:
+        pending = self.pending_migrations()
+        if pending and not apply:
+            raise SchemaMismatch(
+                f"the database's schema is older than this code ({len(pending)} migration(s)"
+                f" to apply, {pending[0]} to {pending[-1]}): run `iprof migrate`"
+            )
+        if pending:
+            self.migrate()
+
+    def _applied(self) -> list[str]:
+        try:
+            return [row[0] for row in self.engine.tuples("SELECT name FROM _migrations")]
+        except self.errors:  # no _migrations table yet: a new database
+            return []
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded, in one transaction; return the names

@@ -203,3 +203,18 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie is gone too: its new parent reaps it
+
+
+def test_migrate_lists_then_applies_and_reading_commands_never_migrate(hashing, monkeypatch):
+    monkeypatch.setenv("IPROF_MIGRATE", "off")
+    refused = _run("profile", "nobody")  # a reading command on a new database
+    assert refused.exit_code != 0 and "iprof migrate" in str(refused.exception)
+    listed = _run("migrate", "--dry-run")
+    assert listed.exit_code == 0 and "would be applied" in listed.output
+    assert "0001_" in listed.output
+    assert "would be applied" in _run("migrate", "--dry-run").output  # nothing was applied
+    applied = _run("migrate")
+    assert applied.exit_code == 0 and "applied" in applied.output
+    assert "up to date" in _run("migrate").output
+    answered = _run("profile", "nobody")
+    assert answered.exit_code == 2 and "no events for user 'nobody'" in answered.output

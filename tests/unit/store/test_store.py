@@ -16,7 +16,7 @@ from service.core.records import (
     WindowDrift,
     WindowInfo,
 )
-from service.store import ProfileState, ProfileWrite, Store
+from service.store import ProfileState, ProfileWrite, SchemaMismatch, Store
 from service.store.migrations import FOLDERS, migrations_for
 from service.store.users import USER_TABLES
 
@@ -85,6 +85,27 @@ def test_migrations_are_applied_once_and_recorded(store_target):
     again = Store(store_target)
     assert again.migrate() == []
     again.close()
+
+
+def test_a_schema_newer_than_the_code_is_refused_naming_both(store_target):
+    store = Store(store_target)
+    newest = migrations_for(store.dialect)[-1][0]
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO _migrations VALUES (?, ?)", ("9999_from_a_newer_release", 0.0))
+    store.close()
+    with pytest.raises(SchemaMismatch, match=f"9999_from_a_newer_release.*{newest}"):
+        Store(store_target)
+
+
+def test_a_process_that_may_not_migrate_refuses_a_schema_behind_it(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    with pytest.raises(SchemaMismatch, match="run `iprof migrate`"):
+        Store(path, migrations="check")
+    looked = Store(path, migrations="none")  # what `iprof migrate` opens
+    assert looked.pending_migrations() == [name for name, _ in migrations_for("sqlite")]
+    assert looked.migrate() and looked.pending_migrations() == []
+    looked.close()
+    Store(path, migrations="check").close()  # this code's schema now: it opens
 
 
 def test_sqlite_instances_starting_at_once_on_a_new_file_all_start(tmp_path):
