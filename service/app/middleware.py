@@ -16,7 +16,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,6 +31,7 @@ def install_metrics(app: FastAPI) -> None:
     registry = CollectorRegistry()  # per app, so several apps (tests) never collide
     app.add_middleware(Metrics, registry=registry)
     registry.register(FallbackChecks(app))
+    registry.register(StoreAndIndex(app))
 
     @app.get("/metrics", tags=["probes"], operation_id="metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -93,6 +94,42 @@ class FallbackChecks(Collector):
         ):
             family.add_metric([check], count)
         yield family
+
+
+class StoreAndIndex(Collector):
+    """What an operator watches per instance, read at each scrape: the store's connections
+    (``iprof_store_connections{state}``: open, idle, waiting for one), the requests answered
+    503 because the database could not be reached (``iprof_store_unavailable_total{why}``) and
+    the index build served (``iprof_index_build_info{build}``)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        services = getattr(self.app.state, "services", None)
+        stats = services.store.engine.stats() if services else {}
+        connections = GaugeMetricFamily(
+            "iprof_store_connections", "Database connections of this process", labels=["state"]
+        )
+        for state, key in (("open", "connections"), ("idle", "idle"), ("waiting", "waiting")):
+            if key in stats:
+                connections.add_metric([state], stats[key])
+        yield connections
+        unavailable = CounterMetricFamily(
+            "iprof_store_unavailable",
+            "Requests answered 503 store_unavailable, by why",
+            labels=["why"],
+        )
+        for why in ("timeout", "connection"):
+            unavailable.add_metric([why], stats.get(f"unavailable_{why}", 0))
+        yield unavailable
+        build = GaugeMetricFamily(
+            "iprof_index_build_info", "The index build this instance serves (1)", labels=["build"]
+        )
+        served = services.index.serving_build() if services else None
+        if served:
+            build.add_metric([served], 1)
+        yield build
 
 
 class BodyLimit:

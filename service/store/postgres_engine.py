@@ -24,6 +24,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -132,6 +133,9 @@ class PostgresEngine:
         self._pool.open(wait=False)
         self._down_since: float | None = None
         self._edge = threading.Lock()
+        # Requests answered StoreUnavailable, by why: "timeout" (no connection in time) or
+        # "connection" (the server went away mid-statement).
+        self.unavailable: Counter[str] = Counter()
 
     def _probe(self, connect_timeout: int) -> None:
         """One connection first, so a wrong URL, database or password is said in one line now
@@ -161,6 +165,18 @@ class PostgresEngine:
         with self._connection() as conn:
             conn.execute("SELECT 1")
 
+    def stats(self) -> dict[str, int]:
+        """The pool now (connections open, idle, requests waiting for one) and the requests
+        answered StoreUnavailable so far, for /metrics."""
+        pool = self._pool.get_stats()
+        return {
+            "connections": pool.get("pool_size", 0),
+            "idle": pool.get("pool_available", 0),
+            "waiting": pool.get("requests_waiting", 0),
+            "unavailable_timeout": self.unavailable["timeout"],
+            "unavailable_connection": self.unavailable["connection"],
+        }
+
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; an outage (no connection within the timeout, or the server
@@ -169,11 +185,13 @@ class PostgresEngine:
             with self._pool.connection() as conn:
                 yield conn
         except PoolTimeout:
+            self.unavailable["timeout"] += 1
             self._went_down("no connection to the database within the timeout")
             raise StoreUnavailable(f"the database at {self.describe()} is unavailable") from None
         except psycopg.OperationalError as error:
             if not _is_outage(error):
                 raise
+            self.unavailable["connection"] += 1
             self._went_down(str(error).strip().splitlines()[0] if str(error).strip() else "")
             raise StoreUnavailable(f"the database at {self.describe()} is unavailable") from None
         self._came_back()

@@ -69,6 +69,9 @@ class SqliteEngine:
         """A file on this machine: it answers whenever the process runs."""
         self.tuples("SELECT 1")
 
+    def stats(self) -> dict[str, int]:
+        return {"connections": 1}  # one connection, shared under a lock
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

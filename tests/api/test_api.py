@@ -267,6 +267,14 @@ def test_metrics_count_requests(client):
     client.get("/health")
     text = client.get("/metrics").text
     assert 'iprof_requests_total{method="GET",route="/health",status="200"}' in text
+    assert 'iprof_store_connections{state="open"} 1.0' in text  # SQLite: one connection
+    assert 'iprof_store_unavailable_total{why="timeout"} 0.0' in text
+    assert "iprof_index_build_info{" not in text  # no index served yet
+
+
+def test_metrics_name_the_index_build_served(loaded):
+    build = loaded.get("/ready").json()["checks"]["index_build"]
+    assert f'iprof_index_build_info{{build="{build}"}} 1.0' in loaded.get("/metrics").text
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ database's return."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -84,6 +85,10 @@ def test_an_outage_is_a_quick_503_and_loses_nothing_acknowledged(server, tmp_pat
             assert time.monotonic() - back < ANSWER_WITHIN_S, "not answering after the return"
         recovered = f"after-{attempt}"
         assert client.get("/v1/users/before-0/profile").status_code == 200
+        metrics = client.get("/metrics").text
+        refused = re.search(r'iprof_store_unavailable_total\{why="timeout"\} (\S+)', metrics)
+        assert refused and float(refused.group(1)) >= 3  # the three writes, at least
+        assert 'iprof_store_connections{state="open"}' in metrics
 
     store = Store(server.url)
     try:
