@@ -34,7 +34,7 @@ from service.app.container import build_services
 from service.core.config import Settings
 from service.evaluation.synthetic import synthetic_events, synthetic_items
 from service.summarizers.extractive import ExtractiveSummarizer
-from tests.fixtures.pg_server import store_url
+from tests.fixtures.pg_server import STORE_HELP, store_option, store_url
 
 CATALOG = 20_000
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--embedder", default=None, help="IPROF_EMBED_MODEL (default: MiniLM)")
     parser.add_argument("--engine", default="local", help="local, ray, or local,ray")
-    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--store", type=store_option, default="sqlite", help=STORE_HELP)
     args = parser.parse_args(argv)
     engines = [name.strip() for name in args.engine.split(",") if name.strip()]
     if not set(engines) <= {"local", "ray"} or not engines:

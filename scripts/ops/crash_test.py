@@ -36,6 +36,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.fixtures.pg_server import STORE_HELP, store_option, store_url
+
 BATCH = 25
 
 
@@ -199,20 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--store", type=store_option, default="sqlite", help=STORE_HELP)
     args = parser.parse_args(argv)
     started = time.monotonic()
-    if args.store == "postgresql":
-        from tests.fixtures.pg_server import postgres_server
-
-        with postgres_server() as url:
+    with store_url(args.store) as url:
+        if url is None:
+            outcome = run(args.kills, args.seed)
+        else:
             os.environ["IPROF_DATABASE_URL"] = url  # the servers inherit it
             try:
                 outcome = run(args.kills, args.seed)
             finally:
                 del os.environ["IPROF_DATABASE_URL"]
-    else:
-        outcome = run(args.kills, args.seed)
     report = {k: v for k, v in asdict(outcome).items() if k != "acknowledged"}
     report["seconds"] = round(time.monotonic() - started, 1)
     for key, value in report.items():

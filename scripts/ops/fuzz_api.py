@@ -40,7 +40,7 @@ from schemathesis.checks import (
 
 from service.app.factory import create_app
 from service.core.config import Settings
-from tests.fixtures.pg_server import store_url
+from tests.fixtures.pg_server import STORE_HELP, store_option, store_url
 
 KEY = "fuzz-key"
 CHECKS = [
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fuzz the API from its OpenAPI document.")
     parser.add_argument("--examples", type=int, default=200, help="per operation")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--store", type=store_option, default="sqlite", help=STORE_HELP)
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="iprof-fuzz-") as folder,
