@@ -21,6 +21,7 @@ from service.ingest.demo import demo_catalog
 from service.ingest.demo_events import demo_events
 from service.ingest.files import (
     FileFormatError,
+    check_input_file,
     read_events,
     read_items,
 )
@@ -46,10 +47,15 @@ class Engine(str, Enum):
 
 
 def _services(load_index: bool = True, reading: bool = False) -> Services:
-    """The service's parts; a ``reading`` command never migrates the schema (it refuses to run
-    on one that is not this code's, naming `iprof migrate`)."""
-    migrations: Migrations | None = "check" if reading else None
-    return build_services(Settings(), load_item_index=load_index, migrations=migrations)
+    """The service's parts; a ``reading`` command never migrates an existing schema (it
+    refuses to run on one that is not this code's, naming `iprof migrate`)."""
+    settings = Settings()
+    migrations: Migrations | None = None
+    if reading:
+        migrations = "create" if settings.migrate == "auto" else "check"
+    return build_services(
+        settings, load_item_index=load_index, migrations=migrations, lazy_embedder=True
+    )
 
 
 def _print_json(model: object) -> None:
@@ -64,6 +70,13 @@ def _print_json(model: object) -> None:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
+
+
+def _check_input(path: Path) -> None:
+    try:
+        check_input_file(path)
+    except FileFormatError as error:
+        raise _fail(str(error)) from None
 
 
 def _chunks(records: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -134,6 +147,7 @@ def migrate(
 @app.command("ingest-items")
 def ingest_items(path: Path) -> None:
     """Upsert catalog items from a CSV or JSONL file."""
+    _check_input(path)
     services = _services(load_index=False)
     try:
         total = sum(services.store.items.upsert(chunk) for chunk in _chunks(read_items(path)))
@@ -145,6 +159,7 @@ def ingest_items(path: Path) -> None:
 @app.command("ingest-events")
 def ingest_events(path: Path) -> None:
     """Add events from a CSV or JSONL file (repeated event ids count as duplicates)."""
+    _check_input(path)
     services = _services(load_index=False)
     totals = {"accepted": 0, "duplicates": 0, "unknown_items": 0}
     try:

@@ -54,9 +54,11 @@ def build_services(
     embedder: Embedder | None = None,
     load_item_index: bool = True,
     migrations: Migrations | None = None,
+    lazy_embedder: bool = False,
 ) -> Services:
     """``migrations``: what opening the store does with its schema (default: what
-    ``IPROF_MIGRATE`` says for a process that may migrate)."""
+    ``IPROF_MIGRATE`` says for a process that may migrate); ``lazy_embedder``: load the bundled
+    embedder on its first use, not now (the CLI: most commands never encode a text)."""
     store = Store(
         settings.store_target,
         settings.database_pool,
@@ -68,6 +70,7 @@ def build_services(
         settings.embed_batch_size,
         settings.embed_backend,
         cache=settings.data_dir / "models",
+        lazy=lazy_embedder,
     )
     summarizer = summarizer or build_summarizer(settings.llm, encode=embedder.encode)
     retrieval, api = settings.retrieval, settings.api

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 HASHING = "hashing"
 BUNDLED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_MINILM_DIMENSION = 384
 # The bundled MiniLM's input word vectors, averaged: about 55x faster on CPU, far weaker. For
 # scale work (indexes of a million items on a CPU), not for quality.
 STATIC_MINILM = "static-minilm"
@@ -122,15 +124,49 @@ def static_minilm() -> SentenceTransformer:
     return SentenceTransformer(modules=[static], device="cpu")
 
 
+class LazyEmbedder:
+    """An embedder loaded on its first ``encode``: what it is (``model_id``, ``dimension``) is
+    known without loading it, so a CLI command that only reads stored profiles never pays for
+    torch and the weights (10-15 s here)."""
+
+    def __init__(self, load: Callable[[], Embedder], model_id: str, dimension: int) -> None:
+        self._load, self.model_id, self.dimension = load, model_id, dimension
+        self._loaded: Embedder | None = None
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        return self.loaded().encode(texts, progress=progress)
+
+    def loaded(self) -> Embedder:
+        with self._lock:
+            if self._loaded is None:
+                embedder = self._load()
+                if (embedder.model_id, embedder.dimension) != (self.model_id, self.dimension):
+                    raise RuntimeError(
+                        f"expected {self.model_id} of dimension {self.dimension}, loaded"
+                        f" {embedder.model_id} of dimension {embedder.dimension}"
+                    )
+                self._loaded = embedder
+            return self._loaded
+
+
 def load_embedder(
     model: str | None,
     batch_size: int = 64,
     backend: str = "torch",
     cache: Path | None = None,
+    lazy: bool = False,
 ) -> Embedder:
     """``None``: the bundled MiniLM; ``"hashing"``: the fake; ``"static-minilm"``: its fast,
     weak cousin; anything else: a path or hub id. ``backend`` "onnx" or "onnx-int8" runs a
-    sentence-transformers model on ONNX Runtime, exported once into ``cache``."""
+    sentence-transformers model on ONNX Runtime, exported once into ``cache``. ``lazy``: the
+    bundled MiniLM on torch is loaded on its first use (the others at once)."""
+    if lazy and model is None and backend == "torch":
+        return LazyEmbedder(
+            lambda: load_embedder(None, batch_size, backend, cache),
+            BUNDLED_MINILM,
+            BUNDLED_MINILM_DIMENSION,
+        )
     if model == HASHING:
         return HashingEmbedder()
     if model == STATIC_MINILM:

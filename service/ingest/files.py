@@ -22,16 +22,25 @@ class FileFormatError(ValueError):
     pass
 
 
-def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) from a ``.jsonl``/``.json`` or ``.csv`` file."""
+JSON_LINES = {".jsonl", ".ndjson", ".json"}
+
+
+def check_input_file(path: Path) -> None:
+    """FileFormatError unless ``path`` is a file of a kind we read (checked before anything
+    is loaded, so a typo is answered at once)."""
     if not path.is_file():
         raise FileFormatError(f"{path}: no such file")
-    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
-        yield from _jsonl(path)
-    elif path.suffix.lower() == ".csv":
-        yield from _csv(path)
-    else:
+    if path.suffix.lower() not in JSON_LINES | {".csv"}:
         raise FileFormatError(f"{path}: expected a .csv or .jsonl file")
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) from a ``.jsonl``/``.json`` or ``.csv`` file."""
+    check_input_file(path)
+    if path.suffix.lower() in JSON_LINES:
+        yield from _jsonl(path)
+    else:
+        yield from _csv(path)
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -21,9 +21,11 @@ from service.store.sqlite_engine import SqliteEngine
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_TIMEOUT_S = DEFAULT_DATABASE_TIMEOUT_S  # Settings.database_timeout_s
-# What opening the database does with its schema: bring it up to this code's ("apply"), refuse
-# to go on unless it is this code's already ("check"), or nothing (`iprof migrate` looks itself).
-Migrations = Literal["apply", "check", "none"]
+# What opening the database does with its schema: bring it up to this code's ("apply"); make
+# it only where there is none yet, else refuse to go on unless it is this code's ("create": a
+# reading command, which never changes an existing schema); refuse unless it is this code's
+# already ("check"); or nothing (`iprof migrate` looks itself).
+Migrations = Literal["apply", "create", "check", "none"]
 
 
 class Engine(Protocol):
@@ -86,7 +88,7 @@ class Database:
         self.errors = self.engine.errors
         if migrations != "none":
             try:
-                self._check_schema(apply=migrations == "apply")
+                self._check_schema(migrations)
             except BaseException:  # refused: the pool is not left for the collector to close
                 self.engine.close()
                 raise
@@ -140,8 +142,10 @@ class Database:
             )
         return [name for name in known if name not in applied]
 
-    def _check_schema(self, apply: bool) -> None:
+    def _check_schema(self, migrations: Migrations) -> None:
         pending = self.pending_migrations()
+        new = len(pending) == len(migrations_for(self.dialect))  # no schema at all yet
+        apply = migrations == "apply" or (migrations == "create" and new)
         if pending and not apply:
             raise SchemaMismatch(
                 f"the database's schema is older than this code ({len(pending)} migration(s)"

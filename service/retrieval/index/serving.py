@@ -114,8 +114,11 @@ class IndexHolder:
             self.problem = str(error)
             log.warning("item index not loaded: %s", error)
             return
-        if self._index.manifest.build_id != previous:
-            log.info("serving index build %s (was %s)", self._index.manifest.build_id, previous)
+        build = self._index.manifest.build_id
+        if previous is None:
+            log.info("serving index build %s", build)
+        elif build != previous:
+            log.info("serving index build %s (was %s)", build, previous)
 
     def watch(self) -> None:
         """Look for a build made elsewhere every RELOAD_CHECK_SECONDS from a thread of its own,

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ BUNDLED = {
 def default_model() -> str | None:
     """The LLM to use when none is set: SmolLM2 where there is a CUDA device and the llm extra
     is installed; none on CPU, where it is too slow to be the default (see core.config)."""
+    if _surely_no_gpu():
+        return None  # without importing torch (seconds), which would say the same
     import torch
 
     bundled = BUNDLED["smollm2"]
@@ -83,6 +86,11 @@ def default_model() -> str | None:
     except BundledModelError:
         return None
     return bundled.alias
+
+
+def _surely_no_gpu() -> bool:
+    """True on a Linux machine whose kernel has no NVIDIA driver loaded: no CUDA device."""
+    return sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists()
 
 
 def model_name(model_id: str) -> str:

@@ -108,6 +108,18 @@ def test_a_process_that_may_not_migrate_refuses_a_schema_behind_it(tmp_path):
     Store(path, migrations="check").close()  # this code's schema now: it opens
 
 
+def test_a_reading_process_makes_a_new_schema_but_never_changes_one(tmp_path):
+    path = tmp_path / "read.sqlite3"
+    Store(path, migrations="create").close()  # nothing there yet: made
+    store = Store(path)
+    last = migrations_for("sqlite")[-1][0]
+    with store.transaction() as conn:  # as if made by the release before the last migration
+        conn.execute("DELETE FROM _migrations WHERE name = ?", (last,))
+    store.close()
+    with pytest.raises(SchemaMismatch, match=f"{last}.*iprof migrate"):
+        Store(path, migrations="create")
+
+
 def test_sqlite_instances_starting_at_once_on_a_new_file_all_start(tmp_path):
     # Switching a new file to WAL: SQLite answers "database is locked" at once, without its
     # busy handler, to a second instance doing it at the same moment (1 start in 40, before).
