@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,10 +32,41 @@ log = logging.getLogger(__name__)
 
 # A local Ray (no --address) gets this many CPUs: the machine's, at most.
 LOCAL_CPUS = 2
+# How long connecting to a cluster may take before the refresh gives up, saying so.
+CONNECT_TIMEOUT_S = 30.0
 
 
 class RayUnavailable(RuntimeError):
     pass
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """A local Ray of LOCAL_CPUS without ``address``; else the cluster there (``ray://host:10001``
+    as a client, ``host:6379`` from a node of it), or RayUnavailable within CONNECT_TIMEOUT_S
+    saying what to check: Ray's own connection attempts retry for minutes, mostly in silence."""
+    if address is None:  # started here, in this thread (a local Ray installs signal handlers)
+        cpus = min(LOCAL_CPUS, os.cpu_count() or 1)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        return
+    failure: list[BaseException] = []
+
+    def connect() -> None:
+        try:  # a cluster has its own CPUs: none asked for
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except BaseException as error:  # handed to the caller below
+            failure.append(error)
+
+    attempt = threading.Thread(target=connect, name="ray-connect", daemon=True)
+    attempt.start()
+    attempt.join(CONNECT_TIMEOUT_S)
+    where = f"the Ray cluster at {address}"
+    advice = "is its head running, and the address right (ray://HEAD:10001 as a client)?"
+    if attempt.is_alive():
+        raise RayUnavailable(f"could not reach {where} within {CONNECT_TIMEOUT_S:g} s: {advice}")
+    if failure:
+        error = failure[0]
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RayUnavailable(f"could not reach {where} ({reason}): {advice}") from None
 
 
 class RefreshActor:
@@ -93,8 +125,7 @@ def refresh_on_ray(
         return report
     started_here = not ray.is_initialized()
     if started_here:
-        cpus = None if address else min(LOCAL_CPUS, os.cpu_count() or 1)  # a cluster has its own
-        ray.init(address=address, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        _connect(ray, address or os.environ.get("RAY_ADDRESS") or None)
     try:
         # The refresh draws its own progress bar and prints its own summary.
         ray.data.DataContext.get_current().enable_progress_bars = False

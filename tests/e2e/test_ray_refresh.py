@@ -69,3 +69,17 @@ def test_ray_refresh_profiles_every_demo_user_as_the_local_refresh_does(tmp_path
     assert outputs["ray"] == outputs["local"]  # the same summary line, fallbacks included
     assert outputs["ray"][0].startswith(f"users: {len(users)} refreshed, 0 unknown")
     assert again.exit_code == 0 and "windows generated: 0;" in again.output  # nothing changed
+
+
+def test_a_wrong_cluster_address_fails_within_its_timeout_naming_it(monkeypatch, tmp_path):
+    pytest.importorskip("ray", reason="the scale extra (ray) is not installed")
+    import time
+
+    from service.app.ray_refresh import CONNECT_TIMEOUT_S, RayUnavailable, refresh_on_ray
+
+    # RAY_ADDRESS, as Ray's own tools read it, when no --address is given.
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:1")
+    started = time.monotonic()
+    with pytest.raises(RayUnavailable, match=r"ray://127\.0\.0\.1:1.*ray://HEAD:10001"):
+        refresh_on_ray(Settings(data_dir=tmp_path), ["someone"])
+    assert time.monotonic() - started < CONNECT_TIMEOUT_S + 10
