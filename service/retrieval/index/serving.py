@@ -29,16 +29,6 @@ class ServedIndex(Protocol):
     def get(self) -> ItemIndex: ...
 
 
-class FixedIndex:
-    """One loaded index, served as it is: for an evaluation or a test that builds its own."""
-
-    def __init__(self, index: ItemIndex) -> None:
-        self.index = index
-
-    def get(self) -> ItemIndex:
-        return self.index
-
-
 # How often a reader looks at CURRENT for a build made elsewhere (the CLI, another worker).
 RELOAD_CHECK_SECONDS = 2.0
 
