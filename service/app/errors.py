@@ -96,7 +96,7 @@ async def _on_store_unavailable(request: Request, error: StoreUnavailable) -> JS
     return envelope(
         503,
         "store_unavailable",
-        "the database is unavailable; nothing of this request was stored, retry shortly",
+        "the database is unavailable; retry shortly (a retried batch is never counted twice)",
         headers={"Retry-After": "1"},
     )
 

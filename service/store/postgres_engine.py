@@ -180,24 +180,25 @@ class PostgresEngine:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; an outage (no connection within the timeout, or the server
-        gone mid-statement) as StoreUnavailable, with nothing committed."""
+        gone mid-statement) as StoreUnavailable: the write was not acknowledged (a server that
+        dies during a commit may still have made it; a retry is idempotent)."""
         try:
             with self._pool.connection() as conn:
                 yield conn
         except PoolTimeout:
-            self.unavailable["timeout"] += 1
-            self._went_down("no connection to the database within the timeout")
+            self._went_down("timeout", "no connection to the database within the timeout")
             raise StoreUnavailable(f"the database at {self.describe()} is unavailable") from None
         except psycopg.OperationalError as error:
             if not _is_outage(error):
                 raise
-            self.unavailable["connection"] += 1
-            self._went_down(str(error).strip().splitlines()[0] if str(error).strip() else "")
+            text = str(error).strip()
+            self._went_down("connection", text.splitlines()[0] if text else type(error).__name__)
             raise StoreUnavailable(f"the database at {self.describe()} is unavailable") from None
         self._came_back()
 
-    def _went_down(self, reason: str) -> None:
+    def _went_down(self, why: str, reason: str) -> None:
         with self._edge:
+            self.unavailable[why] += 1
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.error("store unavailable (%s): %s", self.describe(), reason)
