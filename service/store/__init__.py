@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from service.core.config import DEFAULT_DATABASE_TIMEOUT_S
 from service.store.candidate_lists import CandidateListTable
-from service.store.connection import DEFAULT_TIMEOUT_S, Database, Migrations
+from service.store.connection import Database, Migrations
 from service.store.errors import SchemaMismatch, StoreUnavailable
 from service.store.events import EventTable, IngestResult
 from service.store.items import ItemTable
@@ -35,7 +36,7 @@ class Store(Database):
         self,
         target: Path | str,
         pool_size: int = 10,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_DATABASE_TIMEOUT_S,
         migrations: Migrations = "apply",
     ) -> None:
         super().__init__(target, pool_size, timeout_s, migrations)

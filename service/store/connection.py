@@ -20,7 +20,6 @@ from service.store.migrations import migrations_for
 from service.store.sqlite_engine import SqliteEngine
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-DEFAULT_TIMEOUT_S = DEFAULT_DATABASE_TIMEOUT_S  # Settings.database_timeout_s
 # What opening the database does with its schema: bring it up to this code's ("apply"); make
 # it only where there is none yet, else refuse to go on unless it is this code's ("create": a
 # reading command, which never changes an existing schema); refuse unless it is this code's
@@ -56,7 +55,7 @@ def is_postgres_url(target: object) -> bool:
 
 
 def open_engine(
-    target: Path | str, pool_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S
+    target: Path | str, pool_size: int = 10, timeout_s: float = DEFAULT_DATABASE_TIMEOUT_S
 ) -> Engine:
     """A PostgreSQL engine for a ``postgresql://`` URL, else SQLite on the file at ``target``."""
     if is_postgres_url(target):
@@ -79,7 +78,7 @@ class Database:
         self,
         target: Path | str,
         pool_size: int = 10,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_DATABASE_TIMEOUT_S,
         migrations: Migrations = "apply",
     ) -> None:
         self.engine = open_engine(target, pool_size, timeout_s)
@@ -132,7 +131,7 @@ class Database:
     def pending_migrations(self) -> list[str]:
         """This code's migrations the database has not had, in order. A database that has
         migrations this code does not know (a newer version migrated it) is refused."""
-        known = [name for name, _ in migrations_for(self.dialect)]
+        known = self._known()
         applied = set(self._applied())
         unknown = sorted(applied - set(known))
         if unknown:
@@ -144,7 +143,7 @@ class Database:
 
     def _check_schema(self, migrations: Migrations) -> None:
         pending = self.pending_migrations()
-        new = len(pending) == len(migrations_for(self.dialect))  # no schema at all yet
+        new = len(pending) == len(self._known())  # no schema at all yet
         apply = migrations == "apply" or (migrations == "create" and new)
         if pending and not apply:
             raise SchemaMismatch(
@@ -153,6 +152,9 @@ class Database:
             )
         if pending:
             self.migrate()
+
+    def _known(self) -> list[str]:
+        return [name for name, _ in migrations_for(self.dialect)]
 
     def _applied(self) -> list[str]:
         try:
