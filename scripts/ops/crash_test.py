@@ -4,6 +4,7 @@ acknowledged was lost or stored twice.
 Usage:
     python scripts/ops/crash_test.py [--kills 20] [--seed 1] [--out FILE.json]
     python scripts/ops/crash_test.py --store postgresql     # the same on a throwaway PostgreSQL
+    python scripts/ops/crash_test.py --store postgresql://iprof@db/iprof --port 8000  # a real one
 
 Each round starts `uvicorn service.app.factory:create_app` on a loopback port with a fresh data
 directory shared by all rounds, streams batches of events (unique ids) from a client thread,
@@ -14,6 +15,11 @@ batches are then posted again and must all count as duplicates. The server uses 
 embedder: durability is the store's business, and restarts stay fast. With ``--store
 postgresql`` the servers keep their events in a throwaway PostgreSQL server
 (tests/fixtures/pg_server.py) instead, which stays up: what is killed is the service.
+
+Against a deployment's database (``--store postgresql://...``) the run touches only its own
+users and events (ids tagged with the run, ``crash-TAG-...``), checks only those, and deletes
+its users at the end; ``--port`` puts its servers on a port of your choosing rather than a free
+one.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import argparse
 import json
 import os
 import random
+import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,9 +42,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.fixtures.pg_server import STORE_HELP, store_option, store_url
+from tests.fixtures.pg_server import STORE_HELP, free_port, store_option, store_url
 
 BATCH = 25
+# This run's users and events are named with it, so a shared database's other rows are left
+# out of the checks and alone.
+RUN = f"crash-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -52,12 +61,6 @@ class Outcome:
     unacknowledged_batches_stored: int = 0
     resent_batches_counted_as_new: int = 0
     acknowledged: list[int] = field(default_factory=list, repr=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -110,8 +113,8 @@ def batch_body(number: int) -> dict:
     return {
         "events": [
             {
-                "event_id": f"b{number}-{i}",
-                "user_id": f"crash-u{number % 7}",
+                "event_id": f"{RUN}-b{number}-{i}",
+                "user_id": f"{RUN}-u{number % 7}",
                 "item_id": f"item-{i}",
                 "type": "view",
                 "ts": 1_700_000_000 + number * BATCH + i,
@@ -137,10 +140,12 @@ def stream_until_killed(port: int, first: int, outcome: Outcome, stop: threading
     return number
 
 
-def one_round(data: Path, first: int, rng: random.Random, outcome: Outcome) -> int:
-    port = free_port()
+def one_round(
+    data: Path, first: int, rng: random.Random, outcome: Outcome, port: int | None
+) -> int:
+    port = port or free_port()
     with running_server(data, port) as server:
-        stop, result = threading.Event(), {}
+        stop, result = threading.Event(), dict[str, int]()
         sender = threading.Thread(
             target=lambda: result.setdefault(
                 "next", stream_until_killed(port, first, outcome, stop)
@@ -159,40 +164,47 @@ def check_database(data: Path, outcome: Outcome) -> None:
     from service.store import Store
 
     store = Store(os.environ.get("IPROF_DATABASE_URL") or data / "data" / "iprof.sqlite3")
+    ours = f"WHERE user_id LIKE '{RUN}-%'"  # RUN is hex of our own making: safe to inline
     counts = dict(
-        store.engine.tuples("SELECT event_id, COUNT(*) FROM events GROUP BY user_id, event_id")
+        store.engine.tuples(
+            f"SELECT event_id, COUNT(*) FROM events {ours} GROUP BY user_id, event_id"
+        )
     )
     twice = store.engine.tuples(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM events GROUP BY user_id, event_id"
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM events {ours} GROUP BY user_id, event_id"
         " HAVING COUNT(*) > 1) AS repeated"
     )[0][0]
     store.close()
     acknowledged = set(outcome.acknowledged)
-    expected = [f"b{n}-{i}" for n in acknowledged for i in range(BATCH)]
+    expected = [f"{RUN}-b{n}-{i}" for n in acknowledged for i in range(BATCH)]
     outcome.acknowledged_events = len(expected)
     outcome.acknowledged_events_lost = sum(1 for e in expected if e not in counts)
     outcome.events_stored_twice = int(twice)
-    stored_batches = {int(e.split("-")[0][1:]) for e in counts}
+    stored_batches = {int(e.removeprefix(f"{RUN}-b").split("-")[0]) for e in counts}
     outcome.unacknowledged_batches_stored = len(stored_batches - acknowledged)
     outcome.batches_acknowledged = len(acknowledged)
 
 
-def resend_acknowledged(data: Path, outcome: Outcome) -> None:
-    port = free_port()
+def resend_acknowledged(data: Path, outcome: Outcome, port: int | None) -> None:
+    """Post every acknowledged batch again (all must be duplicates), then delete this run's
+    users, which leaves a shared database as it was."""
+    port = port or free_port()
     with running_server(data, port), httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
         for number in outcome.acknowledged:
             answer = client.post("/v1/events", json=batch_body(number)).json()
             outcome.resent_batches_counted_as_new += answer["accepted"] > 0
+        for user in range(7):
+            client.delete(f"/v1/users/{RUN}-u{user}")
 
 
-def run(kills: int, seed: int) -> Outcome:
+def run(kills: int, seed: int, port: int | None = None) -> Outcome:
     rng, outcome = random.Random(seed), Outcome()
     with tempfile.TemporaryDirectory(prefix="iprof-crash-") as folder:
         data, next_batch = Path(folder), 0
         for _ in range(kills):
-            next_batch = one_round(data, next_batch, rng, outcome)
+            next_batch = one_round(data, next_batch, rng, outcome, port)
         check_database(data, outcome)
-        resend_acknowledged(data, outcome)
+        resend_acknowledged(data, outcome, port)
     return outcome
 
 
@@ -202,15 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--store", type=store_option, default="sqlite", help=STORE_HELP)
+    parser.add_argument("--port", type=int, help="the servers' port (default: a free one)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with store_url(args.store) as url:
         if url is None:
-            outcome = run(args.kills, args.seed)
+            outcome = run(args.kills, args.seed, args.port)
         else:
             os.environ["IPROF_DATABASE_URL"] = url  # the servers inherit it
             try:
-                outcome = run(args.kills, args.seed)
+                outcome = run(args.kills, args.seed, args.port)
             finally:
                 del os.environ["IPROF_DATABASE_URL"]
     report = {k: v for k, v in asdict(outcome).items() if k != "acknowledged"}

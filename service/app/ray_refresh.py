@@ -21,6 +21,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ def _connect(ray: Any, address: str | None) -> None:
         cpus = min(LOCAL_CPUS, os.cpu_count() or 1)
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         return
+    _say_token_auth_where_a_token_is()
     failure: list[BaseException] = []
 
     def connect() -> None:
@@ -60,13 +62,36 @@ def _connect(ray: Any, address: str | None) -> None:
     attempt.start()
     attempt.join(CONNECT_TIMEOUT_S)
     where = f"the Ray cluster at {address}"
-    advice = "is its head running, and the address right (ray://HEAD:10001 as a client)?"
+    advice = (
+        "is its head running, the address right (ray://HEAD:10001 as a client), and, where the"
+        " cluster uses token authentication, this machine's token in ~/.ray/auth_token or"
+        " RAY_AUTH_TOKEN?"
+    )
     if attempt.is_alive():
         raise RayUnavailable(f"could not reach {where} within {CONNECT_TIMEOUT_S:g} s: {advice}")
     if failure:
         error = failure[0]
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RayUnavailable(f"could not reach {where} ({reason}): {advice}") from None
+
+
+def _say_token_auth_where_a_token_is() -> None:
+    """Ray (2.52 on) turns token authentication on for a cluster started where a token exists
+    (``ray start`` makes one in ~/.ray/auth_token), and refuses a driver that does not send
+    it, retrying in silence until it gives up; a driver sends it only with RAY_AUTH_MODE=token.
+    So with a token at hand and no mode chosen, the mode is token: a cluster without
+    authentication accepts such a driver just the same."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the operator's choice
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    if os.environ.get("RAY_AUTH_TOKEN") or Path(token_file).is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:  # Ray read the mode when it was imported: reread, as its own token setup does
+            from ray._raylet import Config  # type: ignore[attr-defined]
+
+            Config.initialize("")
+        except (ImportError, AttributeError):  # a Ray without token authentication
+            pass
 
 
 class RefreshActor:
@@ -120,35 +145,61 @@ def refresh_on_ray(
         raise RayUnavailable(
             "--engine ray needs Ray: pip install 'interest-profiler[scale]'"
         ) from error
-    report = RefreshReport()
     if not user_ids:
-        return report
+        return RefreshReport()
     started_here = not ray.is_initialized()
     if started_here:
         _connect(ray, address or os.environ.get("RAY_ADDRESS") or None)
     try:
-        # The refresh draws its own progress bar and prints its own summary.
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        count, per_batch, gpus = plan_actors(len(user_ids), ray.cluster_resources(), actors)
-        log.info(
-            "ray refresh: %d users, %d actors, %d users a batch", len(user_ids), count, per_batch
-        )
-        results = ray.data.from_items([{"user_id": user} for user in user_ids]).map_batches(
-            RefreshActor,
-            fn_constructor_kwargs={"settings": _portable(settings), "force": force},
-            batch_size=per_batch,
-            compute=ray.data.ActorPoolStrategy(size=count),
-            num_cpus=0 if gpus else 1,
-            num_gpus=gpus,
-        )
-        for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
-            _add(report, batch)
+        if _is_ray_client(ray):
+            # Ray Data does not run through a Ray client (ray://): the dataset is driven by a
+            # task on the cluster instead, and its report comes back whole at the end.
+            drive = ray.remote(num_cpus=0)(_refresh_with_dataset)
+            found = ray.get(drive.remote(_portable(settings), list(user_ids), force, actors))
             if on_progress:
-                on_progress(int(batch["users"].sum() + batch["unknown_users"].sum()))
+                on_progress(found.users + found.unknown_users)
+            return found
+        return _refresh_with_dataset(_portable(settings), user_ids, force, actors, on_progress)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _is_ray_client(ray: Any) -> bool:
+    """Whether this process is connected through a Ray client (a ray:// address)."""
+    return bool(ray.util.client.ray.is_connected())
+
+
+def _refresh_with_dataset(
+    settings: dict[str, Any],
+    user_ids: Sequence[str],
+    force: bool,
+    actors: int | None,
+    on_progress: Callable[[int], None] | None = None,
+) -> RefreshReport:
+    """The users handed, a batch at a time, to a pool of refresh actors (Ray Data); in a
+    driver on the cluster (a node of it, or a task when the caller is a Ray client)."""
+    import ray
+    import ray.data
+
+    report = RefreshReport()
+    # The refresh draws its own progress bar and prints its own summary.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    count, per_batch, gpus = plan_actors(len(user_ids), ray.cluster_resources(), actors)
+    log.info("ray refresh: %d users, %d actors, %d users a batch", len(user_ids), count, per_batch)
+    results = ray.data.from_items([{"user_id": user} for user in user_ids]).map_batches(
+        RefreshActor,
+        fn_constructor_kwargs={"settings": settings, "force": force},
+        batch_size=per_batch,
+        compute=ray.data.ActorPoolStrategy(size=count),
+        num_cpus=0 if gpus else 1,
+        num_gpus=gpus,
+    )
+    for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+        _add(report, batch)
+        if on_progress:
+            on_progress(int(batch["users"].sum() + batch["unknown_users"].sum()))
     return report
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -11,6 +17,7 @@ from service.core.config import Settings
 from service.ingest.demo import demo_catalog, demo_users
 from service.ingest.demo_events import demo_events
 from service.store import Store
+from tests.fixtures.pg_server import free_port
 
 runner = CliRunner()
 
@@ -83,3 +90,50 @@ def test_a_wrong_cluster_address_fails_within_its_timeout_naming_it(monkeypatch,
     with pytest.raises(RayUnavailable, match=r"ray://127\.0\.0\.1:1.*ray://HEAD:10001"):
         refresh_on_ray(Settings(data_dir=tmp_path), ["someone"])
     assert time.monotonic() - started < CONNECT_TIMEOUT_S + 10
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A Ray head started as an operator starts one (`ray start --head`), with a client
+    server and token authentication: its token file, and its GCS and ray:// addresses.
+    Stopped with `ray stop` afterwards."""
+    pytest.importorskip("ray", reason="the scale extra (ray) is not installed")
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    port, client_port = free_port(), free_port()
+    start = [ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(port)]
+    start += ["--ray-client-server-port", str(client_port), "--include-dashboard", "false"]
+    start += ["--node-ip-address", "127.0.0.1"]  # this machine's loopback, whatever its IP
+    # With token authentication, as Ray (2.52 on) has it where a token exists: a token of
+    # this test's own, which the drivers find through RAY_AUTH_TOKEN_PATH.
+    token = tmp_path / "ray-token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "token"}
+    env["RAY_AUTH_TOKEN_PATH"] = str(token)
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield token, (f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}")
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_ray_refresh_runs_on_a_started_head_by_either_address(ray_head, tmp_path):
+    token, addresses = ray_head
+    store = Store(Settings(data_dir=tmp_path).database_path)
+    store.items.upsert(demo_catalog())
+    store.events.add(demo_events())
+    store.close()
+    # `iprof` in a process of its own, as an operator runs it (Ray keeps one token per
+    # process). Not told the mode: the refresh sees the token and sends it.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env |= {"IPROF_EMBED_MODEL": "hashing", "IPROF_DATA_DIR": str(tmp_path)}
+    env |= {"RAY_AUTH_TOKEN_PATH": str(token), "HF_HUB_OFFLINE": "1"}
+    iprof = str(Path(sys.executable).with_name("iprof"))
+    for address in addresses:  # RAY_ADDRESS, as `ray start` tells operators to set it
+        command = [iprof, "refresh", "--all", "--force", "--engine", "ray"]
+        done = subprocess.run(
+            command, env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{address}: {done.stdout} {done.stderr[-2000:]}"
+        summary = _summary(done.stdout)
+        assert summary[0].startswith(f"users: {len(demo_users())} refreshed, 0 unknown"), summary

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -22,6 +23,7 @@ from service.store import Store
 from service.store.users import USER_TABLES
 from tests.api.test_api import _error, _events, _items_body
 from tests.conftest import topic_items
+from tests.fixtures.pg_server import free_port
 
 # --- auth and limits -------------------------------------------------------------------------
 
@@ -146,9 +148,23 @@ def test_a_corrupt_or_mismatched_index_is_refused_at_start_with_a_message(settin
 @pytest.mark.slow
 def test_fuzzing_from_the_openapi_document_finds_no_5xx_and_no_schema_violation(tmp_path):
     with fuzz_api.fuzz_target(tmp_path) as app:
-        report = fuzz_api.fuzz(app, examples=15)
+        report = fuzz_api.fuzz(fuzz_api.app_schema(app), examples=15)
     assert report.failures == {}
     assert report.total >= 250
+
+
+@pytest.mark.slow
+def test_fuzzing_a_running_server_over_http_finds_no_5xx(tmp_path):
+    port = free_port()
+    with (
+        crash_test.running_server(tmp_path, port),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client,
+    ):
+        fuzz_api.seed(client)
+        schema = fuzz_api.deployment_schema(f"http://127.0.0.1:{port}", key=None)
+        report = fuzz_api.fuzz(schema, examples=3, key=None)
+    assert report.failures == {}
+    assert len(report.cases) >= 20  # every operation, both modes, reached over HTTP
 
 
 @pytest.mark.parametrize(

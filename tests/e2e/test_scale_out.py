@@ -18,7 +18,8 @@ import pytest
 
 from tests.api.test_api import _events, _items_body
 from tests.conftest import topic_items
-from tests.unit.app.test_cli import _free_port, _get
+from tests.fixtures.pg_server import free_port
+from tests.unit.app.test_cli import _get
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ def two_instances(pg_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, h
     servers, clients = [], []
     try:
         for name in ("a", "b"):
-            port = _free_port()
+            port = free_port()
             env = {
                 **os.environ,
                 "IPROF_DATABASE_URL": pg_url,

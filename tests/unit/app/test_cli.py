@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from scripts import build_index as build_index_script
 from service.app.cli import app
 from service.ingest.demo import demo_users
+from tests.fixtures.pg_server import free_port
 
 runner = CliRunner()
 
@@ -129,12 +130,6 @@ def test_refresh_leaves_every_user_ready_for_fast_requests(hashing):
     store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
@@ -147,7 +142,7 @@ def _get(url: str) -> int:
 def test_serve_runs_workers_on_their_own_sockets_and_stops_cleanly(tmp_path):
     # The bundled embedder, whose loading draws a progress bar in each worker: a bar's lock
     # used to be a semaphore that the stopped workers leaked.
-    port = _free_port()
+    port = free_port()
     iprof = str(Path(sys.executable).with_name("iprof"))
     command = [iprof, "serve", "--workers", "2", "--port", str(port)]
     log = (tmp_path / "serve.log").open("w")
@@ -171,7 +166,7 @@ def test_serve_runs_workers_on_their_own_sockets_and_stops_cleanly(tmp_path):
 
 @pytest.mark.slow
 def test_serve_workers_stop_when_the_parent_is_killed_outright(hashing):
-    port = _free_port()
+    port = free_port()
     iprof = str(Path(sys.executable).with_name("iprof"))
     command = [iprof, "serve", "--workers", "2", "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
