@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import re
 import statistics
@@ -160,6 +161,7 @@ def figures(name: str, summaries: list[Summary], windows: list[Window], seconds:
         "summarizer": name,
         "windows": len(summaries),
         "own_share": round(len(own) / len(summaries), 3),
+        "own_share_interval": wilson_interval(len(own), len(summaries)),
         "own": len(own),
         "own_summary_rebuilt": rebuilt,
         "label_match_share": round(sum(matches) / max(1, len(matches)), 3),
@@ -170,6 +172,17 @@ def figures(name: str, summaries: list[Summary], windows: list[Window], seconds:
         "fallback_reasons": dict(reasons.most_common()),
         "dropped_interests": dict(dropped.most_common()),
     }
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a share: honest near 0 and 1, where pass rates are."""
+    if trials == 0:
+        return (0.0, 1.0)
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
+    half /= 1 + z * z / trials
+    return (round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3))
 
 
 # Why a passing answer's summary was replaced by one built from its labels.
@@ -245,9 +258,11 @@ def print_table(rows: list[dict]) -> None:
         )
     for r in rows:
         if r["summarizer"] != "extractive" and "own" in r:
+            low, high = r["own_share_interval"]
             print(
-                f"{r['summarizer']}: {r['own']}/{r['windows']} passed; of those "
-                f"{r['own_summary_rebuilt']} had the summary rebuilt from the labels"
+                f"{r['summarizer']}: {r['own']}/{r['windows']} passed (95% interval "
+                f"{low:.1%}-{high:.1%}); of those {r['own_summary_rebuilt']} had the summary "
+                "rebuilt from the labels"
             )
         if r["fallback_reasons"] or r["dropped_interests"]:
             print(f"{r['summarizer']}: fallbacks {r['fallback_reasons']}")
@@ -260,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--quant", default="nf4")
+    parser.add_argument("--backend", default="auto", help="IPROF_LLM_BACKEND: auto, llama-cpp, ...")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=Path("./data"))  # converted models
@@ -285,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         llm_model=model,
         llm_quant=args.quant,
+        llm_backend=args.backend,
         llm_batch_size=args.batch_size,
         llm_max_new_tokens=args.max_new_tokens,
         llm_timeout_s=600,
@@ -300,9 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     if done < len(windows):  # the same windows side by side
         rows.append(figures(f"extractive, first {done}", extractive[:done], windows, 0.0))
         rows[-1]["seconds_per_window"] = rows[0]["seconds_per_window"]
-    rows.append(
-        figures(f"llm ({llm.describe()['model']}, {args.quant})", results["llm"], windows, seconds)
-    )
+    described = llm.describe()
+    label = f"llm ({described['model']}, {described.get('engine')}, {described['quantization']})"
+    rows.append(figures(label, results["llm"], windows, seconds))
     llm_row = rows[-1]
     llm_row.update(agreement(results["llm"], results["extractive"]))
     if args.demo and done > movielens_count:  # each source of windows on its own row too

@@ -214,6 +214,10 @@ def _profile_everyone(services: Services) -> None:
         if made
         else f"profiles: {len(users)} users, all up to date"
     )
+    if report.fallbacks:
+        fell_back = sum(report.fallbacks.values())
+        typer.echo(f"  {fell_back} of them got the extractive profile instead of the LLM's:")
+        _echo_fallbacks(report)
 
 
 @app.command("build-index")
@@ -299,6 +303,12 @@ def refresh(
         f"windows generated: {report.windows_generated}; "
         f"fell back: {sum(report.fallbacks.values())}"
     )
+    _echo_fallbacks(report)
+
+
+def _echo_fallbacks(report: RefreshReport) -> None:
+    """A line per reason a window fell back, most frequent first (the reason names the setting
+    to change where one would help)."""
     for reason, count in report.fallbacks.most_common():
         typer.echo(f"  {count:6}  {reason}")
 

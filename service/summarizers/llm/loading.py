@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from service.core.config import LLMSettings
@@ -10,6 +11,23 @@ from service.summarizers.llm.bundled import BundledModelError, resolve_model
 
 class ModelLoadError(RuntimeError):
     pass
+
+
+class _NoHubKernelWarning(logging.Filter):
+    """On CPUs with AVX512-BF16, bitsandbytes tries to fetch a faster 4-bit kernel from the
+    Hugging Face hub (through the ``kernels`` package) and, offline, warns twice: "Skipping
+    publisher trust check ..." and "Failed to load CPU gemm_4bit_forward ... pip install
+    kernels". Models load from local paths here, never from a hub, and bitsandbytes goes on with
+    its own kernels: the warnings read like a broken install and are not one, so they go."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "gemm_4bit_forward" not in message and "quantization-bitsandbytes" not in message
+
+
+# Before bitsandbytes is imported: the warnings are logged at its import.
+for _logger in ("bitsandbytes.backends.cpu.ops", "kernels._internals.hf_hub"):
+    logging.getLogger(_logger).addFilter(_NoHubKernelWarning())
 
 
 def quantization_config(quantization: str, on_gpu: bool) -> Any:

@@ -60,6 +60,7 @@ class Generation:
 
 class LLMSummarizer:
     name = "llm"
+    engine = "transformers"  # what runs the model (llm.llamacpp's subclass: llama.cpp)
     problem: str | None = None  # loaded: the model is there
 
     def __init__(
@@ -74,7 +75,7 @@ class LLMSummarizer:
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_name(str(llm.model))
-        self.quantization = llm.quant
+        self.quantization: str = llm.quant
         self.fallback = fallback
         self.template = template or load_template(PROMPT_NAME)
         self.max_new_tokens = llm.max_new_tokens
@@ -103,6 +104,7 @@ class LLMSummarizer:
             "summarizer": self.name,
             "model": self.model_id,
             "quantization": self.quantization,
+            "engine": self.engine,
             "prompt_template": f"{self.template.name}@{self.template.hash}",
             "answer_rules": ANSWER_RULES,
         }
@@ -153,6 +155,14 @@ class LLMSummarizer:
             elapsed_ms = (time.perf_counter() - started) * 1000 / len(batch)
             for index, output in zip(batch, outputs, strict=True):
                 generations[index], durations[index] = output, elapsed_ms
+            # Progress: on a CPU a batch takes a while, and a refresh round is many batches.
+            log.info(
+                "LLM (%s): %d of %d windows written, %.1f s a window",
+                self.engine,
+                len(generations),
+                len(windows),
+                elapsed_ms / 1000,
+            )
         if len(generations) != len(windows):  # the Summarizer contract: one per window, in order
             raise RuntimeError(f"{len(generations)} generations for {len(windows)} windows")
         return [
@@ -183,21 +193,24 @@ class LLMSummarizer:
             processors.append(
                 constrained_logits(self.token_texts(), grammars, prompt_length, self.max_new_tokens)
             )
+        # The limit is per window: a batch of n windows may take n times it (a batch shares
+        # its steps, so it usually takes far less).
+        limit = self.timeout_s * len(texts)
         started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
                 **encoded,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
-                max_time=self.timeout_s,  # stops generating, keeps what it has
+                max_time=limit,  # stops generating, keeps what it has
                 logits_processor=processors,
                 **self._length_limits(json_end),
             )
         confidences = [
             processors[0].summary_logprobs[row] if processors else [] for row in range(len(texts))
         ]
-        timed_out = time.perf_counter() - started >= self.timeout_s
-        late = f"generation ran past its time limit ({self.timeout_s:g} s)"
+        timed_out = time.perf_counter() - started >= limit
+        late = late_reason(self.timeout_s, len(texts))
         # Rows whose answer closed before the limit keep it; only the unfinished ones failed.
         failures = [late if timed_out and not s.closed else None for s in json_end.scanners]
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
@@ -279,6 +292,15 @@ class LLMSummarizer:
         return Summary(parsed.summary, parsed.interests, provenance)
 
 
+def late_reason(timeout_s: float, rows: int) -> str:
+    """The fallback reason of a window whose answer was not closed in time."""
+    batch = f", {timeout_s * rows:g} s for its batch of {rows}" if rows > 1 else ""
+    return (
+        f"generation ran past its time limit ({timeout_s:g} s a window{batch}): "
+        "raise IPROF_LLM_TIMEOUT_S"
+    )
+
+
 def _check_confidence(generation: Generation) -> None:
     """A summary whose words the model did not want (the grammar chose them) is not its own."""
     mean = generation.summary_logprob
@@ -298,9 +320,15 @@ class UnavailableLLM:
     problem: str | None  # set to the load error
 
     def __init__(
-        self, model_id: str, quantization: str, problem: str, fallback: ExtractiveSummarizer
+        self,
+        model_id: str,
+        quantization: str,
+        problem: str,
+        fallback: ExtractiveSummarizer,
+        engine: str = LLMSummarizer.engine,
     ):
         self.model_id, self.quantization, self.problem = model_id, quantization, problem
+        self.engine = engine
         self.fallback = fallback
         template = load_template(PROMPT_NAME)
         self.prompt_template = f"{template.name}@{template.hash}"
@@ -313,6 +341,7 @@ class UnavailableLLM:
             "summarizer": self.name,
             "model": self.model_id,
             "quantization": self.quantization,
+            "engine": self.engine,
             "prompt_template": self.prompt_template,
             "answer_rules": ANSWER_RULES,
         }
