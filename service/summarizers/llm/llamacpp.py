@@ -272,6 +272,8 @@ def gguf_file(model_id: str) -> Path:
         path = bundled.gguf_path() if bundled else Path(model_id)
     except BundledModelError as error:
         raise ModelLoadError(str(error)) from error
+    if path.suffix == ".gguf" and not path.is_file():
+        raise ModelLoadError(f"IPROF_LLM_MODEL={model_id!r}: no such GGUF file")
     if path.suffix != ".gguf" or not path.is_file():
         raise ModelLoadError(
             f"IPROF_LLM_BACKEND=llama-cpp runs GGUF files: IPROF_LLM_MODEL={model_id!r} is "
